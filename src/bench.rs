@@ -1,0 +1,1 @@
+//! `webvlm bench`: memory bandwidth, GEMV throughput, decode speed.

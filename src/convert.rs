@@ -1,0 +1,1 @@
+//! `webvlm convert`: any supported checkpoint in, manifest + safetensors shards out.

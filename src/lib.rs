@@ -1,0 +1,30 @@
+//! webvlm: quantized LLaVA-family vision-language models in the browser.
+//!
+//! Map of the crate (see `docs/ARCHITECTURE.md`):
+//! - [`io`]: checkpoint readers (HF safetensors, GGUF, converted shards) behind one
+//!   [`io::WeightSource`] trait with HF tensor names.
+//! - [`quant`]: the weight formats (f32, f16, INT8, INT4) and RTN quantization.
+//! - [`kernels`]: CPU matrix-vector / matrix-matrix kernels, scalar reference + SIMD.
+//! - [`model`]: the Llama-family decoder, written once for every weight format.
+//! - [`tokenizer`], [`chat`], [`sampler`]: text in, text out.
+//! - [`engine`]: the generation loop (prefill, decode, KV cache, stop), step by step.
+//! - `convert`, `bench` (native) and `wasm` (browser) are the entry points.
+
+pub mod chat;
+pub mod engine;
+pub mod error;
+pub mod io;
+pub mod kernels;
+pub mod model;
+pub mod quant;
+pub mod sampler;
+pub mod tokenizer;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use error::{Error, Result};

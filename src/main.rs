@@ -1,0 +1,4 @@
+//! The `webvlm` command line: convert, generate, bench.
+fn main() {
+    println!("webvlm");
+}

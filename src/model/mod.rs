@@ -1,0 +1,2 @@
+//! Models. One Llama-family decoder for every weight format.
+pub mod config;
