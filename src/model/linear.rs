@@ -5,7 +5,7 @@ use super::LoadOptions;
 use crate::error::{Error, Result};
 use crate::io::{TensorData, WeightSource};
 use crate::kernels;
-use crate::quant::QTensor;
+use crate::quant::{QTensor, WeightFormat, INT4_GROUPS};
 
 /// `nn.Linear`: weight `[out, in]` in a runtime format, optional bias `[out]`.
 #[derive(Clone, Debug)]
@@ -66,14 +66,28 @@ pub fn load_matrix(
         return Err(Error::Shape(format!("`{name}` is {:?}, the config needs [{rows}, {cols}]", t.shape)));
     }
     let requant = |dense: Vec<f32>, fmt| {
-        QTensor::quantize(&dense, rows, cols, fmt).map_err(|e| Error::Shape(format!("`{name}`: {e}")))
+        QTensor::quantize(&dense, rows, cols, fit_format(fmt, cols))
+            .map_err(|e| Error::Shape(format!("`{name}`: {e}")))
     };
     match (t.data, opts.weights) {
         (TensorData::Quant(q), None) => Ok(q),
-        (TensorData::Quant(q), Some(fmt)) if q.format() == fmt => Ok(q),
+        (TensorData::Quant(q), Some(fmt)) if q.format() == fit_format(fmt, cols) => Ok(q),
         (TensorData::Quant(q), Some(fmt)) => requant(q.dequantize(), fmt),
         (TensorData::F32(v), None) => Ok(QTensor { rows, cols, data: crate::quant::QData::F32(v) }),
         (TensorData::F32(v), Some(fmt)) => requant(v, fmt),
+    }
+}
+
+/// `fmt`, or for INT4 whose group does not divide `cols` the largest group that does (INT8
+/// if none does), the same fallback `webvlm convert` applies.
+pub fn fit_format(fmt: WeightFormat, cols: usize) -> WeightFormat {
+    match fmt {
+        WeightFormat::Int4 { group, sym } if cols % group != 0 => INT4_GROUPS
+            .iter()
+            .rev()
+            .find(|&&g| cols % g == 0)
+            .map_or(WeightFormat::Int8, |&g| WeightFormat::Int4 { group: g, sym }),
+        f => f,
     }
 }
 
