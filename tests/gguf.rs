@@ -49,7 +49,7 @@ fn metadata_values_and_alignment() {
     assert_eq!(h.version, 3);
     assert_eq!(h.alignment, 64);
     assert_eq!(h.data_offset % 64, 0);
-    assert!(h.tensors.iter().all(|t| (t.offset - h.data_offset) % 64 == 0));
+    assert!(h.tensors.iter().all(|t| (t.offset - h.data_offset).is_multiple_of(64)));
     let m = |k: &str| h.get(k).unwrap_or_else(|| panic!("missing {k}")).clone();
     assert_eq!(m("test.u8"), MetaValue::U8(200));
     assert_eq!(m("test.i8"), MetaValue::I8(-100));
@@ -83,7 +83,7 @@ fn mini(n_tensors: u64, n_kv: u64, kvs: &[u8], tensors: &[u8], data: usize) -> V
     b.extend(n_kv.to_le_bytes());
     b.extend(kvs);
     b.extend(tensors);
-    while b.len() % 32 != 0 {
+    while !b.len().is_multiple_of(32) {
         b.push(0);
     }
     b.extend(vec![0u8; data]);

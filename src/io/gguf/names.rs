@@ -80,7 +80,7 @@ impl ArchNames {
 
 /// Rows per head for un-permuting `rows` rows over `n_head` heads, or a shape error.
 pub fn head_dim(rows: usize, n_head: usize, what: &str) -> Result<usize> {
-    if n_head == 0 || rows % (2 * n_head) != 0 {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) {
         return Err(Error::Shape(format!("{what}: cannot un-permute {rows} rows over {n_head} heads")));
     }
     Ok(rows / n_head)

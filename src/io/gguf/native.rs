@@ -21,7 +21,7 @@ pub fn to_qtensor(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option
     };
     let ts = ty.type_size();
     let blocks = rows.checked_mul(cols)? / 32;
-    if cols % 32 != 0 || data.len() != blocks * ts {
+    if !cols.is_multiple_of(32) || data.len() != blocks * ts {
         return None;
     }
     let mut q = Vec::with_capacity(blocks * 4); // [rows*cols/8] words
