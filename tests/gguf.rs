@@ -320,3 +320,34 @@ fn smollm2_native_int4_matches_f32_load() {
     let emb = native.weights.load("model.embed_tokens.weight").unwrap();
     assert!(matches!(emb.data, webvlm::io::TensorData::F32(_)));
 }
+
+fn kv_str(key: &str, val: &str) -> Vec<u8> {
+    let mut v = gstr(key);
+    v.extend(8u32.to_le_bytes());
+    v.extend(gstr(val));
+    v
+}
+
+#[test]
+fn incomplete_metadata_is_an_error() {
+    use webvlm::io::gguf::{open_bytes, OpenOptions};
+    let open = |kvs: &[Vec<u8>]| {
+        let buf = mini(0, kvs.len() as u64, &kvs.concat(), &[], 0);
+        match open_bytes(std::sync::Arc::new(buf), "meta.gguf", OpenOptions::default()) {
+            Ok(_) => panic!("incomplete metadata accepted"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = open(&[]);
+    assert!(e.contains("meta.gguf") && e.contains("general.architecture"), "{e}");
+    let arch = kv_str("general.architecture", "llama");
+    let e = open(std::slice::from_ref(&arch));
+    assert!(e.contains("meta.gguf") && e.contains("vocab"), "{e}");
+    let mut vocab = gstr("llama.vocab_size");
+    vocab.extend(4u32.to_le_bytes());
+    vocab.extend(10u32.to_le_bytes());
+    let e = open(&[arch.clone(), vocab.clone()]);
+    assert!(e.contains("llama.embedding_length"), "{e}");
+    let e = open(&[kv_str("general.architecture", "gptj")]);
+    assert!(e.contains("architecture `gptj`"), "{e}");
+}
