@@ -109,7 +109,7 @@ pub const TOKENIZER_JSON: &str = r#"{
     "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
     "vocab": {"a": 0, "b": 1, "c": 2, "Ġ": 3, "ab": 4, "abc": 5, "Ġa": 6, "Ġab": 7, "Ġabc": 8,
               "d": 9, "e": 10, "de": 11, "Ġde": 12, "<s>": 13, "</s>": 14, "<|im_end|>": 15},
-    "merges": ["a b", "ab c", "Ġ a", "Ġa b", "Ġab c", "d e", "Ġ de"]
+    "merges": ["Ġ a", "Ġa b", "Ġab c", "a b", "ab c", "d e", "Ġ de"]
   }
 }"#;
 
