@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use webvlm::convert::{convert, ConvertOptions, ConvertReport, WeightChoice};
 use webvlm::io::safetensors::Header;
-use webvlm::io::{Checkpoint, TensorData, WeightSource};
+use webvlm::io::{Checkpoint, TensorData};
 use webvlm::quant::{QData, WeightFormat};
 
 fn run(src: &Path, out: &Path, opts: &ConvertOptions) -> webvlm::Result<ConvertReport> {
@@ -28,7 +28,7 @@ fn opts(weights: WeightChoice) -> ConvertOptions {
     ConvertOptions { weights, ..ConvertOptions::default() }
 }
 
-fn hf_dir(name: &str) -> (std::path::PathBuf, BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
+fn hf_dir(name: &str) -> (std::path::PathBuf, Expected) {
     let dir = scratch(name);
     let expect = write_tiny_hf(&dir, 7);
     (dir, expect)
@@ -303,4 +303,49 @@ fn output_folder_rules() {
     assert!(e.unwrap_err().to_string().contains("48"));
     assert!("int3".parse::<WeightChoice>().is_err());
     assert_eq!("int4".parse::<WeightChoice>().unwrap(), WeightChoice::Int4);
+}
+
+#[test]
+fn hf_tokenizer_config_variants() {
+    use webvlm::io::hf::{tokenizer_spec, TokenizerFiles};
+    // Llama-3 style: no add_bos_token, but the post-processor template starts with BOS;
+    // template given as a named list; generation_config eos as a single int.
+    let mut tok: serde_json::Value = serde_json::from_str(TOKENIZER_JSON).unwrap();
+    tok["post_processor"] = serde_json::json!({"type": "Sequence", "processors": [
+        {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+        {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+         "pair": [], "special_tokens": {}}]});
+    let files = TokenizerFiles {
+        tokenizer_json: tok.to_string(),
+        tokenizer_config: Some(serde_json::json!({
+            "bos_token": {"content": "<s>"}, "eos_token": "<|im_end|>",
+            "chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]
+        })),
+        generation_config: Some(serde_json::json!({"eos_token_id": 14})),
+        ..TokenizerFiles::default()
+    };
+    let s = tokenizer_spec(files).unwrap();
+    assert!(s.add_bos);
+    assert_eq!((s.bos_id, s.eos_ids.clone()), (Some(13), vec![15, 14]));
+    assert_eq!(s.chat_template.as_deref(), Some("D"));
+    // Template only in chat_template.jinja / chat_template.json; vocab-only token; no BOS policy.
+    let files = TokenizerFiles {
+        tokenizer_json: TOKENIZER_JSON.to_string(),
+        tokenizer_config: Some(serde_json::json!({"bos_token": "ab", "eos_token": null})),
+        chat_template_jinja: Some("J".into()),
+        chat_template_json: Some(serde_json::json!({"chat_template": "K"})),
+        ..TokenizerFiles::default()
+    };
+    let s = tokenizer_spec(files).unwrap();
+    assert_eq!((s.bos_id, s.add_bos, s.eos_ids.is_empty()), (Some(4), false, true));
+    assert_eq!(s.chat_template.as_deref(), Some("J"));
+    let files = TokenizerFiles {
+        tokenizer_json: TOKENIZER_JSON.to_string(),
+        chat_template_json: Some(serde_json::json!({"chat_template": "K"})),
+        generation_config: Some(serde_json::json!({"eos_token_id": [-1]})),
+        ..TokenizerFiles::default()
+    };
+    assert!(tokenizer_spec(files).unwrap_err().to_string().contains("generation_config.json"));
+    let bad = TokenizerFiles { tokenizer_json: "{".into(), ..TokenizerFiles::default() };
+    assert!(tokenizer_spec(bad).unwrap_err().to_string().contains("tokenizer.json"));
 }

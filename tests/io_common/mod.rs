@@ -131,8 +131,11 @@ pub fn config_json() -> serde_json::Value {
     })
 }
 
+/// Tensor name → (shape, values a reader must return).
+pub type Expected = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Write the tiny checkpoint into `dir`; returns every tensor's expected f32 values.
-pub fn write_tiny_hf(dir: &Path, seed: u64) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+pub fn write_tiny_hf(dir: &Path, seed: u64) -> Expected {
     let mut rng = Rng::new(seed);
     let mut expect = BTreeMap::new();
     let mut encoded = Vec::new();
