@@ -31,7 +31,6 @@ pub enum GgmlType {
     Q4K,
     Q5K,
     Q6K,
-    Q8K,
     BF16,
 }
 
@@ -52,7 +51,6 @@ impl GgmlType {
             12 => Q4K,
             13 => Q5K,
             14 => Q6K,
-            15 => Q8K,
             30 => BF16,
             _ => return None,
         })
@@ -73,7 +71,6 @@ impl GgmlType {
             Q4K => "Q4_K",
             Q5K => "Q5_K",
             Q6K => "Q6_K",
-            Q8K => "Q8_K",
             BF16 => "BF16",
         }
     }
@@ -84,7 +81,7 @@ impl GgmlType {
         match self {
             F32 | F16 | BF16 => 1,
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => 32,
-            Q2K | Q3K | Q4K | Q5K | Q6K | Q8K => 256,
+            Q2K | Q3K | Q4K | Q5K | Q6K => 256,
         }
     }
 
@@ -104,14 +101,13 @@ impl GgmlType {
             Q4K => 144,
             Q5K => 176,
             Q6K => 210,
-            Q8K => 292,
         }
     }
 
     /// Bytes taken by `n` elements, `None` if `n` is not whole blocks or overflows.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        if n % bs != 0 {
+        if !n.is_multiple_of(bs) {
             return None;
         }
         (n / bs).checked_mul(self.type_size() as u64)
@@ -413,7 +409,7 @@ fn check_tensor(
         .iter()
         .try_fold(1u64, |a, &d| a.checked_mul(d))
         .ok_or_else(|| bad(format!("dims {dims:?} overflow")))?;
-    if dims[0] % ty.block_size() as u64 != 0 {
+    if !dims[0].is_multiple_of(ty.block_size() as u64) {
         return Err(bad(format!(
             "row length {} is not a multiple of the {} block size {}",
             dims[0],
@@ -422,7 +418,7 @@ fn check_tensor(
         )));
     }
     let nbytes = ty.bytes_for(numel).ok_or_else(|| bad(format!("dims {dims:?} overflow")))?;
-    if rel % alignment != 0 {
+    if !rel.is_multiple_of(alignment) {
         return Err(bad(format!("offset {rel} is not aligned to {alignment}")));
     }
     let offset = data_offset.checked_add(rel);
