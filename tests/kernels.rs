@@ -208,7 +208,7 @@ fn unavailable_path_is_an_error() {
 fn bench_int4_gemv_bar() {
     use webvlm::bench;
     let opts = bench::GemvOptions {
-        formats: vec![WeightFormat::Int4 { group: 64, sym: true }, WeightFormat::Int8],
+        formats: vec![WeightFormat::Int4 { group: 64, sym: true }],
         shapes: vec![(4096, 4096)],
         threads: vec![1],
         ..Default::default()

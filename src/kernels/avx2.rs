@@ -19,6 +19,10 @@ use std::arch::x86_64::*;
 /// Tokens processed per pass over a weight row.
 pub const TOK: usize = 4;
 
+/// Software prefetch distance in bytes ahead of the INT4 weight stream (rows are
+/// contiguous, so this reaches into the following rows; prefetches never fault).
+const PREFETCH: usize = 2048;
+
 /// Whether AVX2, FMA and F16C are all present.
 pub fn detected() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
@@ -192,6 +196,7 @@ macro_rules! int4_kernel {
             acc: &mut [__m256; T],
         ) {
             let mask = _mm256_set1_epi8(0x0F);
+            _mm_prefetch::<_MM_HINT_T0>(c.wp.add(p * 32 + PREFETCH) as *const i8);
             let v = _mm256_loadu_si256(c.wp.add(p * 32) as *const __m256i);
             let lo = _mm256_and_si256(v, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
