@@ -285,3 +285,13 @@ fn bench_kernel_l2() {
         }
     }
 }
+
+/// The full default benchmark (all formats and shapes, 1 and all threads): `--ignored --nocapture`.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+#[ignore]
+fn bench_full() {
+    let r = webvlm::bench::run(&webvlm::bench::GemvOptions::default());
+    webvlm::bench::print_report(&r);
+    println!("{}", serde_json::to_string(&r).unwrap());
+}

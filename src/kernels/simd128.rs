@@ -39,18 +39,7 @@ pub fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
         (QData::Int8 { q, scales }, Input::Q { a, .. }) => {
             for (i, o) in out.chunks_exact_mut(n).enumerate() {
                 let r = r0 + i;
-                let mut t = 0;
-                while t < n {
-                    let k = if t + TOK <= n { TOK } else { 1 };
-                    let qw = &q[r * c..(r + 1) * c];
-                    if k == TOK {
-                        o[t..t + k].copy_from_slice(&int8_row::<TOK>(qw, a, t));
-                    } else {
-                        o[t] = int8_row::<1>(qw, a, t)[0];
-                    }
-                    o[t..t + k].iter_mut().for_each(|v| *v *= scales[r]);
-                    t += k;
-                }
+                int8_tokens(&q[r * c..(r + 1) * c], scales[r], a, o);
             }
         }
         (QData::Int4 { group, q, scales, mins }, Input::Q { a, gcorr }) => {
@@ -61,18 +50,7 @@ pub fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
                 let r = r0 + i;
                 let wb: &[u8] = bytemuck::cast_slice(&q[r * c / 8..(r + 1) * c / 8]);
                 scales[r * gpr..(r + 1) * gpr].convert_to_f32_slice(&mut swf);
-                let sym = mins.is_none();
-                let mut t = 0;
-                while t < n {
-                    let k = if t + TOK <= n { TOK } else { 1 };
-                    match (k == TOK, sym) {
-                        (true, true) => o[t..t + k].copy_from_slice(&int4_row::<TOK, true>(wb, &swf, *group, a, t)),
-                        (true, false) => o[t..t + k].copy_from_slice(&int4_row::<TOK, false>(wb, &swf, *group, a, t)),
-                        (false, true) => o[t] = int4_row::<1, true>(wb, &swf, *group, a, t)[0],
-                        (false, false) => o[t] = int4_row::<1, false>(wb, &swf, *group, a, t)[0],
-                    }
-                    t += k;
-                }
+                int4_tokens(wb, &swf, *group, mins.is_none(), a, o);
                 if let Some(m) = mins {
                     m[r * gpr..(r + 1) * gpr].convert_to_f32_slice(&mut mf);
                     for (t, v) in o.iter_mut().enumerate() {
@@ -82,6 +60,36 @@ pub fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
             }
         }
         _ => unreachable!("input prepared for another format"),
+    }
+}
+
+/// Every token of `a` times one INT8 row `qw: [cols]` with row scale `sw`; `o: [n]`.
+fn int8_tokens(qw: &[i8], sw: f32, a: &ActQ, o: &mut [f32]) {
+    let mut t = 0;
+    while t < a.n {
+        let k = if t + TOK <= a.n { TOK } else { 1 };
+        if k == TOK {
+            o[t..t + k].copy_from_slice(&int8_row::<TOK>(qw, a, t));
+        } else {
+            o[t] = int8_row::<1>(qw, a, t)[0];
+        }
+        o[t..t + k].iter_mut().for_each(|v| *v *= sw);
+        t += k;
+    }
+}
+
+/// Every token of `a` times one INT4 row (without the asymmetric min term); `o: [n]`.
+fn int4_tokens(wb: &[u8], swf: &[f32], group: usize, sym: bool, a: &ActQ, o: &mut [f32]) {
+    let mut t = 0;
+    while t < a.n {
+        let k = if t + TOK <= a.n { TOK } else { 1 };
+        match (k == TOK, sym) {
+            (true, true) => o[t..t + k].copy_from_slice(&int4_row::<TOK, true>(wb, swf, group, a, t)),
+            (true, false) => o[t..t + k].copy_from_slice(&int4_row::<TOK, false>(wb, swf, group, a, t)),
+            (false, true) => o[t] = int4_row::<1, true>(wb, swf, group, a, t)[0],
+            (false, false) => o[t] = int4_row::<1, false>(wb, swf, group, a, t)[0],
+        }
+        t += k;
     }
 }
 
