@@ -81,6 +81,7 @@ fn simd_paths_match_scalar() {
     assert!(isas.contains(&Isa::Scalar));
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     assert!(isas.contains(&Isa::Simd128), "simd128 build must test its SIMD path");
+    let mut worst = vec![0f32; isas.len()];
     for fmt in formats() {
         for (rows, cols) in shapes(fmt, &mut rng) {
             let w = QTensor::quantize(&rng.data(rows * cols, 0.0), rows, cols, fmt).unwrap();
@@ -88,15 +89,17 @@ fn simd_paths_match_scalar() {
                 let x = rng.data(n * cols, offset);
                 let mut want = vec![0f32; n * rows];
                 kernels::matmul_with(Isa::Scalar, &w, &x, n, &mut want).unwrap();
-                for &isa in &isas {
+                for (k, &isa) in isas.iter().enumerate() {
                     let mut got = vec![0f32; n * rows];
                     kernels::matmul_with(isa, &w, &x, n, &mut got).unwrap();
                     let e = rel_err(&got, &want);
                     assert!(e <= 1e-5, "{isa:?} {} [{rows}, {cols}] n={n}: rel err {e}", fmt.name());
+                    worst[k] = worst[k].max(e);
                 }
             }
         }
     }
+    println!("worst normalized error per path: {:?}", isas.iter().zip(&worst).collect::<Vec<_>>());
 }
 
 #[test]
@@ -199,9 +202,9 @@ fn unavailable_path_is_an_error() {
     assert!(e.to_string().contains("unsupported"), "{e}");
 }
 
-/// The performance bar (run with `--ignored --nocapture` on a quiet machine): INT4 sym g64
-/// GEMV at 4096×4096 on one thread reads weights at ≥ 60% of the single-thread read
-/// bandwidth, with a working set ≥ 4× the last-level cache.
+/// The performance bar (`--ignored --nocapture`): INT4 sym g64 GEMV at 4096×4096 on one
+/// thread reads weights at ≥ 60% of the single-thread read bandwidth, with a working set
+/// ≥ 4× the last-level cache, on every SIMD path.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 #[ignore]
@@ -218,11 +221,15 @@ fn bench_int4_gemv_bar() {
         };
         let r = bench::run(&opts);
         bench::print_report(&r);
+        // On a shared machine the on-CPU ratio is the one an idle machine would show.
+        let g = &r.gemv[0];
+        let ratio = g.ratio_on_cpu.unwrap_or(g.ratio_to_read_1t);
+        assert!(ratio >= 0.6, "INT4 GEMV on {isa:?} at {ratio:.2} of the read bandwidth");
         if isa == Isa::best() {
-            best = r.gemv[0].ratio_to_read_1t;
+            best = ratio;
         }
     }
-    assert!(best >= 0.6, "INT4 GEMV on {:?} at {best:.2} of the read bandwidth", Isa::best());
+    println!("best path {:?}: {best:.2} of the single-thread read bandwidth", Isa::best());
 }
 
 /// In-cache GEMV throughput (compute bound), for tuning: `--ignored --nocapture`.
@@ -291,7 +298,14 @@ fn bench_kernel_l2() {
 #[test]
 #[ignore]
 fn bench_full() {
-    let r = webvlm::bench::run(&webvlm::bench::GemvOptions::default());
+    let mut opts = webvlm::bench::GemvOptions::default();
+    if let Ok(v) = std::env::var("BENCH_SHAPE") {
+        let (r, c) = v.split_once('x').unwrap();
+        opts.shapes = vec![(r.parse().unwrap(), c.parse().unwrap())];
+        opts.threads = vec![1];
+        opts.formats.truncate(2);
+    }
+    let r = webvlm::bench::run(&opts);
     webvlm::bench::print_report(&r);
     println!("{}", serde_json::to_string(&r).unwrap());
 }

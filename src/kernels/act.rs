@@ -36,10 +36,8 @@ pub struct ActQ {
     pub s: Vec<f32>,
     /// `[n, nb]` block sums `Σ q_a`.
     pub sum: Vec<i32>,
-    /// `[n, nb*4]`: block `b`'s scale repeated 4 times (one 128-bit lane per block).
-    pub s4: Vec<f32>,
-    /// `[n, nb*4]`: `[-8 * sum_b, 0, 0, 0]` per block, the symmetric INT4 zero-point term
-    /// (`Σ (q_w - 8) q_a = Σ q_w q_a - 8 Σ q_a`), added to one i32 lane per block.
+    /// `[n, nb*4]`: `[-8 * sum_b, 0, 0, 0]` per block, the INT4 zero point in integers
+    /// (`Σ (q_w - 8) q_a = Σ q_w q_a - 8 Σ q_a`), added to one i32 lane of 4 per block.
     pub zp4: Vec<i32>,
 }
 
@@ -57,7 +55,6 @@ impl ActQ {
             qq: vec![0; n * nb * BLOCK],
             s: vec![0.0; n * nb],
             sum: vec![0; n * nb],
-            s4: vec![0.0; n * nb * 4],
             zp4: vec![0; n * nb * 4],
         };
         for t in 0..n {
@@ -95,7 +92,6 @@ impl ActQ {
         }
         self.s[tb] = s;
         self.sum[tb] = sum;
-        self.s4[tb * 4..tb * 4 + 4].fill(s);
         self.zp4[tb * 4] = -8 * sum;
     }
 
@@ -117,15 +113,13 @@ impl ActQ {
     pub fn sum_tok(&self, t: usize) -> &[i32] {
         &self.sum[t * self.nb..(t + 1) * self.nb]
     }
-    pub fn s4_tok(&self, t: usize) -> &[f32] {
-        &self.s4[t * self.nb * 4..(t + 1) * self.nb * 4]
-    }
     pub fn zp4_tok(&self, t: usize) -> &[i32] {
         &self.zp4[t * self.nb * 4..(t + 1) * self.nb * 4]
     }
 
-    /// `[n, cols/group]`: `Σ_{b in group} s_a[b] * sum[b]`, the asymmetric INT4 min term
-    /// (`y += Σ_g min[g] * corr[g]`). `group` must be a multiple of 32 dividing `cols`.
+    /// `[n, cols/group]`: `Σ_{b in group} s_a[b] * sum[b]`, for the asymmetric INT4 offset
+    /// term `y += Σ_g (min[g] + 8 s_w[g]) * corr[g]`. `group` must be a multiple of 32
+    /// dividing `cols`.
     pub fn group_corr(&self, group: usize) -> Vec<f32> {
         let per = group / BLOCK;
         (0..self.n)

@@ -33,7 +33,7 @@ pub enum Input<'a> {
     /// `x: [n, cols]` for f32 / f16 weights.
     F32 { x: &'a [f32], n: usize },
     /// Quantized activations for INT8 / INT4 weights, and for asymmetric INT4 the per-group
-    /// min term `[n, cols/group]` ([`ActQ::group_corr`]).
+    /// offset term `[n, cols/group]` ([`ActQ::group_corr`]; empty otherwise).
     Q { a: ActQ, gcorr: Vec<f32> },
 }
 

@@ -50,9 +50,11 @@ pub fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
                 let r = r0 + i;
                 let wb: &[u8] = bytemuck::cast_slice(&q[r * c / 8..(r + 1) * c / 8]);
                 scales[r * gpr..(r + 1) * gpr].convert_to_f32_slice(&mut swf);
-                int4_tokens(wb, &swf, *group, mins.is_none(), a, o);
+                int4_tokens(wb, &swf, *group, a, o);
                 if let Some(m) = mins {
+                    // asymmetric offset term Σ_g (min + 8 s_w) * gcorr[g]
                     m[r * gpr..(r + 1) * gpr].convert_to_f32_slice(&mut mf);
+                    mf.iter_mut().zip(&swf).for_each(|(k, s)| *k += 8.0 * s);
                     for (t, v) in o.iter_mut().enumerate() {
                         *v += mf.iter().zip(&gcorr[t * gpr..(t + 1) * gpr]).map(|(a, b)| a * b).sum::<f32>();
                     }
@@ -78,18 +80,17 @@ fn int8_tokens(qw: &[i8], sw: f32, a: &ActQ, o: &mut [f32]) {
     }
 }
 
-/// Every token of `a` times one INT4 row (without the asymmetric min term); `o: [n]`.
-fn int4_tokens(wb: &[u8], swf: &[f32], group: usize, sym: bool, a: &ActQ, o: &mut [f32]) {
+/// Every token of `a` times one INT4 row (without the asymmetric offset term); `o: [n]`.
+fn int4_tokens(wb: &[u8], swf: &[f32], group: usize, a: &ActQ, o: &mut [f32]) {
     let mut t = 0;
     while t < a.n {
-        let k = if t + TOK <= a.n { TOK } else { 1 };
-        match (k == TOK, sym) {
-            (true, true) => o[t..t + k].copy_from_slice(&int4_row::<TOK, true>(wb, swf, group, a, t)),
-            (true, false) => o[t..t + k].copy_from_slice(&int4_row::<TOK, false>(wb, swf, group, a, t)),
-            (false, true) => o[t] = int4_row::<1, true>(wb, swf, group, a, t)[0],
-            (false, false) => o[t] = int4_row::<1, false>(wb, swf, group, a, t)[0],
+        if t + TOK <= a.n {
+            o[t..t + TOK].copy_from_slice(&int4_row::<TOK>(wb, swf, group, a, t));
+            t += TOK;
+        } else {
+            o[t] = int4_row::<1>(wb, swf, group, a, t)[0];
+            t += 1;
         }
-        t += k;
     }
 }
 
@@ -114,8 +115,8 @@ fn dot_i8x16x2(a: v128, b: v128, c: v128, d: v128) -> v128 {
 }
 
 /// Tokens `t0 .. t0+T` times one INT4 row `wb: [cols/2]` with f32 scales `swf`
-/// (without the asymmetric min term).
-fn int4_row<const T: usize, const SYM: bool>(wb: &[u8], swf: &[f32], group: usize, a: &ActQ, t0: usize) -> [f32; T] {
+/// (without the asymmetric offset term). The zero point is subtracted in integers.
+fn int4_row<const T: usize>(wb: &[u8], swf: &[f32], group: usize, a: &ActQ, t0: usize) -> [f32; T] {
     let nb = a.nb;
     assert!(wb.len() >= nb * 16 && swf.len() * group >= nb * BLOCK);
     let mask = u8x16_splat(0x0F);
@@ -131,11 +132,8 @@ fn int4_row<const T: usize, const SYM: bool>(wb: &[u8], swf: &[f32], group: usiz
             let qp = &a.qp_tok(tt)[..nb * BLOCK];
             // SAFETY: even/odd + 16 <= nb*32 = qp.len() by construction of the pair layout.
             let (ae, ao) = unsafe { (load(qp.as_ptr().add(even) as *const u8), load(qp.as_ptr().add(odd) as *const u8)) };
-            let mut d = dot_i8x16x2(lo, ae, hi, ao);
-            if SYM {
-                let zp = &a.zp4_tok(tt)[b * 4..b * 4 + 4];
-                d = i32x4_add(d, i32x4(zp[0], zp[1], zp[2], zp[3]));
-            }
+            let zp = &a.zp4_tok(tt)[b * 4..b * 4 + 4];
+            let d = i32x4_add(dot_i8x16x2(lo, ae, hi, ao), i32x4(zp[0], zp[1], zp[2], zp[3]));
             let s = f32x4_splat(sw * a.s_tok(tt)[b]);
             acc[t] = f32x4_add(acc[t], f32x4_mul(f32x4_convert_i32x4(d), s));
         }
