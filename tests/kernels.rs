@@ -272,8 +272,12 @@ fn bench_act_quant() {
 #[test]
 #[ignore]
 fn bench_kernel_l2() {
-    let (rows, cols) = (64, 4096);
-    for fmt in [WeightFormat::Int4 { group: 64, sym: true }, WeightFormat::Int4 { group: 32, sym: false }, WeightFormat::Int8] {
+    for (rows, cols, fmt) in [
+        (64, 4096, WeightFormat::Int4 { group: 64, sym: true }),
+        (64, 4096, WeightFormat::Int4 { group: 32, sym: false }),
+        (64, 4096, WeightFormat::Int8),
+        (18, 14336, WeightFormat::Int4 { group: 64, sym: true }),
+    ] {
         let w = webvlm::bench::random_weights(fmt, rows, cols, 3);
         let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
         let inp = kernels::prepare(&w, &x, 1);
@@ -288,7 +292,7 @@ fn bench_kernel_l2() {
                 best = best.min(t.elapsed().as_secs_f64() / 100.0);
             }
             let gbs = w.nbytes() as f64 / best / 1e9;
-            println!("{isa:?} {}: {:.2} us, {gbs:.1} GB/s from L2", fmt.name(), best * 1e6);
+            println!("{isa:?} {} [{rows}, {cols}]: {:.2} us, {gbs:.1} GB/s from L2", fmt.name(), best * 1e6);
         }
     }
 }
