@@ -38,6 +38,7 @@ struct QuadCtx<const T: usize> {
 /// One quad of blocks (64 packed bytes) times every token into `acc`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
 #[inline]
+#[allow(clippy::needless_range_loop)] // t indexes several per-token arrays
 unsafe fn quad<const T: usize>(c: &QuadCtx<T>, q: usize, acc: &mut [__m512; T]) {
     let mask = _mm512_set1_epi8(0x0F);
     let v = _mm512_loadu_si512(c.wp.add(q * 64) as *const __m512i);

@@ -4,8 +4,10 @@
 //! scale per block, round-to-nearest of `x / (absmax/127)`, see [`act`]) and accumulate
 //! integer dot products per block, as llama.cpp does (`ggml_vec_dot_q4_0_q8_0`); f32 and f16
 //! weights multiply f32 activations. The scalar reference in [`scalar`] defines the exact
-//! arithmetic; SIMD paths ([`avx2`] natively, chosen by runtime detection, and [`simd128`] in
-//! wasm, chosen by `cfg(target_feature = "simd128")`) must equal it within 1e-5 relative.
+//! arithmetic; SIMD paths must equal it within 1e-5 relative: natively [`avx2`] (AVX2+FMA+F16C,
+//! optionally AVX-VNNI) and [`avx512`] (AVX-512 VNNI, INT4 only), chosen by runtime detection
+//! ([`Isa::best`]); in wasm [`simd128`], chosen by `cfg(target_feature = "simd128")`. Every
+//! path is public through [`matmul_with`] / [`rows_on`] so tests can compare them.
 //!
 //! Work is split over output rows: natively with rayon (the global pool, whose size the
 //! caller may set), in chunks of whole rows. On wasm32 without atomics rayon's global pool
