@@ -297,7 +297,9 @@ fn bench_kernel_l2() {
     }
 }
 
-/// The full default benchmark (all formats and shapes, 1 and all threads): `--ignored --nocapture`.
+/// The full default benchmark (all formats and shapes, 1 and all threads): `--ignored
+/// --nocapture`. `BENCH_SHAPE=ROWSxCOLS` narrows it to one shape, one thread and two
+/// formats; `BENCH_ISA=Avx2|AvxVnni|Avx512` picks the path.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 #[ignore]
@@ -308,6 +310,9 @@ fn bench_full() {
         opts.shapes = vec![(r.parse().unwrap(), c.parse().unwrap())];
         opts.threads = vec![1];
         opts.formats.truncate(2);
+    }
+    if let Ok(v) = std::env::var("BENCH_ISA") {
+        opts.isa = Isa::all_available().into_iter().find(|i| format!("{i:?}") == v).expect("BENCH_ISA");
     }
     let r = webvlm::bench::run(&opts);
     webvlm::bench::print_report(&r);
