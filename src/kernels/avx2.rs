@@ -6,8 +6,8 @@
 //! levels by the *signed* int8 activations with `_mm256_maddubs_epi16` (the activations are
 //! pre-arranged in the pair layout of [`super::act`] so one load matches each nibble half),
 //! summed to i32 with `_mm256_madd_epi16`, and accumulated in f32 with one scale per block.
-//! The symmetric zero point (`-8 Σ q_a`) is subtracted in integers; the asymmetric min term is
-//! a per-group dot product after the loop. Each unpacked weight block is reused for up to 4
+//! The zero point (`-8 Σ q_a`) is added in integers (from [`ActQ::zp4`]); the asymmetric
+//! offset term is a per-group dot product after the loop. Each unpacked weight block is reused for up to 4
 //! tokens ([`TOK`]) in `matmul`. INT8 uses the `sign_epi8` trick of `ggml_vec_dot_q8_0_q8_0`.
 //! Where AVX-VNNI exists, `vpdpbusd` replaces the `maddubs` + `madd` pair (same integers).
 use super::act::{ActQ, BLOCK};
@@ -19,25 +19,37 @@ use std::arch::x86_64::*;
 /// Tokens processed per pass over a weight row.
 pub const TOK: usize = 4;
 
+
 /// Whether AVX2, FMA and F16C are all present.
 pub fn detected() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-/// Whether AVX-VNNI is present too (the [`rows`] `vnni` variant).
+/// Whether AVX-VNNI is present too ([`Kern::Vnni`]).
 pub fn detected_vnni() -> bool {
     detected() && is_x86_feature_detected!("avxvnni")
 }
 
+/// Which integer dot-product instructions [`rows`] uses (all give the same integers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kern {
+    /// `maddubs` + `madd` (AVX2).
+    Avx2,
+    /// AVX-VNNI `vpdpbusd` on 256 bits.
+    Vnni,
+    /// INT4 on 512 bits with AVX-512 VNNI ([`super::avx512`]); other formats as `Avx2`.
+    Avx512,
+}
+
 /// Rows `r0 .. r0 + out.len()/n` of `W · x` for every token, `out: [nrows, n]`.
 ///
-/// `vnni`: use AVX-VNNI `vpdpbusd` for the integer dot products (same results).
+/// `k` picks the integer dot-product instructions.
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C ([`detected`]), and AVX-VNNI if `vnni`
-/// ([`detected_vnni`]).
+/// The CPU must support AVX2, FMA and F16C ([`detected`]), and AVX-VNNI for [`Kern::Vnni`]
+/// ([`detected_vnni`]), AVX-512 F/BW/VNNI for [`Kern::Avx512`] ([`super::avx512::detected`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32], vnni: bool) {
+pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32], k: Kern) {
     let n = inp.n();
     let c = w.cols;
     match (&w.data, inp) {
@@ -56,25 +68,27 @@ pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32], vnni: b
         (QData::Int8 { q, scales }, Input::Q { a, .. }) => {
             for (i, o) in out.chunks_exact_mut(n).enumerate() {
                 let r = r0 + i;
-                int8_row(&q[r * c..(r + 1) * c], scales[r], a, vnni, o);
+                int8_row(&q[r * c..(r + 1) * c], scales[r], a, k == Kern::Vnni, o);
             }
         }
         (QData::Int4 { group, q, scales, mins }, Input::Q { a, gcorr }) => {
             let gpr = c / group;
-            let mut swf = vec![0f32; gpr + 8];
+            let mut swf = vec![0f32; gpr + 8]; // slack for 128-bit loads of the last scales
+            let mut kf = vec![0f32; gpr];
             for (i, o) in out.chunks_exact_mut(n).enumerate() {
                 let r = r0 + i;
                 let wb: &[u8] = bytemuck::cast_slice(&q[r * c / 8..(r + 1) * c / 8]);
                 f16_to_f32(&scales[r * gpr..(r + 1) * gpr], &mut swf);
                 let row = Int4Row { wb, swf: &swf, group: *group };
-                match mins {
-                    None => int4_row_tokens::<true>(&row, a, vnni, o),
-                    Some(m) => {
-                        int4_row_tokens::<false>(&row, a, vnni, o);
-                        let mr = &m[r * gpr..(r + 1) * gpr];
-                        for (t, v) in o.iter_mut().enumerate() {
-                            *v += dot_f16_f32(mr, &gcorr[t * gpr..(t + 1) * gpr]);
-                        }
+                int4_row_tokens(&row, a, k, o);
+                if let Some(m) = mins {
+                    // asymmetric offset term Σ_g (min + 8 s_w) * gcorr[g]
+                    f16_to_f32(&m[r * gpr..(r + 1) * gpr], &mut kf);
+                    for (kv, sv) in kf.iter_mut().zip(&swf[..gpr]) {
+                        *kv += 8.0 * sv;
+                    }
+                    for (t, v) in o.iter_mut().enumerate() {
+                        *v += dot_f32(&kf[..gpr], &gcorr[t * gpr..(t + 1) * gpr]);
                     }
                 }
             }
@@ -96,24 +110,19 @@ unsafe fn f16_to_f32(h: &[f16], out: &mut [f32]) {
     }
 }
 
-/// `Σ h[i] * f[i]`.
+/// `Σ a[i] * b[i]`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_f16_f32(h: &[f16], f: &[f32]) -> f32 {
-    let n8 = h.len() / 8 * 8;
+unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n8 = a.len() / 8 * 8;
     let mut acc = _mm256_setzero_ps();
     for i in (0..n8).step_by(8) {
-        let hv = _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(i) as *const __m128i));
-        acc = _mm256_fmadd_ps(hv, _mm256_loadu_ps(f.as_ptr().add(i)), acc);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc);
     }
-    let mut s = hsum(acc);
-    for i in n8..h.len() {
-        s += h[i].to_f32() * f[i];
-    }
-    s
+    hsum(acc) + a[n8..].iter().zip(&b[n8..]).map(|(x, y)| x * y).sum::<f32>()
 }
 
 #[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -127,29 +136,38 @@ unsafe fn hsum128(v: __m128) -> f32 {
 }
 
 /// One INT4 weight row: packed bytes `[cols/2]` and its scales as f32 `[cols/group]`.
-struct Int4Row<'a> {
-    wb: &'a [u8],
-    swf: &'a [f32],
-    group: usize,
+pub(super) struct Int4Row<'a> {
+    pub wb: &'a [u8],
+    pub swf: &'a [f32],
+    pub group: usize,
 }
 
-/// Every token of `a` times one INT4 row, [`TOK`] tokens per pass; `o: [n]`.
+/// Every token of `a` times one INT4 row (without the asymmetric offset term), [`TOK`]
+/// tokens per pass; `o: [n]`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int4_row_tokens<const SYM: bool>(row: &Int4Row, a: &ActQ, vnni: bool, o: &mut [f32]) {
+unsafe fn int4_row_tokens(row: &Int4Row, a: &ActQ, k: Kern, o: &mut [f32]) {
     let mut t = 0;
     while t < a.n {
-        let k = if t + TOK <= a.n { TOK } else { 1 };
-        match (k == TOK, row.group == 32, vnni) {
-            (true, true, false) => o[t..t + k].copy_from_slice(&int4_row::<TOK, SYM, true>(row, a, t)),
-            (true, false, false) => o[t..t + k].copy_from_slice(&int4_row::<TOK, SYM, false>(row, a, t)),
-            (false, true, false) => o[t..t + k].copy_from_slice(&int4_row::<1, SYM, true>(row, a, t)),
-            (false, false, false) => o[t..t + k].copy_from_slice(&int4_row::<1, SYM, false>(row, a, t)),
-            (true, true, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<TOK, SYM, true>(row, a, t)),
-            (true, false, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<TOK, SYM, false>(row, a, t)),
-            (false, true, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<1, SYM, true>(row, a, t)),
-            (false, false, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<1, SYM, false>(row, a, t)),
+        if t + TOK <= a.n {
+            o[t..t + TOK].copy_from_slice(&int4_dispatch::<TOK>(row, a, k, t));
+            t += TOK;
+        } else {
+            o[t] = int4_dispatch::<1>(row, a, k, t)[0];
+            t += 1;
         }
-        t += k;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn int4_dispatch<const T: usize>(row: &Int4Row, a: &ActQ, k: Kern, t: usize) -> [f32; T] {
+    match (k, row.group == 32) {
+        (Kern::Avx2, true) => int4_row::<T, true>(row, a, t),
+        (Kern::Avx2, false) => int4_row::<T, false>(row, a, t),
+        (Kern::Vnni, true) => int4_row_vnni::<T, true>(row, a, t),
+        (Kern::Vnni, false) => int4_row_vnni::<T, false>(row, a, t),
+        (Kern::Avx512, true) => super::avx512::int4_row::<T, true>(row, a, t),
+        (Kern::Avx512, false) => super::avx512::int4_row::<T, false>(row, a, t),
     }
 }
 
@@ -169,16 +187,40 @@ unsafe fn dot_vnni(init: __m256i, lo: __m256i, ae: __m256i, hi: __m256i, ao: __m
 }
 
 /// Pointers for one INT4 row times tokens `t0 .. t0+T`.
-struct Int4Ctx<const T: usize> {
-    wp: *const u8,
-    sw: *const f32,
-    gshift: u32,
-    qp: [*const i8; T],
-    s4: [*const f32; T],
-    zp: [*const i32; T],
+pub(super) struct Int4Ctx<const T: usize> {
+    pub wp: *const u8,
+    pub sw: *const f32,
+    pub gshift: u32,
+    pub qp: [*const i8; T],
+    pub sa: [*const f32; T],
+    pub zp: [*const i32; T],
 }
 
-/// Tokens `t0 .. t0+T` times one INT4 row (without the asymmetric min term).
+impl<const T: usize> Int4Ctx<T> {
+    pub fn new(row: &Int4Row, a: &ActQ, t0: usize) -> Self {
+        Int4Ctx {
+            wp: row.wb.as_ptr(),
+            sw: row.swf.as_ptr(),
+            gshift: (row.group / 64).max(1).trailing_zeros(), // pair p uses group p >> gshift (group >= 64)
+            qp: std::array::from_fn(|t| a.qp_tok(t0 + t).as_ptr()),
+            sa: std::array::from_fn(|t| a.s_tok(t0 + t).as_ptr()),
+            zp: std::array::from_fn(|t| a.zp4_tok(t0 + t).as_ptr()),
+        }
+    }
+}
+
+/// `[v0 x4, v1 x4]` from two consecutive floats.
+#[inline(always)]
+unsafe fn spread2(v: __m128) -> __m256 {
+    _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1))
+}
+
+#[inline(always)]
+unsafe fn load2(p: *const f32) -> __m128 {
+    _mm_castpd_ps(_mm_load_sd(p as *const f64))
+}
+
+/// Tokens `t0 .. t0+T` times one INT4 row (without the asymmetric offset term).
 /// `G32`: group size 32 (two weight scales per pair of blocks), else one scale per pair.
 /// Two accumulator sets alternate over pairs of blocks to hide the FMA latency.
 macro_rules! int4_kernel {
@@ -186,65 +228,41 @@ macro_rules! int4_kernel {
         /// One pair of blocks (32 packed bytes) times every token into `acc`.
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn $step<const T: usize, const SYM: bool, const G32: bool>(
-            c: &Int4Ctx<T>,
-            p: usize,
-            acc: &mut [__m256; T],
-        ) {
+        pub(super) unsafe fn $step<const T: usize, const G32: bool>(c: &Int4Ctx<T>, p: usize, acc: &mut [__m256; T]) {
             let mask = _mm256_set1_epi8(0x0F);
             let v = _mm256_loadu_si256(c.wp.add(p * 32) as *const __m256i);
             let lo = _mm256_and_si256(v, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-            let swv = if G32 {
-                let two = _mm_castpd_ps(_mm_load_sd(c.sw.add(2 * p) as *const f64));
-                _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1))
-            } else {
-                _mm256_broadcast_ss(&*c.sw.add(p >> c.gshift))
-            };
+            let sw = if G32 { load2(c.sw.add(2 * p)) } else { _mm_broadcast_ss(&*c.sw.add(p >> c.gshift)) };
             for t in 0..T {
                 let ae = _mm256_loadu_si256(c.qp[t].add(p * 64) as *const __m256i);
                 let ao = _mm256_loadu_si256(c.qp[t].add(p * 64 + 32) as *const __m256i);
-                let init = if SYM {
-                    _mm256_loadu_si256(c.zp[t].add(p * 8) as *const __m256i)
-                } else {
-                    _mm256_setzero_si256()
-                };
-                let di = $dot(init, lo, ae, hi, ao);
-                let d = _mm256_mul_ps(swv, _mm256_loadu_ps(c.s4[t].add(p * 8)));
+                let zp = _mm256_loadu_si256(c.zp[t].add(p * 8) as *const __m256i);
+                let di = $dot(zp, lo, ae, hi, ao);
+                let d = spread2(_mm_mul_ps(sw, load2(c.sa[t].add(2 * p))));
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(di), d, acc[t]);
             }
         }
 
         #[target_feature(enable = $feat)]
-        unsafe fn $name<const T: usize, const SYM: bool, const G32: bool>(
-            row: &Int4Row,
-            a: &ActQ,
-            t0: usize,
-        ) -> [f32; T] {
-            let c = Int4Ctx::<T> {
-                wp: row.wb.as_ptr(),
-                sw: row.swf.as_ptr(),
-                gshift: (row.group / 64).trailing_zeros(), // pair p uses group p >> gshift
-                qp: std::array::from_fn(|t| a.qp_tok(t0 + t).as_ptr()),
-                s4: std::array::from_fn(|t| a.s4_tok(t0 + t).as_ptr()),
-                zp: std::array::from_fn(|t| a.zp4_tok(t0 + t).as_ptr()),
-            };
+        unsafe fn $name<const T: usize, const G32: bool>(row: &Int4Row, a: &ActQ, t0: usize) -> [f32; T] {
+            let c = Int4Ctx::<T>::new(row, a, t0);
             let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
             let np = a.nb / 2;
             let mut p = 0;
             while p + 2 <= np {
-                $step::<T, SYM, G32>(&c, p, &mut acc0);
-                $step::<T, SYM, G32>(&c, p + 1, &mut acc1);
+                $step::<T, G32>(&c, p, &mut acc0);
+                $step::<T, G32>(&c, p + 1, &mut acc1);
                 p += 2;
             }
             if p < np {
-                $step::<T, SYM, G32>(&c, p, &mut acc0);
+                $step::<T, G32>(&c, p, &mut acc0);
             }
             let mut res = [0f32; T];
             for t in 0..T {
                 res[t] = hsum(_mm256_add_ps(acc0[t], acc1[t]));
                 if a.nb % 2 == 1 {
-                    res[t] += int4_lone_block::<SYM>(row, a, t0 + t);
+                    res[t] += int4_lone_block(row, a, t0 + t);
                 }
             }
             res
@@ -257,7 +275,7 @@ int4_kernel!(int4_row_vnni, int4_pair_vnni, "avx2,fma,f16c,avxvnni", dot_vnni);
 
 /// The last block of a row with an odd block count (128-bit lanes).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int4_lone_block<const SYM: bool>(row: &Int4Row, a: &ActQ, t: usize) -> f32 {
+pub(super) unsafe fn int4_lone_block(row: &Int4Row, a: &ActQ, t: usize) -> f32 {
     let b = a.nb - 1;
     let sw_b = row.swf[b * BLOCK / row.group];
     let qp = a.qp_tok(t).as_ptr();
@@ -268,11 +286,9 @@ unsafe fn int4_lone_block<const SYM: bool>(row: &Int4Row, a: &ActQ, t: usize) ->
     let ae = _mm_loadu_si128(qp.add(b * 32) as *const __m128i);
     let ao = _mm_loadu_si128(qp.add(b * 32 + 16) as *const __m128i);
     let prod = _mm_add_epi16(_mm_maddubs_epi16(lo, ae), _mm_maddubs_epi16(hi, ao));
-    let mut di = _mm_madd_epi16(prod, _mm_set1_epi16(1));
-    if SYM {
-        di = _mm_add_epi32(di, _mm_loadu_si128(a.zp4_tok(t).as_ptr().add(b * 4) as *const __m128i));
-    }
-    hsum128(_mm_cvtepi32_ps(di)) * sw_b * a.s_tok(t)[b]
+    let zp = _mm_loadu_si128(a.zp4_tok(t).as_ptr().add(b * 4) as *const __m128i);
+    let di = _mm_add_epi32(zp, _mm_madd_epi16(prod, _mm_set1_epi16(1)));
+    hsum128(_mm_cvtepi32_ps(di)) * (sw_b * a.s_tok(t)[b])
 }
 
 /// Every token of `a` times one INT8 row `qw: [cols]` with row scale `sw`; `o: [n]`.

@@ -4,9 +4,13 @@
 //! `_q8_0_q8_0` arithmetic, with our scales):
 //! - f32 / f16: `y = Σ_c w[r, c] * x[c]` in f32.
 //! - INT8: `y = s_w[r] * Σ_b s_a[b] * Σ_{c in b} q_w[r, c] * q_a[c]`.
-//! - INT4 sym: `y = Σ_b s_w[g(b)] * s_a[b] * Σ_{c in b} (q_w - 8) * q_a` (the integer sum
-//!   is exact; this equals `s_w*s_a*Σ q_w q_a + c*s_a*Σ q_a` with `c = -8 s_w`).
-//! - INT4 asym: `y = Σ_b (s_w[g(b)] * s_a[b] * Σ q_w * q_a + m[g(b)] * s_a[b] * Σ q_a)`.
+//! - INT4: `y = Σ_b (s_w[g(b)] * s_a[b] * Σ_{c in b} (q_w - 8) * q_a + k[g(b)] * s_a[b] * Σ q_a)`
+//!   with the levels `q_w` in 0..=15, the integer sums exact, and `k = 0` (sym) or
+//!   `k = min + 8 s_w` (asym). This is llama.cpp's `s_w s_a Σ q_w q_a + c s_a Σ q_a`
+//!   (`c = -8 s_w` sym, `c = min` asym) with the zero point `8` moved into the integer sum,
+//!   which keeps the two float terms from cancelling when activations have a large mean.
+//!   SIMD paths sum the asymmetric offset term per weight group after the row
+//!   ([`super::act::ActQ::group_corr`]).
 //!
 //! `b` runs over the 32-column activation blocks ([`super::act`]), `g(b)` is the weight group
 //! holding block `b`.
@@ -85,16 +89,10 @@ fn int4_row(
     for (b, a) in qa.chunks_exact(BLOCK).enumerate() {
         let g = b * BLOCK / group;
         let sw = sc[g].to_f32();
-        let lv = |j: usize| int4::level(words, b * BLOCK + j) as i32;
-        match mins {
-            None => {
-                let d: i32 = a.iter().enumerate().map(|(j, &y)| (lv(j) - 8) * y as i32).sum();
-                acc += sw * sa[b] * d as f32;
-            }
-            Some(m) => {
-                let d: i32 = a.iter().enumerate().map(|(j, &y)| lv(j) * y as i32).sum();
-                acc += sw * sa[b] * d as f32 + m[g].to_f32() * sa[b] * sums[b] as f32;
-            }
+        let d: i32 = a.iter().enumerate().map(|(j, &y)| (int4::level(words, b * BLOCK + j) as i32 - 8) * y as i32).sum();
+        acc += sw * sa[b] * d as f32;
+        if let Some(m) = mins {
+            acc += (m[g].to_f32() + 8.0 * sw) * sa[b] * sums[b] as f32;
         }
     }
     acc
