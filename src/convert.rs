@@ -1,1 +1,204 @@
-//! `webvlm convert`: any supported checkpoint in, manifest + safetensors shards out.
+//! `webvlm convert`: any checkpoint that [`crate::io::open`] reads (HF folder, GGUF file,
+//! converted folder) in, the converted format (`manifest.json` + safetensors shards, see
+//! [`crate::io::manifest`]) out.
+//!
+//! 2-D `*.weight` tensors (linear layers, embeddings, `lm_head`) take the chosen weight format;
+//! everything else (norms, biases, convolution kernels) stays f32. Quantization is RTN
+//! ([`QTensor::quantize`]).
+
+use crate::error::{Error, Result};
+use crate::io::manifest::writer::{shard_name, write_file, ShardWriter};
+use crate::io::manifest::{Manifest, ManifestTokenizer, FORMAT, VERSION};
+use crate::io::{Tensor, TensorData};
+use crate::quant::{QTensor, WeightFormat, INT4_GROUPS};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The weight format asked for on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightChoice {
+    Int4,
+    Int8,
+    F16,
+    F32,
+}
+
+impl std::str::FromStr for WeightChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "int4" => WeightChoice::Int4,
+            "int8" => WeightChoice::Int8,
+            "f16" => WeightChoice::F16,
+            "f32" => WeightChoice::F32,
+            _ => return Err(Error::Invalid(format!("weights `{s}`: choose int4, int8, f16 or f32"))),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    pub weights: WeightChoice,
+    /// INT4 group size along the input dimension (32, 64 or 128).
+    pub group_size: usize,
+    /// Symmetric INT4 (no per-group minimum).
+    pub sym: bool,
+    /// Largest shard file; a single tensor larger than this gets a shard of its own.
+    pub shard_bytes: usize,
+    /// Write into a non-empty output folder.
+    pub force: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions { weights: WeightChoice::Int4, group_size: 64, sym: true, shard_bytes: 64 << 20, force: false }
+    }
+}
+
+/// Reported after each tensor.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub name: String,
+    pub format: WeightFormat,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ConvertReport {
+    pub tensors: usize,
+    pub shards: usize,
+    /// Bytes of all shards.
+    pub bytes: u64,
+    /// Weight format name → number of tensors.
+    pub formats: BTreeMap<String, usize>,
+    pub warnings: Vec<String>,
+}
+
+/// The format tensor `name` of `shape` is stored in; explains fallbacks in `warnings`.
+pub fn target_format(name: &str, shape: &[usize], opts: &ConvertOptions, warnings: &mut Vec<String>) -> WeightFormat {
+    let cols = match shape {
+        [_, c] if name.ends_with(".weight") => *c,
+        _ => return WeightFormat::F32,
+    };
+    match opts.weights {
+        WeightChoice::F32 => WeightFormat::F32,
+        WeightChoice::F16 => WeightFormat::F16,
+        WeightChoice::Int8 => WeightFormat::Int8,
+        WeightChoice::Int4 => {
+            let sym = opts.sym;
+            if cols % opts.group_size == 0 {
+                return WeightFormat::Int4 { group: opts.group_size, sym };
+            }
+            if let Some(&g) = INT4_GROUPS.iter().rev().find(|&&g| cols % g == 0) {
+                warnings.push(format!("{name}: group {} does not divide {cols} columns, using group {g}", opts.group_size));
+                WeightFormat::Int4 { group: g, sym }
+            } else {
+                warnings.push(format!("{name}: no INT4 group size divides {cols} columns, using int8"));
+                WeightFormat::Int8
+            }
+        }
+    }
+}
+
+/// Bring a loaded tensor into `fmt` (dense f32 for `f32`, a [`QTensor`] otherwise).
+fn to_format(name: &str, t: Tensor, fmt: WeightFormat) -> Result<Tensor> {
+    let numel = t.numel();
+    let shape = t.shape.clone();
+    let data = match (t.data, fmt) {
+        (TensorData::Quant(q), f) if f != WeightFormat::F32 && q.format() == f => TensorData::Quant(q),
+        (data, fmt) => {
+            let v = match data {
+                TensorData::F32(v) => v,
+                TensorData::Quant(q) => q.dequantize(),
+            };
+            if v.len() != numel {
+                return Err(Error::Shape(format!("tensor `{name}`: {} values for shape {shape:?}", v.len())));
+            }
+            match (fmt, shape.as_slice()) {
+                (WeightFormat::F32, _) => TensorData::F32(v),
+                (_, [r, c]) => TensorData::Quant(QTensor::quantize(&v, *r, *c, fmt)?),
+                _ => return Err(Error::Shape(format!("tensor `{name}`: {} needs 2 dims", fmt.name()))),
+            }
+        }
+    };
+    Ok(Tensor { shape, data })
+}
+
+/// Make `out` ready: create it, refuse a non-empty folder unless `force` (then remove the
+/// files a previous conversion wrote there, and nothing else).
+fn prepare_out(src: &Path, out: &Path, force: bool) -> Result<()> {
+    if out.exists() {
+        let same = std::fs::canonicalize(src).ok() == std::fs::canonicalize(out).ok();
+        if same {
+            return Err(Error::Invalid(format!("output {} is the source itself", out.display())));
+        }
+        let mut entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+        if entries.next().is_some() && !force {
+            return Err(Error::Invalid(format!(
+                "output folder {} is not empty; pass --force to overwrite",
+                out.display()
+            )));
+        }
+        for entry in std::fs::read_dir(out).map_err(|e| Error::io(out, e))? {
+            let path = entry.map_err(|e| Error::io(out, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let ours = name == "manifest.json"
+                || name == "tokenizer.json"
+                || (name.starts_with("model-") && name.ends_with(".safetensors"));
+            if ours && path.is_file() {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))
+}
+
+fn check_options(opts: &ConvertOptions) -> Result<()> {
+    if opts.weights == WeightChoice::Int4 && !INT4_GROUPS.contains(&opts.group_size) {
+        return Err(Error::Invalid(format!("group size {}: choose one of {INT4_GROUPS:?}", opts.group_size)));
+    }
+    if opts.shard_bytes == 0 {
+        return Err(Error::Invalid("shard size must be positive".into()));
+    }
+    Ok(())
+}
+
+/// Convert `src` into a converted folder `out`. `manifest.json` is written last, so an
+/// interrupted conversion never looks complete.
+pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> Result<ConvertReport> {
+    check_options(opts)?;
+    let ckpt = crate::io::open(src)?;
+    prepare_out(src, out, opts.force)?;
+    let mut report = ConvertReport::default();
+    let names = ckpt.weights.names();
+    let mut writer = ShardWriter::new(out, opts.shard_bytes);
+    for (i, name) in names.iter().enumerate() {
+        let shape = ckpt.weights.shape(name)?;
+        let fmt = target_format(name, &shape, opts, &mut report.warnings);
+        let tensor = to_format(name, ckpt.weights.load(name)?, fmt)?;
+        writer.push(name, tensor)?;
+        *report.formats.entry(fmt.name()).or_default() += 1;
+        progress(Progress { done: i + 1, total: names.len(), name: name.clone(), format: fmt });
+    }
+    let (tensors, shards) = writer.finish()?;
+    let tok_file = write_file(out, "tokenizer.json", ckpt.tokenizer.json.as_bytes())?;
+    let model_type = ckpt.config.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        model_type,
+        config: ckpt.config,
+        tokenizer: ManifestTokenizer { spec: ckpt.tokenizer, file: tok_file.file.clone() },
+        tensors,
+        shards,
+        files: vec![tok_file],
+    };
+    manifest.validate()?;
+    write_file(out, "manifest.json", manifest.to_json().as_bytes())?;
+    report.tensors = manifest.tensors.len();
+    report.shards = manifest.shards.len();
+    report.bytes = manifest.shards.iter().map(|s| s.size).sum();
+    debug_assert!(manifest.shards.iter().enumerate().all(|(i, s)| s.file == shard_name(i)));
+    Ok(report)
+}

@@ -1,7 +1,8 @@
 //! Tokenizer glue over the `tokenizers` crate: encode with the model's BOS policy, decode,
 //! and incremental (streaming) decoding that never splits a UTF-8 character.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use std::str::FromStr;
 use crate::io::TokenizerSpec;
 
 pub struct Tokenizer {
@@ -12,22 +13,37 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Build from a spec whose `json` is an HF `tokenizer.json` document.
     pub fn from_spec(spec: TokenizerSpec) -> Result<Tokenizer> {
-        let _ = spec;
-        todo!()
+        let inner = tokenizers::Tokenizer::from_str(&spec.json)
+            .map_err(|e| Error::Tokenizer(format!("cannot load tokenizer.json: {e}")))?;
+        if let Some(b) = spec.bos_id {
+            if inner.id_to_token(b).is_none() {
+                return Err(Error::Tokenizer(format!("BOS id {b} is not in the vocabulary")));
+            }
+        }
+        Ok(Tokenizer { inner, spec })
     }
 
     /// Encode text. Special-token strings in `text` (`<|im_start|>`) map to their ids.
     /// BOS is prepended only when `add_bos` is true *and* the spec says the tokenizer adds it
     /// (and the text does not already start with it).
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
-        let _ = (text, add_bos);
-        todo!()
+        // `add_special_tokens = false`: the BOS policy is ours, not the post-processor's.
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(format!("encode: {e}")))?;
+        let mut ids = enc.get_ids().to_vec();
+        if let (true, true, Some(bos)) = (add_bos, self.spec.add_bos, self.spec.bos_id) {
+            if ids.first() != Some(&bos) {
+                ids.insert(0, bos);
+            }
+        }
+        Ok(ids)
     }
 
     /// Decode ids to text (special tokens skipped).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        let _ = ids;
-        todo!()
+        self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(format!("decode: {e}")))
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -50,9 +66,33 @@ impl StreamDecoder {
     pub fn new() -> Self {
         StreamDecoder { ids: Vec::new(), emitted: 0 }
     }
+    /// Decodes all ids so far and returns what lies past the text already emitted, holding
+    /// back a trailing U+FFFD (an incomplete UTF-8 sequence that later tokens complete).
+    /// Decoding the whole sequence (not token by token) keeps decoder rules such as
+    /// SentencePiece's leading-space strip correct.
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<String> {
-        let _ = (tok, id, &mut self.ids, self.emitted);
-        todo!()
+        self.ids.push(id);
+        let text = tok.decode(&self.ids)?;
+        if text.ends_with('\u{FFFD}') || text.len() < self.emitted {
+            return Ok(String::new());
+        }
+        let Some(new) = text.get(self.emitted..) else {
+            // The decoded prefix changed under us (a decoder rewrote earlier text):
+            // emit nothing rather than a broken slice.
+            return Ok(String::new());
+        };
+        let new = new.to_string();
+        self.emitted = text.len();
+        Ok(new)
+    }
+
+    /// Text held back so far (an incomplete character at the end of generation), decoded
+    /// lossily so nothing is silently dropped.
+    pub fn finish(&mut self, tok: &Tokenizer) -> Result<String> {
+        let text = tok.decode(&self.ids)?;
+        let rest = text.get(self.emitted..).unwrap_or("").to_string();
+        self.emitted = text.len();
+        Ok(rest)
     }
 }
 

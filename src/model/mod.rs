@@ -1,2 +1,35 @@
 //! Models. One Llama-family decoder for every weight format.
+//!
+//! Follows HF transformers' `modeling_llama.py` / `modeling_mistral.py`: the same weights,
+//! names and arithmetic (RMSNorm in f32, rotate-half RoPE, GQA, SwiGLU MLP). Every linear
+//! layer is a [`Linear`] over a [`crate::quant::QTensor`], so f32, f16, INT8 and INT4
+//! checkpoints all run through this single implementation.
+
+pub mod attention;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench_decode;
 pub mod config;
+pub mod kv;
+pub mod linear;
+pub mod llama;
+pub mod ops;
+pub mod rope;
+
+pub use config::LlamaConfig;
+pub use kv::KvCache;
+pub use linear::Linear;
+pub use llama::Llama;
+
+use crate::quant::WeightFormat;
+
+/// How a checkpoint's weights become runtime weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LoadOptions {
+    /// `None`: keep weights as stored (converted checkpoints keep their formats, dense
+    /// sources stay f32). `Some(fmt)`: RTN-quantize every 2-D linear weight (and the
+    /// embedding) to `fmt` on load.
+    pub weights: Option<WeightFormat>,
+    /// Cap on the context window (KV-cache positions); `None` uses the model's
+    /// `max_position_embeddings`. Lets small devices bound the cache's memory.
+    pub context_len: Option<usize>,
+}

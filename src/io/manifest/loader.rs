@@ -1,0 +1,98 @@
+//! In-memory loading of a converted model, one shard at a time (the browser path): the page
+//! fetches `manifest.json`, then each shard; [`ManifestLoader::add_shard`] checks a shard and
+//! decodes its tensors, after which the shard's bytes can be dropped, so the model is never
+//! held both as shard bytes and as tensors.
+
+use super::{check_shard, decode_tensor, Manifest};
+use crate::error::{Error, Result};
+use crate::io::{Checkpoint, Tensor, WeightSource};
+use std::collections::BTreeMap;
+
+pub struct ManifestLoader {
+    manifest: Manifest,
+    /// Per shard, indices into `manifest.tensors` of the tensors stored there.
+    by_shard: Vec<Vec<usize>>,
+    added: Vec<bool>,
+    tensors: BTreeMap<String, Tensor>,
+}
+
+impl ManifestLoader {
+    /// Parse and validate `manifest.json`.
+    pub fn new(manifest_json: &str) -> Result<Self> {
+        let manifest = Manifest::parse(manifest_json)?;
+        let mut by_shard = vec![Vec::new(); manifest.shards.len()];
+        for (i, t) in manifest.tensors.iter().enumerate() {
+            if let Some(s) = Manifest::shard_of(t) {
+                by_shard[s].push(i);
+            }
+        }
+        let added = vec![false; manifest.shards.len()];
+        Ok(ManifestLoader { manifest, by_shard, added, tensors: BTreeMap::new() })
+    }
+
+    /// The manifest (the shard list says which files to fetch, with sizes and hashes).
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Check shard `index` (size, sha256, safetensors header) and decode its tensors.
+    pub fn add_shard(&mut self, index: usize, bytes: &[u8]) -> Result<()> {
+        let entry = self.manifest.shards.get(index).ok_or_else(|| {
+            Error::Invalid(format!("shard index {index}, the manifest lists {}", self.manifest.shards.len()))
+        })?;
+        if self.added[index] {
+            return Err(Error::Invalid(format!("shard {} added twice", entry.file)));
+        }
+        let header = check_shard(entry, bytes)?;
+        for &ti in &self.by_shard[index] {
+            let t = &self.manifest.tensors[ti];
+            let tensor = decode_tensor(t, &header, bytes)?;
+            self.tensors.insert(t.name.clone(), tensor);
+        }
+        self.added[index] = true;
+        Ok(())
+    }
+
+    /// Files of shards not yet added.
+    pub fn missing(&self) -> Vec<&str> {
+        let shards = self.manifest.shards.iter().zip(&self.added);
+        shards.filter(|(_, a)| !**a).map(|(s, _)| s.file.as_str()).collect()
+    }
+
+    /// The checkpoint, once every shard is in. `tokenizer_json` is the text of the manifest's
+    /// tokenizer file; its size and sha256 are checked against the manifest.
+    pub fn finish(self, tokenizer_json: String) -> Result<Checkpoint> {
+        let missing = self.missing();
+        if !missing.is_empty() {
+            return Err(Error::Invalid(format!("shards not loaded: {}", missing.join(", "))));
+        }
+        let m = self.manifest;
+        let entry = m.files.iter().find(|f| f.file == m.tokenizer.file).expect("validated");
+        if tokenizer_json.len() as u64 != entry.size {
+            return Err(Error::format(
+                &entry.file,
+                format!("{} bytes, the manifest says {}", tokenizer_json.len(), entry.size),
+            ));
+        }
+        super::check_hash(entry, tokenizer_json.as_bytes())?;
+        let tokenizer = m.tokenizer_spec(tokenizer_json);
+        Ok(Checkpoint { config: m.config, tokenizer, weights: Box::new(MemWeights { tensors: self.tensors }) })
+    }
+}
+
+/// Decoded tensors held in memory. `load` hands out a copy.
+pub struct MemWeights {
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+impl WeightSource for MemWeights {
+    fn names(&self) -> Vec<String> {
+        self.tensors.keys().cloned().collect()
+    }
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        self.tensors.get(name).map(|t| t.shape.clone()).ok_or_else(|| Error::MissingTensor(name.into()))
+    }
+    fn load(&self, name: &str) -> Result<Tensor> {
+        self.tensors.get(name).cloned().ok_or_else(|| Error::MissingTensor(name.into()))
+    }
+}
