@@ -1,24 +1,187 @@
 //! CPU kernels for `y = W · x` over every weight format.
 //!
 //! Quantized formats (INT4, INT8) quantize the activations to int8 in blocks of 32 (one f32
-//! scale per block, round-to-nearest of `x / (absmax/127)`) and accumulate integer dot
-//! products per block, as llama.cpp does; f32 and f16 weights multiply f32 activations.
-//! The scalar reference in [`scalar`] defines the exact arithmetic; SIMD paths (AVX2/FMA
-//! natively, simd128 in wasm), chosen by `cfg(target_feature)` or runtime detection, must
-//! equal it within 1e-5 relative.
+//! scale per block, round-to-nearest of `x / (absmax/127)`, see [`act`]) and accumulate
+//! integer dot products per block, as llama.cpp does (`ggml_vec_dot_q4_0_q8_0`); f32 and f16
+//! weights multiply f32 activations. The scalar reference in [`scalar`] defines the exact
+//! arithmetic; SIMD paths ([`avx2`] natively, chosen by runtime detection, and [`simd128`] in
+//! wasm, chosen by `cfg(target_feature = "simd128")`) must equal it within 1e-5 relative.
+//!
+//! Work is split over output rows: natively with rayon (the global pool, whose size the
+//! caller may set), in chunks of whole rows. On wasm32 without atomics rayon's global pool
+//! falls back to the current thread (rayon-core ≥ 1.12), so the same code runs sequentially
+//! there, and a wasm thread pool (e.g. `wasm-bindgen-rayon`) plugs in without changes here.
+//! Every ISA entry point writes `out: [rows_in_chunk, n]` (row-major per weight row), which
+//! lets [`matmul`] reuse each unpacked weight block across several tokens.
 
+pub mod act;
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 pub mod scalar;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd128;
 
-use crate::quant::QTensor;
+use crate::error::{Error, Result};
+use crate::quant::{QData, QTensor};
+use act::ActQ;
+use rayon::prelude::*;
 
-/// `y[rows] = W[rows, cols] · x[cols]`.
-pub fn matvec(w: &QTensor, x: &[f32], y: &mut [f32]) {
-    let _ = (w, x, y);
-    todo!()
+/// The activations as a kernel sees them.
+pub enum Input<'a> {
+    /// `x: [n, cols]` for f32 / f16 weights.
+    F32 { x: &'a [f32], n: usize },
+    /// Quantized activations for INT8 / INT4 weights, and for asymmetric INT4 the per-group
+    /// min term `[n, cols/group]` ([`ActQ::group_corr`]).
+    Q { a: ActQ, gcorr: Vec<f32> },
 }
 
-/// `y[n, rows] = x[n, cols] · Wᵀ` (every row of `x` times the matrix).
+impl Input<'_> {
+    pub fn n(&self) -> usize {
+        match self {
+            Input::F32 { n, .. } => *n,
+            Input::Q { a, .. } => a.n,
+        }
+    }
+}
+
+/// An instruction-set path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// wasm32 simd128.
+    Simd128,
+}
+
+impl Isa {
+    /// Whether this path can run on this machine / build.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2::detected(),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The fastest available path.
+    pub fn best() -> Isa {
+        [Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.available()).unwrap_or(Isa::Scalar)
+    }
+
+    /// All paths available here (for tests and benchmarks).
+    pub fn all_available() -> Vec<Isa> {
+        [Isa::Scalar, Isa::Avx2, Isa::Simd128].into_iter().filter(|i| i.available()).collect()
+    }
+}
+
+/// `y[rows] = W[rows, cols] · x[cols]`. Panics with a message on mismatched lengths (a bug in
+/// the caller); [`matvec_with`] returns the error instead.
+pub fn matvec(w: &QTensor, x: &[f32], y: &mut [f32]) {
+    if let Err(e) = matmul_with(Isa::best(), w, x, 1, y) {
+        panic!("matvec: {e}");
+    }
+}
+
+/// `y[n, rows] = x[n, cols] · Wᵀ` (every row of `x` times the matrix). Panics on mismatched
+/// lengths; [`matmul_with`] returns the error instead.
 pub fn matmul(w: &QTensor, x: &[f32], n: usize, y: &mut [f32]) {
-    let _ = (w, x, n, y);
-    todo!()
+    if let Err(e) = matmul_with(Isa::best(), w, x, n, y) {
+        panic!("matmul: {e}");
+    }
+}
+
+/// [`matvec`] on a chosen path.
+pub fn matvec_with(isa: Isa, w: &QTensor, x: &[f32], y: &mut [f32]) -> Result<()> {
+    matmul_with(isa, w, x, 1, y)
+}
+
+/// [`matmul`] on a chosen path, with shape and availability checks.
+pub fn matmul_with(isa: Isa, w: &QTensor, x: &[f32], n: usize, y: &mut [f32]) -> Result<()> {
+    check(isa, w, x.len(), n, y.len())?;
+    if n == 0 || w.rows == 0 {
+        return Ok(());
+    }
+    let inp = prepare(w, x, n);
+    if n == 1 {
+        run_rows(isa, w, &inp, y);
+    } else {
+        let mut yt = vec![0f32; w.rows * n]; // [rows, n]
+        run_rows(isa, w, &inp, &mut yt);
+        for (r, row) in yt.chunks_exact(n).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                y[t * w.rows + r] = v;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check(isa: Isa, w: &QTensor, xlen: usize, n: usize, ylen: usize) -> Result<()> {
+    if !isa.available() {
+        return Err(Error::Unsupported(format!("kernel path {isa:?} on this machine")));
+    }
+    if xlen != n * w.cols {
+        return Err(Error::Shape(format!(
+            "x has {xlen} values, expected {n} x {} for weight [{}, {}]",
+            w.cols, w.rows, w.cols
+        )));
+    }
+    if ylen != n * w.rows {
+        return Err(Error::Shape(format!(
+            "y has {ylen} values, expected {n} x {} for weight [{}, {}]",
+            w.rows, w.rows, w.cols
+        )));
+    }
+    Ok(())
+}
+
+/// Quantize (or borrow) the activations for `w`'s format.
+pub fn prepare<'a>(w: &QTensor, x: &'a [f32], n: usize) -> Input<'a> {
+    match &w.data {
+        QData::F32(_) | QData::F16(_) => Input::F32 { x, n },
+        QData::Int8 { .. } => Input::Q { a: ActQ::new(x, n, w.cols), gcorr: Vec::new() },
+        QData::Int4 { group, mins, .. } => {
+            let a = ActQ::new(x, n, w.cols);
+            let gcorr = if mins.is_some() { a.group_corr(*group) } else { Vec::new() };
+            Input::Q { a, gcorr }
+        }
+    }
+}
+
+/// Rows per parallel task: enough that a task streams ≥ ~256 KiB of weights.
+fn chunk_rows(w: &QTensor) -> usize {
+    let bytes_per_row = (w.nbytes() / w.rows.max(1)).max(1);
+    (256 * 1024 / bytes_per_row).clamp(4, 1024)
+}
+
+/// Compute `out: [rows, n]` for all rows of `w`, in parallel chunks of rows.
+fn run_rows(isa: Isa, w: &QTensor, inp: &Input, out: &mut [f32]) {
+    let n = inp.n();
+    let chunk = chunk_rows(w);
+    if rayon::current_num_threads() <= 1 || w.rows <= chunk {
+        return rows_on(isa, w, inp, 0, out);
+    }
+    out.par_chunks_mut(chunk * n)
+        .enumerate()
+        .for_each(|(i, o)| rows_on(isa, w, inp, i * chunk, o));
+}
+
+/// One ISA's kernel over rows `r0 .. r0 + out.len()/n`, `out: [nrows, n]`.
+pub fn rows_on(isa: Isa, w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            assert!(avx2::detected(), "AVX2/FMA/F16C not available");
+            // SAFETY: the CPU features were checked just above.
+            unsafe { avx2::rows(w, inp, r0, out) }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => simd128::rows(w, inp, r0, out),
+        _ => scalar::rows(w, inp, r0, out),
+    }
 }

@@ -1,0 +1,139 @@
+//! Activation quantization for the integer kernels (llama.cpp `Q8_0`-style activations).
+//!
+//! Each token's activation vector `x: [cols]` is cut into blocks of [`BLOCK`] = 32 values
+//! (the last block is zero-padded). Block `b` gets the f32 scale `s_a = absmax / 127` and
+//! `q_a = round_ties_even(x * (127 / absmax))`, in `-127..=127`; an all-zero block has
+//! `s_a = 0`, `q_a = 0`. Every ISA uses these same quantized activations, so the SIMD paths
+//! differ from the scalar reference only in the order of float additions.
+//!
+//! Besides the natural order, the quants are stored in a *pair layout* matched to the INT4
+//! nibble packing (byte `j` of a block holds weights `2j` (low nibble) and `2j+1` (high)):
+//! for blocks `2p` and `2p+1` the 64 bytes are `[even(2p) | even(2p+1) | odd(2p) | odd(2p+1)]`,
+//! 16 bytes each, where `even(b)` are the quants of columns `0, 2, .., 30` of block `b`. A lone
+//! last block (odd block count) is stored `[even | odd]`. A SIMD kernel then masks the low
+//! nibbles of 32 packed bytes and multiplies them with one contiguous 32-byte load.
+
+/// Activation block length (values per scale).
+pub const BLOCK: usize = 32;
+
+/// Quantized activations of `n` tokens, `cols` values each.
+#[derive(Clone, Debug)]
+pub struct ActQ {
+    pub n: usize,
+    pub cols: usize,
+    /// Blocks per token: `ceil(cols / 32)`.
+    pub nb: usize,
+    /// `[n, nb*32]` quants in column order, zero-padded.
+    pub q: Vec<i8>,
+    /// `[n, nb*32]` quants in the pair layout (module doc).
+    pub qp: Vec<i8>,
+    /// `[n, nb]` block scales `s_a`.
+    pub s: Vec<f32>,
+    /// `[n, nb]` block sums `Σ q_a`.
+    pub sum: Vec<i32>,
+    /// `[n, nb*4]`: block `b`'s scale repeated 4 times (one 128-bit lane per block).
+    pub s4: Vec<f32>,
+    /// `[n, nb*4]`: `[8 * sum_b, 0, 0, 0]` per block, the symmetric INT4 zero-point term.
+    pub corr4: Vec<i32>,
+}
+
+impl ActQ {
+    /// Quantize `x: [n, cols]`.
+    pub fn new(x: &[f32], n: usize, cols: usize) -> ActQ {
+        assert_eq!(x.len(), n * cols, "ActQ::new: {} values for [{n}, {cols}]", x.len());
+        let nb = cols.div_ceil(BLOCK);
+        let mut a = ActQ {
+            n,
+            cols,
+            nb,
+            q: vec![0; n * nb * BLOCK],
+            qp: vec![0; n * nb * BLOCK],
+            s: vec![0.0; n * nb],
+            sum: vec![0; n * nb],
+            s4: vec![0.0; n * nb * 4],
+            corr4: vec![0; n * nb * 4],
+        };
+        for t in 0..n {
+            let xt = &x[t * cols..(t + 1) * cols];
+            for b in 0..nb {
+                let xb = &xt[b * BLOCK..((b + 1) * BLOCK).min(cols)];
+                a.quantize_block(t * nb + b, xb);
+            }
+            a.fill_pair_layout(t);
+        }
+        a
+    }
+
+    fn quantize_block(&mut self, tb: usize, xb: &[f32]) {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let (s, inv) = if amax > 0.0 { (amax / 127.0, 127.0 / amax) } else { (0.0, 0.0) };
+        let qb = &mut self.q[tb * BLOCK..(tb + 1) * BLOCK];
+        let mut sum = 0i32;
+        for (o, &v) in qb.iter_mut().zip(xb) {
+            *o = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
+            sum += *o as i32;
+        }
+        self.s[tb] = s;
+        self.sum[tb] = sum;
+        self.s4[tb * 4..tb * 4 + 4].fill(s);
+        self.corr4[tb * 4] = 8 * sum;
+    }
+
+    fn fill_pair_layout(&mut self, t: usize) {
+        let base = t * self.nb * BLOCK;
+        for b in 0..self.nb {
+            let (even, odd) = pair_offsets(b, self.nb);
+            for j in 0..BLOCK / 2 {
+                self.qp[base + even + j] = self.q[base + b * BLOCK + 2 * j];
+                self.qp[base + odd + j] = self.q[base + b * BLOCK + 2 * j + 1];
+            }
+        }
+    }
+
+    /// Token `t`'s slice of `q`.
+    pub fn q_tok(&self, t: usize) -> &[i8] {
+        &self.q[t * self.nb * BLOCK..(t + 1) * self.nb * BLOCK]
+    }
+    /// Token `t`'s slice of `qp`.
+    pub fn qp_tok(&self, t: usize) -> &[i8] {
+        &self.qp[t * self.nb * BLOCK..(t + 1) * self.nb * BLOCK]
+    }
+    pub fn s_tok(&self, t: usize) -> &[f32] {
+        &self.s[t * self.nb..(t + 1) * self.nb]
+    }
+    pub fn sum_tok(&self, t: usize) -> &[i32] {
+        &self.sum[t * self.nb..(t + 1) * self.nb]
+    }
+    pub fn s4_tok(&self, t: usize) -> &[f32] {
+        &self.s4[t * self.nb * 4..(t + 1) * self.nb * 4]
+    }
+    pub fn corr4_tok(&self, t: usize) -> &[i32] {
+        &self.corr4[t * self.nb * 4..(t + 1) * self.nb * 4]
+    }
+
+    /// `[n, cols/group]`: `Σ_{b in group} s_a[b] * sum[b]`, the asymmetric INT4 min term
+    /// (`y += Σ_g min[g] * corr[g]`). `group` must be a multiple of 32 dividing `cols`.
+    pub fn group_corr(&self, group: usize) -> Vec<f32> {
+        let per = group / BLOCK;
+        (0..self.n)
+            .flat_map(|t| {
+                let (s, sum) = (self.s_tok(t), self.sum_tok(t));
+                (0..self.nb / per).map(move |g| {
+                    (g * per..(g + 1) * per).map(|b| s[b] * sum[b] as f32).sum::<f32>()
+                })
+            })
+            .collect()
+    }
+}
+
+/// Byte offsets of `even(b)` and `odd(b)` inside a token's pair-layout quants.
+#[inline]
+pub fn pair_offsets(b: usize, nb: usize) -> (usize, usize) {
+    let p = b / 2;
+    if b % 2 == 1 || b + 1 < nb {
+        let k = b % 2;
+        (p * 64 + k * 16, p * 64 + 32 + k * 16)
+    } else {
+        (p * 64, p * 64 + 16)
+    }
+}

@@ -1,0 +1,317 @@
+//! x86-64 AVX2 + FMA + F16C kernels (runtime-detected), equal to [`super::scalar`] up to the
+//! order of float additions.
+//!
+//! INT4 follows llama.cpp's AVX2 `ggml_vec_dot_q4_0_q8_0`: 32 packed bytes (two 32-weight
+//! blocks) are split into low and high nibbles with `and`/`shift`, multiplied as *unsigned*
+//! levels by the *signed* int8 activations with `_mm256_maddubs_epi16` (the activations are
+//! pre-arranged in the pair layout of [`super::act`] so one load matches each nibble half),
+//! summed to i32 with `_mm256_madd_epi16`, and accumulated in f32 with one scale per block.
+//! The symmetric zero point (`-8 Σ q_a`) is subtracted in integers; the asymmetric min term is
+//! a per-group dot product after the loop. Each unpacked weight block is reused for up to 4
+//! tokens ([`TOK`]) in `matmul`. INT8 uses the `sign_epi8` trick of `ggml_vec_dot_q8_0_q8_0`.
+use super::act::{ActQ, BLOCK};
+use super::Input;
+use crate::quant::{QData, QTensor};
+use half::f16;
+use std::arch::x86_64::*;
+
+/// Tokens processed per pass over a weight row.
+pub const TOK: usize = 4;
+
+/// Whether AVX2, FMA and F16C are all present.
+pub fn detected() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+/// Rows `r0 .. r0 + out.len()/n` of `W · x` for every token, `out: [nrows, n]`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C ([`detected`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
+    let n = inp.n();
+    let c = w.cols;
+    match (&w.data, inp) {
+        (QData::F32(wd), Input::F32 { x, .. }) => {
+            for (i, o) in out.chunks_exact_mut(n).enumerate() {
+                let r = r0 + i;
+                float_row(FloatRow::F32(&wd[r * c..(r + 1) * c]), x, c, o);
+            }
+        }
+        (QData::F16(wd), Input::F32 { x, .. }) => {
+            for (i, o) in out.chunks_exact_mut(n).enumerate() {
+                let r = r0 + i;
+                float_row(FloatRow::F16(&wd[r * c..(r + 1) * c]), x, c, o);
+            }
+        }
+        (QData::Int8 { q, scales }, Input::Q { a, .. }) => {
+            for (i, o) in out.chunks_exact_mut(n).enumerate() {
+                let r = r0 + i;
+                int8_row(&q[r * c..(r + 1) * c], scales[r], a, o);
+            }
+        }
+        (QData::Int4 { group, q, scales, mins }, Input::Q { a, gcorr }) => {
+            let gpr = c / group;
+            let mut swf = vec![0f32; gpr + 8];
+            for (i, o) in out.chunks_exact_mut(n).enumerate() {
+                let r = r0 + i;
+                let wb: &[u8] = bytemuck::cast_slice(&q[r * c / 8..(r + 1) * c / 8]);
+                f16_to_f32(&scales[r * gpr..(r + 1) * gpr], &mut swf);
+                let row = Int4Row { wb, swf: &swf, group: *group };
+                match mins {
+                    None => int4_row_tokens::<true>(&row, a, o),
+                    Some(m) => {
+                        int4_row_tokens::<false>(&row, a, o);
+                        let mr = &m[r * gpr..(r + 1) * gpr];
+                        for (t, v) in o.iter_mut().enumerate() {
+                            *v += dot_f16_f32(mr, &gcorr[t * gpr..(t + 1) * gpr]);
+                        }
+                    }
+                }
+            }
+        }
+        _ => unreachable!("input prepared for another format"),
+    }
+}
+
+/// Convert f16 to f32 eight at a time (`out.len() >= h.len()`).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_to_f32(h: &[f16], out: &mut [f32]) {
+    let n8 = h.len() / 8 * 8;
+    for i in (0..n8).step_by(8) {
+        let v = _mm_loadu_si128(h.as_ptr().add(i) as *const __m128i);
+        _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(v));
+    }
+    for i in n8..h.len() {
+        out[i] = h[i].to_f32();
+    }
+}
+
+/// `Σ h[i] * f[i]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_f32(h: &[f16], f: &[f32]) -> f32 {
+    let n8 = h.len() / 8 * 8;
+    let mut acc = _mm256_setzero_ps();
+    for i in (0..n8).step_by(8) {
+        let hv = _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().add(i) as *const __m128i));
+        acc = _mm256_fmadd_ps(hv, _mm256_loadu_ps(f.as_ptr().add(i)), acc);
+    }
+    let mut s = hsum(acc);
+    for i in n8..h.len() {
+        s += h[i].to_f32() * f[i];
+    }
+    s
+}
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline(always)]
+unsafe fn hsum128(v: __m128) -> f32 {
+    let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// One INT4 weight row: packed bytes `[cols/2]` and its scales as f32 `[cols/group]`.
+struct Int4Row<'a> {
+    wb: &'a [u8],
+    swf: &'a [f32],
+    group: usize,
+}
+
+/// Every token of `a` times one INT4 row, [`TOK`] tokens per pass; `o: [n]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn int4_row_tokens<const SYM: bool>(row: &Int4Row, a: &ActQ, o: &mut [f32]) {
+    let mut t = 0;
+    while t + TOK <= a.n {
+        let r = if row.group == 32 {
+            int4_row::<TOK, SYM, true>(row, a, t)
+        } else {
+            int4_row::<TOK, SYM, false>(row, a, t)
+        };
+        o[t..t + TOK].copy_from_slice(&r);
+        t += TOK;
+    }
+    while t < a.n {
+        let r = if row.group == 32 {
+            int4_row::<1, SYM, true>(row, a, t)
+        } else {
+            int4_row::<1, SYM, false>(row, a, t)
+        };
+        o[t] = r[0];
+        t += 1;
+    }
+}
+
+/// Tokens `t0 .. t0+T` times one INT4 row (without the asymmetric min term).
+/// `G32`: group size 32 (two weight scales per pair of blocks), else one scale per pair.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn int4_row<const T: usize, const SYM: bool, const G32: bool>(
+    row: &Int4Row,
+    a: &ActQ,
+    t0: usize,
+) -> [f32; T] {
+    let nb = a.nb;
+    let mask = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let idx = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    let gshift = (row.group / 64).trailing_zeros(); // pair p uses group p >> gshift
+    let mut acc = [_mm256_setzero_ps(); T];
+    let wp = row.wb.as_ptr();
+    let sw = row.swf.as_ptr();
+    let qp: [*const i8; T] = std::array::from_fn(|t| a.qp_tok(t0 + t).as_ptr());
+    let s4: [*const f32; T] = std::array::from_fn(|t| a.s4_tok(t0 + t).as_ptr());
+    let c4: [*const i32; T] = std::array::from_fn(|t| a.corr4_tok(t0 + t).as_ptr());
+    for p in 0..nb / 2 {
+        let v = _mm256_loadu_si256(wp.add(p * 32) as *const __m256i);
+        let lo = _mm256_and_si256(v, mask);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+        let swv = if G32 {
+            let two = _mm_castpd_ps(_mm_load_sd(sw.add(2 * p) as *const f64));
+            _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), idx)
+        } else {
+            _mm256_broadcast_ss(&*sw.add(p >> gshift))
+        };
+        for t in 0..T {
+            let ae = _mm256_loadu_si256(qp[t].add(p * 64) as *const __m256i);
+            let ao = _mm256_loadu_si256(qp[t].add(p * 64 + 32) as *const __m256i);
+            let prod = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ae), _mm256_maddubs_epi16(hi, ao));
+            let mut di = _mm256_madd_epi16(prod, ones);
+            if SYM {
+                di = _mm256_sub_epi32(di, _mm256_loadu_si256(c4[t].add(p * 8) as *const __m256i));
+            }
+            let d = _mm256_mul_ps(swv, _mm256_loadu_ps(s4[t].add(p * 8)));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(di), d, acc[t]);
+        }
+    }
+    let mut res = [0f32; T];
+    for t in 0..T {
+        res[t] = hsum(acc[t]);
+    }
+    if nb % 2 == 1 {
+        let b = nb - 1;
+        let sw_b = *sw.add(b * BLOCK / row.group);
+        let v = _mm_loadu_si128(wp.add(b * 16) as *const __m128i);
+        let m128 = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(v, m128);
+        let hi = _mm_and_si128(_mm_srli_epi16(v, 4), m128);
+        for t in 0..T {
+            let ae = _mm_loadu_si128(qp[t].add(b * 32) as *const __m128i);
+            let ao = _mm_loadu_si128(qp[t].add(b * 32 + 16) as *const __m128i);
+            let prod = _mm_add_epi16(_mm_maddubs_epi16(lo, ae), _mm_maddubs_epi16(hi, ao));
+            let mut di = _mm_madd_epi16(prod, _mm_set1_epi16(1));
+            if SYM {
+                di = _mm_sub_epi32(di, _mm_loadu_si128(c4[t].add(b * 4) as *const __m128i));
+            }
+            let d = _mm_mul_ps(_mm_set1_ps(sw_b), _mm_loadu_ps(s4[t].add(b * 4)));
+            res[t] += hsum128(_mm_mul_ps(_mm_cvtepi32_ps(di), d));
+        }
+    }
+    res
+}
+
+/// Every token of `a` times one INT8 row `qw: [cols]` with row scale `sw`; `o: [n]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn int8_row(qw: &[i8], sw: f32, a: &ActQ, o: &mut [f32]) {
+    let mut t = 0;
+    while t + TOK <= a.n {
+        let r = int8_row_t::<TOK>(qw, a, t);
+        for k in 0..TOK {
+            o[t + k] = sw * r[k];
+        }
+        t += TOK;
+    }
+    while t < a.n {
+        o[t] = sw * int8_row_t::<1>(qw, a, t)[0];
+        t += 1;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn int8_row_t<const T: usize>(qw: &[i8], a: &ActQ, t0: usize) -> [f32; T] {
+    let ones = _mm256_set1_epi16(1);
+    let full = qw.len() / BLOCK;
+    let mut acc = [_mm256_setzero_ps(); T];
+    let qa: [*const i8; T] = std::array::from_fn(|t| a.q_tok(t0 + t).as_ptr());
+    let sa: [&[f32]; T] = std::array::from_fn(|t| a.s_tok(t0 + t));
+    for b in 0..full {
+        let w = _mm256_loadu_si256(qw.as_ptr().add(b * BLOCK) as *const __m256i);
+        let aw = _mm256_sign_epi8(w, w);
+        for t in 0..T {
+            let x = _mm256_loadu_si256(qa[t].add(b * BLOCK) as *const __m256i);
+            let di = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(di), _mm256_broadcast_ss(sa[t].get_unchecked(b)), acc[t]);
+        }
+    }
+    let mut res = [0f32; T];
+    for t in 0..T {
+        res[t] = hsum(acc[t]);
+        if full * BLOCK < qw.len() {
+            let tail = &qw[full * BLOCK..];
+            let d: i32 = tail.iter().enumerate().map(|(j, &v)| v as i32 * *qa[t].add(full * BLOCK + j) as i32).sum();
+            res[t] += sa[t][full] * d as f32;
+        }
+    }
+    res
+}
+
+/// An f32 or f16 weight row `[cols]`.
+#[derive(Clone, Copy)]
+enum FloatRow<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+/// Every token of `x: [n, cols]` times one float row; `o: [n]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn float_row(w: FloatRow, x: &[f32], cols: usize, o: &mut [f32]) {
+    let n = o.len();
+    let mut t = 0;
+    while t + TOK <= n {
+        o[t..t + TOK].copy_from_slice(&float_row_t::<TOK>(w, x, cols, t));
+        t += TOK;
+    }
+    while t < n {
+        o[t] = float_row_t::<1>(w, x, cols, t)[0];
+        t += 1;
+    }
+}
+
+#[inline(always)]
+unsafe fn load8(w: FloatRow, i: usize) -> __m256 {
+    match w {
+        FloatRow::F32(v) => _mm256_loadu_ps(v.as_ptr().add(i)),
+        FloatRow::F16(v) => _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i) as *const __m128i)),
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn float_row_t<const T: usize>(w: FloatRow, x: &[f32], cols: usize, t0: usize) -> [f32; T] {
+    let n16 = cols / 16 * 16;
+    let mut acc = [[_mm256_setzero_ps(); 2]; T];
+    let xs: [*const f32; T] = std::array::from_fn(|t| x.as_ptr().add((t0 + t) * cols));
+    for i in (0..n16).step_by(16) {
+        let (w0, w1) = (load8(w, i), load8(w, i + 8));
+        for t in 0..T {
+            acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[t].add(i)), acc[t][0]);
+            acc[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xs[t].add(i + 8)), acc[t][1]);
+        }
+    }
+    let mut res = [0f32; T];
+    for t in 0..T {
+        res[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
+        for i in n16..cols {
+            let wv = match w {
+                FloatRow::F32(v) => v[i],
+                FloatRow::F16(v) => v[i].to_f32(),
+            };
+            res[t] += wv * *xs[t].add(i);
+        }
+    }
+    res
+}

@@ -1,0 +1,200 @@
+//! Kernel tests: every SIMD path against the scalar reference, matmul against matvec, the
+//! reference against dense f32 math, and shape errors. Runs natively (`cargo test --test
+//! kernels`) and in wasm simd128 under Node (`scripts/test-wasm-kernels.sh`).
+use webvlm::kernels::{self, act::ActQ, Isa};
+use webvlm::quant::{QTensor, WeightFormat};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// xorshift64* with Box-Muller normals: deterministic test data without dependencies.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn uniform(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    }
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Normal values with a per-call offset, some exact zeros and one all-zero block.
+    fn data(&mut self, n: usize, offset: f32) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n).map(|_| self.normal() + offset).collect();
+        for i in 0..n / 50 {
+            v[(i * 97) % n] = 0.0;
+        }
+        if n >= 64 {
+            v[32..64].fill(0.0);
+        }
+        v
+    }
+}
+
+fn formats() -> Vec<WeightFormat> {
+    let mut f = vec![WeightFormat::F32, WeightFormat::F16, WeightFormat::Int8];
+    for group in [32, 64, 128] {
+        for sym in [true, false] {
+            f.push(WeightFormat::Int4 { group, sym });
+        }
+    }
+    f
+}
+
+/// max |a - b| / max |b|
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let num = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let den = b.iter().fold(0f32, |m, y| m.max(y.abs()));
+    if den == 0.0 { num } else { num / den }
+}
+
+/// Random shapes valid for `fmt`: odd row counts, column counts that are multiples of
+/// the group (odd numbers of 32-blocks included), and for float / int8 ragged columns.
+fn shapes(fmt: WeightFormat, rng: &mut Rng) -> Vec<(usize, usize)> {
+    let mut v = vec![(1, 128), (7, 256), (33, 384)];
+    for _ in 0..4 {
+        let rows = 1 + rng.below(300);
+        let cols = match fmt {
+            WeightFormat::Int4 { group, .. } => group * (1 + rng.below(12)),
+            _ => 1 + rng.below(700),
+        };
+        v.push((rows, cols));
+    }
+    if let WeightFormat::Int4 { group: 32, .. } = fmt {
+        v.push((5, 96)); // 3 blocks: a lone last block
+    }
+    v
+}
+
+#[test]
+fn simd_paths_match_scalar() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let isas = Isa::all_available();
+    assert!(isas.contains(&Isa::Scalar));
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    assert!(isas.contains(&Isa::Simd128), "simd128 build must test its SIMD path");
+    for fmt in formats() {
+        for (rows, cols) in shapes(fmt, &mut rng) {
+            let w = QTensor::quantize(&rng.data(rows * cols, 0.0), rows, cols, fmt).unwrap();
+            for (n, offset) in [(1, 0.0), (1, 1.5), (6, 0.3)] {
+                let x = rng.data(n * cols, offset);
+                let mut want = vec![0f32; n * rows];
+                kernels::matmul_with(Isa::Scalar, &w, &x, n, &mut want).unwrap();
+                for &isa in &isas {
+                    let mut got = vec![0f32; n * rows];
+                    kernels::matmul_with(isa, &w, &x, n, &mut got).unwrap();
+                    let e = rel_err(&got, &want);
+                    assert!(e <= 1e-5, "{isa:?} {} [{rows}, {cols}] n={n}: rel err {e}", fmt.name());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_equals_matvec_per_row() {
+    let mut rng = Rng(42);
+    for fmt in formats() {
+        let (rows, cols, n) = (37, 256, 7);
+        let w = QTensor::quantize(&rng.data(rows * cols, 0.0), rows, cols, fmt).unwrap();
+        let x = rng.data(n * cols, 0.2);
+        let mut y = vec![0f32; n * rows];
+        kernels::matmul(&w, &x, n, &mut y);
+        for t in 0..n {
+            let mut yt = vec![0f32; rows];
+            kernels::matvec(&w, &x[t * cols..(t + 1) * cols], &mut yt);
+            let e = rel_err(&y[t * rows..(t + 1) * rows], &yt);
+            assert!(e <= 1e-6, "{} token {t}: rel err {e}", fmt.name());
+        }
+    }
+}
+
+/// The kernels compute `dequantize(W) · dequantize(quantize_act(x))`: checked against dense
+/// f64 math on the dequantized weights and activations.
+#[test]
+fn reference_matches_dense_math() {
+    let mut rng = Rng(7);
+    for fmt in formats() {
+        let (rows, cols) = (9, 384);
+        let w = QTensor::quantize(&rng.data(rows * cols, 0.1), rows, cols, fmt).unwrap();
+        let x = rng.data(cols, 0.5);
+        let wd = w.dequantize();
+        let xd: Vec<f32> = if matches!(fmt, WeightFormat::F32 | WeightFormat::F16) {
+            x.clone()
+        } else {
+            let a = ActQ::new(&x, 1, cols);
+            (0..cols).map(|c| a.q[c] as f32 * a.s[c / 32]).collect()
+        };
+        let want: Vec<f32> = (0..rows)
+            .map(|r| (0..cols).map(|c| wd[r * cols + c] as f64 * xd[c] as f64).sum::<f64>() as f32)
+            .collect();
+        let mut got = vec![0f32; rows];
+        kernels::matvec_with(Isa::Scalar, &w, &x, &mut got).unwrap();
+        let e = rel_err(&got, &want);
+        assert!(e <= 2e-6, "{}: rel err {e}", fmt.name());
+    }
+}
+
+/// End to end: quantized kernels stay close to the exact f32 product.
+#[test]
+fn quantized_product_close_to_exact() {
+    let mut rng = Rng(99);
+    let (rows, cols) = (64, 512);
+    let wf = rng.data(rows * cols, 0.0);
+    let x = rng.data(cols, 0.0);
+    let exact: Vec<f32> = (0..rows).map(|r| (0..cols).map(|c| wf[r * cols + c] * x[c]).sum()).collect();
+    for (fmt, tol) in [(WeightFormat::Int8, 0.02), (WeightFormat::Int4 { group: 32, sym: true }, 0.12)] {
+        let w = QTensor::quantize(&wf, rows, cols, fmt).unwrap();
+        let mut y = vec![0f32; rows];
+        kernels::matvec(&w, &x, &mut y);
+        let e = rel_err(&y, &exact);
+        assert!(e <= tol, "{}: rel err {e} vs exact", fmt.name());
+    }
+}
+
+#[test]
+fn activation_quantization_follows_doc() {
+    let mut x: Vec<f32> = (0..40).map(|i| i as f32 - 20.0).collect();
+    x[5] = 254.0; // block 0 absmax 254 -> scale 2
+    let a = ActQ::new(&x, 1, 40);
+    assert_eq!(a.nb, 2);
+    assert_eq!(a.s[0], 2.0);
+    assert_eq!(a.q[5], 127);
+    assert_eq!(a.q[0], -10); // -20 / 2
+    assert_eq!(a.q[1], -10); // -19 / 2 = -9.5 -> ties to even
+    assert_eq!(a.s[1], 19.0 / 127.0);
+    assert_eq!(&a.q[40..64], &[0i8; 24][..]); // zero padding
+    assert_eq!(a.sum[0], a.q[..32].iter().map(|&v| v as i32).sum::<i32>());
+    let z = ActQ::new(&[0.0; 32], 1, 32);
+    assert_eq!((z.s[0], z.sum[0]), (0.0, 0));
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let w = QTensor::quantize(&[0.5; 64 * 3], 3, 64, WeightFormat::Int4 { group: 32, sym: true }).unwrap();
+    let mut y = vec![0f32; 3];
+    let e = kernels::matvec_with(Isa::Scalar, &w, &[0.0; 63], &mut y).unwrap_err();
+    assert!(e.to_string().contains("x has 63 values"), "{e}");
+    let e = kernels::matmul_with(Isa::Scalar, &w, &[0.0; 128], 2, &mut y).unwrap_err();
+    assert!(e.to_string().contains("y has 3 values"), "{e}");
+    let e = QTensor::quantize(&[0.0; 10], 2, 4, WeightFormat::F32).unwrap_err();
+    assert!(e.to_string().contains("10 values"), "{e}");
+    let e = QTensor::quantize(&[0.0; 96], 1, 96, WeightFormat::Int4 { group: 64, sym: false }).unwrap_err();
+    assert!(e.to_string().contains("does not divide"), "{e}");
+}
+
+#[test]
+fn unavailable_path_is_an_error() {
+    let w = QTensor::quantize(&[1.0; 32], 1, 32, WeightFormat::F32).unwrap();
+    let missing = [Isa::Avx2, Isa::Simd128].into_iter().find(|i| !i.available()).unwrap();
+    let e = kernels::matvec_with(missing, &w, &[1.0; 32], &mut [0.0]).unwrap_err();
+    assert!(e.to_string().contains("unsupported"), "{e}");
+}
