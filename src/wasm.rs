@@ -14,9 +14,10 @@
 //! (`ReadableStreamDefaultReader.read()` resolving to `{ done, value }`).
 
 use crate::chat::Message;
-use crate::engine::{Engine, GenerateParams, LoadOptions};
+use crate::engine::{Engine, GenerateParams, StopReason, Timings};
 use crate::error::Error;
 use crate::io::manifest::ManifestLoader;
+use crate::model::LoadOptions;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use serde::Serialize;
 use std::cell::RefCell;
@@ -163,18 +164,21 @@ async fn load_impl(base_url: String, on_progress: Function) -> Result<WasmEngine
     let t0 = now_ms();
     let manifest_json = fetch_text(&join_url(&base_url, "manifest.json")).await?;
     let mut loader = ManifestLoader::new(&manifest_json).map_err(js_err)?;
-    let shards: Vec<(String, u64)> =
-        loader.manifest().shards.iter().map(|s| (s.file.clone(), s.size)).collect();
-    let total: u64 = shards.iter().map(|s| s.1).sum();
+    let manifest = loader.manifest();
+    let shards: Vec<(String, u64)> = manifest.shards.iter().map(|s| (s.file.clone(), s.size)).collect();
+    let tok_file = manifest.tokenizer.file.clone();
+    let tok_size = manifest.files.iter().find(|f| f.file == tok_file).map(|f| f.size);
+    let total = shards.iter().map(|s| s.1).sum::<u64>() + tok_size.unwrap_or(0);
     let mut progress = Progress { callback: on_progress, loaded: 0.0, total: total as f64 };
     progress.report("manifest.json")?;
 
-    let tokenizer_json = fetch_text(&join_url(&base_url, "tokenizer.json")).await?;
-    progress.report("tokenizer.json")?;
+    let tok_bytes = fetch_bytes(&join_url(&base_url, &tok_file), &tok_file, tok_size, &mut progress).await?;
+    let tokenizer_json =
+        String::from_utf8(tok_bytes).map_err(|e| js_msg(format!("{tok_file}: not UTF-8: {e}")))?;
     for (index, (file, size)) in shards.iter().enumerate() {
         let bytes = fetch_bytes(&join_url(&base_url, file), file, Some(*size), &mut progress).await?;
         loader.add_shard(index, &bytes).map_err(js_err)?;
-        // `bytes` is dropped here: the loader keeps only the tensors it parsed.
+        // `bytes` is dropped here: the loader keeps only the tensors it decoded.
     }
     let checkpoint = loader.finish(tokenizer_json).map_err(js_err)?;
     let engine = Engine::new(checkpoint, &LoadOptions::default()).map_err(js_err)?;
@@ -187,9 +191,12 @@ async fn load_impl(base_url: String, on_progress: Function) -> Result<WasmEngine
 struct GenerateResult {
     text: String,
     ids: Vec<u32>,
-    /// `eos` (end token or stop string), `length` (max_new_tokens) or `aborted` (on_token false).
-    finish_reason: &'static str,
-    timings: crate::engine::Timings,
+    /// `eos`, `stop_string`, `max_new_tokens`, `context_full`, or `aborted` (on_token false).
+    finish_reason: String,
+    /// The engine's timings (`load_ms`: building the model from downloaded tensors).
+    timings: Timings,
+    /// Download, checks and build, from `load` to a ready engine.
+    load_total_ms: f64,
 }
 
 /// Clears `busy` however the generation loop exits.
@@ -209,42 +216,51 @@ async fn generate_impl(
     params: GenerateParams,
     on_token: Function,
 ) -> Result<JsValue, JsValue> {
-    let max_new_tokens = params.max_new_tokens;
     {
         let mut s = state.borrow_mut();
         if s.busy {
             return Err(js_msg("a generation is already running on this engine"));
         }
         s.busy = true;
-        s.engine.start(prompt_ids, params).map_err(js_err)?;
     }
     let _guard = BusyGuard(state.clone());
+    state.borrow_mut().engine.start(&prompt_ids, params).map_err(js_err)?;
     let mut text = String::new();
-    let mut finish_reason = "length";
-    let mut count = 0usize;
+    let mut aborted = false;
     loop {
         // Borrow only for the synchronous step; JS callbacks run after the borrow ends.
         let event = state.borrow_mut().engine.step().map_err(js_err)?;
         let Some(event) = event else { break };
         text.push_str(&event.text);
-        count += 1;
         let keep_going = on_token.call2(&JsValue::NULL, &event.text.as_str().into(), &event.id.into())?;
         if event.done {
-            finish_reason = if count >= max_new_tokens { "length" } else { "eos" };
             break;
         }
         if keep_going.as_bool() == Some(false) {
-            finish_reason = "aborted";
+            aborted = true;
             break;
         }
         JsFuture::from(yield_to_event_loop()).await?;
     }
     let s = state.borrow();
-    let mut timings = s.engine.timings().clone();
-    timings.load_ms = s.load_ms;
-    let result = GenerateResult { text, ids: s.engine.generated_ids().to_vec(), finish_reason, timings };
+    let finish_reason = if aborted { "aborted".to_string() } else { reason_name(s.engine.stop_reason_of_run()) };
+    let result = GenerateResult {
+        text,
+        ids: s.engine.generated_ids().to_vec(),
+        finish_reason,
+        timings: s.engine.timings().clone(),
+        load_total_ms: s.load_ms,
+    };
     let json = serde_json::to_string(&result).map_err(|e| js_err(e.into()))?;
     Ok(JsValue::from_str(&json))
+}
+
+/// The snake_case name of a stop reason (`eos`, `max_new_tokens`, ...).
+fn reason_name(reason: Option<StopReason>) -> String {
+    match reason.map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::String(s))) => s,
+        _ => "none".to_string(),
+    }
 }
 
 #[wasm_bindgen]
@@ -283,12 +299,23 @@ impl WasmEngine {
         future_to_promise(generate_impl(state, prompt_ids, params, on_token))
     }
 
-    /// Timings of the last generation as a JSON string (`load_ms` covers download + build).
+    /// Timings of the last generation as a JSON string (the engine's, plus `load_total_ms`:
+    /// download, checks and build).
     pub fn timings(&self) -> Result<String, JsValue> {
         let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
-        let mut t = s.engine.timings().clone();
-        t.load_ms = s.load_ms;
-        serde_json::to_string(&t).map_err(|e| js_err(e.into()))
+        let mut v = serde_json::to_value(s.engine.timings()).map_err(|e| js_err(e.into()))?;
+        v["load_total_ms"] = s.load_ms.into();
+        Ok(v.to_string())
+    }
+
+    /// Forget the KV cache (a new conversation).
+    pub fn reset(&self) -> Result<(), JsValue> {
+        let mut s = self.state.try_borrow_mut().map_err(|_| js_msg("engine is busy"))?;
+        if s.busy {
+            return Err(js_msg("cannot reset while generating"));
+        }
+        s.engine.reset();
+        Ok(())
     }
 
     /// The compute backend in use.
