@@ -58,6 +58,7 @@ export async function runWasmChat({ model = 'smollm2-135m-int4', prompt, maxToke
       streamed_text: pieces.join(''),
       streamed_pieces: pieces.length,
       finish_reason: result.finish_reason,
+      generated_ids: result.ids,
       load_ms: loadMs,
       progress_events: progressEvents,
       last_progress: lastProgress,

@@ -163,6 +163,10 @@ export async function startServer({ port = 8080, host = '127.0.0.1', wwwDir, mod
       else res.destroy();
     });
   });
+  // Clients keep connections idle while they hash and decode a shard; a short keep-alive
+  // lets the server close a socket just as the client reuses it ("other side closed").
+  server.keepAliveTimeout = 120_000;
+  server.headersTimeout = 125_000;
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, resolve);

@@ -60,7 +60,12 @@ fn js_msg(msg: impl AsRef<str>) -> JsValue {
 /// The message of a JS error value (an `Error` or anything with a string form).
 fn describe(v: &JsValue) -> String {
     if let Some(e) = v.dyn_ref::<js_sys::Error>() {
-        return String::from(e.message());
+        let mut msg = String::from(e.message());
+        // Node's fetch puts the socket-level reason in `cause`.
+        if let Some(cause) = e.cause().dyn_ref::<js_sys::Error>() {
+            msg = format!("{msg} ({})", String::from(cause.message()));
+        }
+        return msg;
     }
     v.as_string().unwrap_or_else(|| format!("{v:?}"))
 }
@@ -110,9 +115,17 @@ async fn fetch_ok(url: &str) -> Result<web_sys::Response, JsValue> {
     let fetch: Function = Reflect::get(&global, &"fetch".into())?
         .dyn_into()
         .map_err(|_| js_msg("this JavaScript environment has no fetch()"))?;
-    let resp = JsFuture::from(fetch.call1(&global, &url.into())?.unchecked_into::<Promise>())
-        .await
-        .map_err(|e| js_msg(format!("{url}: fetch failed: {}", describe(&e))))?;
+    // One retry for network-level failures (a keep-alive socket closed under us); HTTP
+    // errors are answers and are not retried.
+    let mut attempt = 0;
+    let resp = loop {
+        let call = fetch.call1(&global, &url.into())?.unchecked_into::<Promise>();
+        match JsFuture::from(call).await {
+            Ok(r) => break r,
+            Err(_) if attempt == 0 => attempt += 1,
+            Err(e) => return Err(js_msg(format!("{url}: fetch failed: {}", describe(&e)))),
+        }
+    };
     let resp: web_sys::Response = resp.unchecked_into();
     if !resp.ok() {
         return Err(js_msg(format!("{url}: HTTP {} {}", resp.status(), resp.status_text())));

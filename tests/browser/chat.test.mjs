@@ -79,6 +79,9 @@ before(async () => {
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`); });
   // Every request the page makes must stay on the local server.
+  page.on('response', (r) => {
+    if (r.status() >= 400) pageErrors.push(`HTTP ${r.status()}: ${r.url()}`);
+  });
   page.on('request', (r) => {
     if (!r.url().startsWith(baseUrl)) pageErrors.push(`unexpected request: ${r.url()}`);
   });
