@@ -1,4 +1,297 @@
-//! The `webvlm` command line: convert, generate, bench.
-fn main() {
-    println!("webvlm");
+//! The `webvlm` command line: convert, generate, bench. Native only (on wasm32 the crate is
+//! a library for the browser and `main` does nothing). User errors print
+//! `error: <message>` and exit with status 1.
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    match cli::run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use clap::{Args, Parser, Subcommand};
+    use std::io::{IsTerminal, Write};
+    use std::path::PathBuf;
+    use webvlm::chat::Message;
+    use webvlm::convert::{ConvertOptions, WeightChoice};
+    use webvlm::engine::{Engine, GenerateParams};
+    use webvlm::model::LoadOptions;
+    use webvlm::quant::WeightFormat;
+    use webvlm::sampler::SamplerConfig;
+    use webvlm::{Error, Result};
+
+    #[derive(Parser)]
+    #[command(name = "webvlm", version, about = "Quantized Llama/LLaVA-family models on the CPU and in the browser")]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(Subcommand)]
+    enum Cmd {
+        /// Convert a checkpoint (HF folder, GGUF file, converted folder) to webvlm shards.
+        Convert(ConvertArgs),
+        /// Generate text from a prompt.
+        Generate(GenerateArgs),
+        /// Measure GEMV kernel throughput and (with --model) decode speed.
+        Bench(BenchArgs),
+    }
+
+    #[derive(Args)]
+    struct ConvertArgs {
+        /// Source checkpoint.
+        src: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// int4, int8, f16 or f32.
+        #[arg(long, default_value = "int4")]
+        weights: String,
+        /// INT4 group size (32, 64 or 128).
+        #[arg(long, default_value_t = 64)]
+        group_size: usize,
+        /// Symmetric INT4 (the default).
+        #[arg(long, conflicts_with = "asym")]
+        sym: bool,
+        /// Asymmetric INT4 (a per-group minimum).
+        #[arg(long)]
+        asym: bool,
+        /// Overwrite a non-empty output folder.
+        #[arg(long)]
+        force: bool,
+    }
+
+    #[derive(Args)]
+    struct GenerateArgs {
+        /// GGUF file, HF folder or converted folder.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// Wrap the prompt as a user message in the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 128)]
+        max_new_tokens: usize,
+        /// 0 = greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// 0 = no cut.
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        repetition_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Print one JSON object instead of streaming text.
+        #[arg(long)]
+        json: bool,
+    }
+
+    #[derive(Args)]
+    struct LoadArgs {
+        /// Quantize on load: int4 (with --group-size), int8, f16, f32 or a full name such as
+        /// int4_asym_g32. Default: keep the checkpoint's formats.
+        #[arg(long)]
+        weights: Option<String>,
+        /// INT4 group size for `--weights int4`.
+        #[arg(long, default_value_t = 64)]
+        group_size: usize,
+        /// Asymmetric INT4 for `--weights int4`.
+        #[arg(long)]
+        asym: bool,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    }
+
+    #[derive(Args)]
+    struct BenchArgs {
+        /// Also measure decode speed of this model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Decode steps timed with --model.
+        #[arg(long, default_value_t = 64)]
+        decode_tokens: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long)]
+        json: bool,
+    }
+
+    pub fn run() -> Result<()> {
+        let cli = Cli::parse();
+        match cli.cmd {
+            Cmd::Convert(a) => convert(a),
+            Cmd::Generate(a) => {
+                set_threads(a.load.threads)?;
+                generate(a)
+            }
+            Cmd::Bench(a) => {
+                set_threads(a.load.threads)?;
+                bench(a)
+            }
+        }
+    }
+
+    fn set_threads(n: Option<usize>) -> Result<()> {
+        if let Some(n) = n {
+            if n == 0 {
+                return Err(Error::Invalid("--threads must be at least 1".into()));
+            }
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .map_err(|e| Error::Invalid(format!("cannot start {n} threads: {e}")))?;
+        }
+        Ok(())
+    }
+
+    impl LoadArgs {
+        fn options(&self) -> Result<LoadOptions> {
+            let weights = match self.weights.as_deref() {
+                None => None,
+                Some("int4") => Some(WeightFormat::parse(&format!(
+                    "int4_{}_g{}",
+                    if self.asym { "asym" } else { "sym" },
+                    self.group_size
+                ))?),
+                Some(s) => Some(WeightFormat::parse(s)?),
+            };
+            Ok(LoadOptions { weights, context_len: None })
+        }
+    }
+
+    fn convert(a: ConvertArgs) -> Result<()> {
+        let opts = ConvertOptions {
+            weights: a.weights.parse::<WeightChoice>()?,
+            group_size: a.group_size,
+            sym: !a.asym,
+            force: a.force,
+            ..Default::default()
+        };
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .expect("static progress template");
+            b.set_style(style);
+            b
+        });
+        let report = webvlm::convert::convert(&a.src, &a.out, &opts, &mut |p| {
+            if let Some(b) = &bar {
+                b.set_length(p.total as u64);
+                b.set_position(p.done as u64);
+                b.set_message(format!("{} ({})", p.name, p.format.name()));
+            }
+        })?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        let formats: Vec<String> = report.formats.iter().map(|(f, n)| format!("{n} {f}")).collect();
+        eprintln!(
+            "wrote {} tensors ({}) in {} shards, {:.1} MiB, to {}",
+            report.tensors,
+            formats.join(", "),
+            report.shards,
+            report.bytes as f64 / (1u64 << 20) as f64,
+            a.out.display()
+        );
+        Ok(())
+    }
+
+    fn generate(a: GenerateArgs) -> Result<()> {
+        let ckpt = webvlm::io::open(&a.model)?;
+        let mut engine = Engine::new(ckpt, &a.load.options()?)?;
+        let prompt_ids = if a.chat {
+            engine.chat_prompt_ids(&[Message { role: "user".into(), content: a.prompt.clone() }])?
+        } else {
+            engine.tokenizer().encode(&a.prompt, true)?
+        };
+        let params = GenerateParams {
+            max_new_tokens: a.max_new_tokens,
+            sampling: SamplerConfig {
+                temperature: a.temperature,
+                top_k: a.top_k,
+                top_p: a.top_p,
+                repetition_penalty: a.repetition_penalty,
+                seed: a.seed,
+            },
+            stop: Vec::new(),
+        };
+        let json = a.json;
+        let mut stdout = std::io::stdout();
+        let out = engine.generate(&prompt_ids, params, &mut |ev| {
+            if !json {
+                // A closed pipe (`| head`) stops generation instead of panicking.
+                return write!(stdout, "{}", ev.text).and_then(|_| stdout.flush()).is_ok();
+            }
+            true
+        })?;
+        if json {
+            let mut top: Vec<(u32, f32)> =
+                engine.first_logits().iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+            top.sort_by(|x, y| y.1.total_cmp(&x.1));
+            top.truncate(10);
+            let doc = serde_json::json!({
+                "prompt_ids": prompt_ids,
+                "generated_ids": out.generated_ids,
+                "text": out.text,
+                "stop": out.stop,
+                "top_logits": top,
+                "timings": out.timings,
+            });
+            println!("{doc}");
+        } else {
+            println!();
+            let t = &out.timings;
+            eprintln!(
+                "[load {:.0} ms, prefill {} tokens in {:.0} ms, decode {:.1} tokens/s]",
+                t.load_ms, t.prefill_tokens, t.prefill_ms, t.decode_tokens_per_s
+            );
+        }
+        Ok(())
+    }
+
+    fn bench(a: BenchArgs) -> Result<()> {
+        let mut doc = serde_json::Map::new();
+        if let Some(path) = &a.model {
+            let opts = a.load.options()?;
+            let ckpt = webvlm::io::open(path)?;
+            let engine = Engine::new(ckpt, &opts)?;
+            let prompt = engine.tokenizer().encode("The capital of France is", true)?;
+            let r = webvlm::model::bench_decode::decode_bench(engine.model(), &prompt, a.decode_tokens)?;
+            if !a.json {
+                println!(
+                    "decode {}: {} threads, {:.1} tokens/s ({} tokens, weights {}, {:.1} MiB)",
+                    path.display(),
+                    r.threads,
+                    r.decode_tokens_per_s,
+                    r.decode_tokens,
+                    r.weights,
+                    r.weight_bytes as f64 / (1u64 << 20) as f64
+                );
+            }
+            doc.insert("decode".into(), serde_json::to_value(&r)?);
+        }
+        if a.json {
+            println!("{}", serde_json::Value::Object(doc));
+        }
+        Ok(())
+    }
 }

@@ -14,6 +14,8 @@ pub mod linear;
 pub mod llama;
 pub mod ops;
 pub mod rope;
+#[cfg(test)]
+mod tests;
 
 pub use config::LlamaConfig;
 pub use kv::KvCache;
