@@ -194,7 +194,88 @@ fn bad_shapes_are_errors() {
 #[test]
 fn unavailable_path_is_an_error() {
     let w = QTensor::quantize(&[1.0; 32], 1, 32, WeightFormat::F32).unwrap();
-    let missing = [Isa::Avx2, Isa::Simd128].into_iter().find(|i| !i.available()).unwrap();
+    let missing = [Isa::Avx2, Isa::AvxVnni, Isa::Simd128].into_iter().find(|i| !i.available()).unwrap();
     let e = kernels::matvec_with(missing, &w, &[1.0; 32], &mut [0.0]).unwrap_err();
     assert!(e.to_string().contains("unsupported"), "{e}");
+}
+
+/// The performance bar (run with `--ignored --nocapture` on a quiet machine): INT4 sym g64
+/// GEMV at 4096×4096 on one thread reads weights at ≥ 60% of the single-thread read
+/// bandwidth, with a working set ≥ 4× the last-level cache.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+#[ignore]
+fn bench_int4_gemv_bar() {
+    use webvlm::bench;
+    let opts = bench::GemvOptions {
+        formats: vec![WeightFormat::Int4 { group: 64, sym: true }, WeightFormat::Int8],
+        shapes: vec![(4096, 4096)],
+        threads: vec![1],
+        ..Default::default()
+    };
+    let r = bench::run(&opts);
+    bench::print_report(&r);
+    let g = &r.gemv[0];
+    assert!(g.ratio_to_read_1t >= 0.6, "INT4 GEMV at {:.1} GB/s = {:.2} of read bandwidth", g.gbs, g.ratio_to_read_1t);
+}
+
+/// In-cache GEMV throughput (compute bound), for tuning: `--ignored --nocapture`.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+#[ignore]
+fn bench_int4_gemv_in_cache() {
+    use webvlm::bench;
+    let formats = [
+        WeightFormat::Int4 { group: 64, sym: true },
+        WeightFormat::Int4 { group: 32, sym: true },
+        WeightFormat::Int4 { group: 64, sym: false },
+        WeightFormat::Int8,
+    ];
+    for isa in Isa::all_available().into_iter().filter(|&i| i != Isa::Scalar) {
+        let opts = bench::GemvOptions { min_working_set: 1, rotations: 200, isa, ..Default::default() };
+        for f in formats {
+            let g = bench::gemv_once(f, 512, 4096, 1, &opts);
+            let cpu = g.gbs_on_cpu.unwrap_or(f64::NAN);
+            println!("{isa:?} {:<14} {:>8.1} us {:>6.1} GB/s in cache, {cpu:.1} on-CPU", g.format, g.us_per_gemv, g.gbs);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+#[ignore]
+fn bench_act_quant() {
+    let x: Vec<f32> = (0..4096).map(|i| (i as f32 * 0.37).sin()).collect();
+    let t = std::time::Instant::now();
+    let mut s = 0i32;
+    for _ in 0..10000 {
+        s += ActQ::new(&x, 1, 4096).sum[3];
+    }
+    println!("ActQ::new(4096): {:.2} us ({s})", t.elapsed().as_secs_f64() / 10000.0 * 1e6);
+}
+
+/// Pure kernel throughput on L2-resident weights (no activation quantization), for tuning.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+#[ignore]
+fn bench_kernel_l2() {
+    let (rows, cols) = (64, 4096);
+    for fmt in [WeightFormat::Int4 { group: 64, sym: true }, WeightFormat::Int4 { group: 32, sym: false }, WeightFormat::Int8] {
+        let w = webvlm::bench::random_weights(fmt, rows, cols, 3);
+        let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let inp = kernels::prepare(&w, &x, 1);
+        let mut y = vec![0f32; rows];
+        for isa in Isa::all_available().into_iter().filter(|&i| i != Isa::Scalar) {
+            let mut best = f64::MAX;
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                for _ in 0..100 {
+                    kernels::rows_on(isa, &w, &inp, 0, &mut y);
+                }
+                best = best.min(t.elapsed().as_secs_f64() / 100.0);
+            }
+            let gbs = w.nbytes() as f64 / best / 1e9;
+            println!("{isa:?} {}: {:.2} us, {gbs:.1} GB/s from L2", fmt.name(), best * 1e6);
+        }
+    }
 }

@@ -33,8 +33,9 @@ pub struct ActQ {
     pub sum: Vec<i32>,
     /// `[n, nb*4]`: block `b`'s scale repeated 4 times (one 128-bit lane per block).
     pub s4: Vec<f32>,
-    /// `[n, nb*4]`: `[8 * sum_b, 0, 0, 0]` per block, the symmetric INT4 zero-point term.
-    pub corr4: Vec<i32>,
+    /// `[n, nb*4]`: `[-8 * sum_b, 0, 0, 0]` per block, the symmetric INT4 zero-point term
+    /// (`Σ (q_w - 8) q_a = Σ q_w q_a - 8 Σ q_a`), added to one i32 lane per block.
+    pub zp4: Vec<i32>,
 }
 
 impl ActQ {
@@ -51,43 +52,42 @@ impl ActQ {
             s: vec![0.0; n * nb],
             sum: vec![0; n * nb],
             s4: vec![0.0; n * nb * 4],
-            corr4: vec![0; n * nb * 4],
+            zp4: vec![0; n * nb * 4],
         };
         for t in 0..n {
             let xt = &x[t * cols..(t + 1) * cols];
             for b in 0..nb {
-                let xb = &xt[b * BLOCK..((b + 1) * BLOCK).min(cols)];
-                a.quantize_block(t * nb + b, xb);
+                let mut xb = [0f32; BLOCK];
+                let src = &xt[b * BLOCK..((b + 1) * BLOCK).min(cols)];
+                xb[..src.len()].copy_from_slice(src);
+                a.quantize_block(t, b, &xb);
             }
-            a.fill_pair_layout(t);
         }
         a
     }
 
-    fn quantize_block(&mut self, tb: usize, xb: &[f32]) {
-        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+    /// Quantize block `b` of token `t` (zero-padded to 32 values) into every layout.
+    fn quantize_block(&mut self, t: usize, b: usize, xb: &[f32; BLOCK]) {
+        // |x| compared as integer bits: monotonic for non-NaN floats, and vectorizes.
+        let amax = f32::from_bits(xb.iter().map(|v| v.to_bits() & 0x7fff_ffff).max().unwrap_or(0));
         let (s, inv) = if amax > 0.0 { (amax / 127.0, 127.0 / amax) } else { (0.0, 0.0) };
-        let qb = &mut self.q[tb * BLOCK..(tb + 1) * BLOCK];
-        let mut sum = 0i32;
+        let mut qb = [0i8; BLOCK];
         for (o, &v) in qb.iter_mut().zip(xb) {
-            *o = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
-            sum += *o as i32;
+            *o = round_ties_even_i32(v * inv).clamp(-127, 127) as i8;
+        }
+        let sum: i32 = qb.iter().map(|&v| v as i32).sum();
+        let tb = t * self.nb + b;
+        self.q[tb * BLOCK..(tb + 1) * BLOCK].copy_from_slice(&qb);
+        let base = t * self.nb * BLOCK;
+        let (even, odd) = pair_offsets(b, self.nb);
+        for j in 0..BLOCK / 2 {
+            self.qp[base + even + j] = qb[2 * j];
+            self.qp[base + odd + j] = qb[2 * j + 1];
         }
         self.s[tb] = s;
         self.sum[tb] = sum;
         self.s4[tb * 4..tb * 4 + 4].fill(s);
-        self.corr4[tb * 4] = 8 * sum;
-    }
-
-    fn fill_pair_layout(&mut self, t: usize) {
-        let base = t * self.nb * BLOCK;
-        for b in 0..self.nb {
-            let (even, odd) = pair_offsets(b, self.nb);
-            for j in 0..BLOCK / 2 {
-                self.qp[base + even + j] = self.q[base + b * BLOCK + 2 * j];
-                self.qp[base + odd + j] = self.q[base + b * BLOCK + 2 * j + 1];
-            }
-        }
+        self.zp4[tb * 4] = -8 * sum;
     }
 
     /// Token `t`'s slice of `q`.
@@ -107,8 +107,8 @@ impl ActQ {
     pub fn s4_tok(&self, t: usize) -> &[f32] {
         &self.s4[t * self.nb * 4..(t + 1) * self.nb * 4]
     }
-    pub fn corr4_tok(&self, t: usize) -> &[i32] {
-        &self.corr4[t * self.nb * 4..(t + 1) * self.nb * 4]
+    pub fn zp4_tok(&self, t: usize) -> &[i32] {
+        &self.zp4[t * self.nb * 4..(t + 1) * self.nb * 4]
     }
 
     /// `[n, cols/group]`: `Σ_{b in group} s_a[b] * sum[b]`, the asymmetric INT4 min term
@@ -124,6 +124,16 @@ impl ActQ {
             })
             .collect()
     }
+}
+
+/// `round_ties_even(v) as i32` for `|v| <= 2^22` by the 1.5·2^23 trick: the IEEE
+/// round-to-nearest-even addition leaves the rounded integer in the low mantissa bits.
+/// Identical to `f32::round_ties_even` there, but inlined and vectorized on every target
+/// (the library call is not, without SSE4.1). Here `|v| <= 127`.
+#[inline(always)]
+pub fn round_ties_even_i32(v: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23, bits 0x4B40_0000
+    (v + MAGIC).to_bits() as i32 - 0x4B40_0000
 }
 
 /// Byte offsets of `even(b)` and `odd(b)` inside a token's pair-layout quants.

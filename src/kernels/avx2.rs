@@ -9,6 +9,7 @@
 //! The symmetric zero point (`-8 Σ q_a`) is subtracted in integers; the asymmetric min term is
 //! a per-group dot product after the loop. Each unpacked weight block is reused for up to 4
 //! tokens ([`TOK`]) in `matmul`. INT8 uses the `sign_epi8` trick of `ggml_vec_dot_q8_0_q8_0`.
+//! Where AVX-VNNI exists, `vpdpbusd` replaces the `maddubs` + `madd` pair (same integers).
 use super::act::{ActQ, BLOCK};
 use super::Input;
 use crate::quant::{QData, QTensor};
@@ -23,12 +24,20 @@ pub fn detected() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
+/// Whether AVX-VNNI is present too (the [`rows`] `vnni` variant).
+pub fn detected_vnni() -> bool {
+    detected() && is_x86_feature_detected!("avxvnni")
+}
+
 /// Rows `r0 .. r0 + out.len()/n` of `W · x` for every token, `out: [nrows, n]`.
 ///
+/// `vnni`: use AVX-VNNI `vpdpbusd` for the integer dot products (same results).
+///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C ([`detected`]).
+/// The CPU must support AVX2, FMA and F16C ([`detected`]), and AVX-VNNI if `vnni`
+/// ([`detected_vnni`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
+pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32], vnni: bool) {
     let n = inp.n();
     let c = w.cols;
     match (&w.data, inp) {
@@ -47,7 +56,7 @@ pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
         (QData::Int8 { q, scales }, Input::Q { a, .. }) => {
             for (i, o) in out.chunks_exact_mut(n).enumerate() {
                 let r = r0 + i;
-                int8_row(&q[r * c..(r + 1) * c], scales[r], a, o);
+                int8_row(&q[r * c..(r + 1) * c], scales[r], a, vnni, o);
             }
         }
         (QData::Int4 { group, q, scales, mins }, Input::Q { a, gcorr }) => {
@@ -59,9 +68,9 @@ pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
                 f16_to_f32(&scales[r * gpr..(r + 1) * gpr], &mut swf);
                 let row = Int4Row { wb, swf: &swf, group: *group };
                 match mins {
-                    None => int4_row_tokens::<true>(&row, a, o),
+                    None => int4_row_tokens::<true>(&row, a, vnni, o),
                     Some(m) => {
-                        int4_row_tokens::<false>(&row, a, o);
+                        int4_row_tokens::<false>(&row, a, vnni, o);
                         let mr = &m[r * gpr..(r + 1) * gpr];
                         for (t, v) in o.iter_mut().enumerate() {
                             *v += dot_f16_f32(mr, &gcorr[t * gpr..(t + 1) * gpr]);
@@ -126,139 +135,213 @@ struct Int4Row<'a> {
 
 /// Every token of `a` times one INT4 row, [`TOK`] tokens per pass; `o: [n]`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int4_row_tokens<const SYM: bool>(row: &Int4Row, a: &ActQ, o: &mut [f32]) {
+unsafe fn int4_row_tokens<const SYM: bool>(row: &Int4Row, a: &ActQ, vnni: bool, o: &mut [f32]) {
     let mut t = 0;
-    while t + TOK <= a.n {
-        let r = if row.group == 32 {
-            int4_row::<TOK, SYM, true>(row, a, t)
-        } else {
-            int4_row::<TOK, SYM, false>(row, a, t)
-        };
-        o[t..t + TOK].copy_from_slice(&r);
-        t += TOK;
-    }
     while t < a.n {
-        let r = if row.group == 32 {
-            int4_row::<1, SYM, true>(row, a, t)
-        } else {
-            int4_row::<1, SYM, false>(row, a, t)
-        };
-        o[t] = r[0];
-        t += 1;
+        let k = if t + TOK <= a.n { TOK } else { 1 };
+        match (k == TOK, row.group == 32, vnni) {
+            (true, true, false) => o[t..t + k].copy_from_slice(&int4_row::<TOK, SYM, true>(row, a, t)),
+            (true, false, false) => o[t..t + k].copy_from_slice(&int4_row::<TOK, SYM, false>(row, a, t)),
+            (false, true, false) => o[t..t + k].copy_from_slice(&int4_row::<1, SYM, true>(row, a, t)),
+            (false, false, false) => o[t..t + k].copy_from_slice(&int4_row::<1, SYM, false>(row, a, t)),
+            (true, true, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<TOK, SYM, true>(row, a, t)),
+            (true, false, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<TOK, SYM, false>(row, a, t)),
+            (false, true, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<1, SYM, true>(row, a, t)),
+            (false, false, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<1, SYM, false>(row, a, t)),
+        }
+        t += k;
     }
+}
+
+/// `init + Σ lo·ae + hi·ao` per i32 lane (u8 × i8 products, 4 lanes per 32-weight block).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn dot_maddubs(init: __m256i, lo: __m256i, ae: __m256i, hi: __m256i, ao: __m256i) -> __m256i {
+    let prod = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ae), _mm256_maddubs_epi16(hi, ao));
+    _mm256_add_epi32(init, _mm256_madd_epi16(prod, _mm256_set1_epi16(1)))
+}
+
+/// Same as [`dot_maddubs`] with AVX-VNNI `vpdpbusd`.
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+unsafe fn dot_vnni(init: __m256i, lo: __m256i, ae: __m256i, hi: __m256i, ao: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(init, lo, ae), hi, ao)
+}
+
+/// Pointers for one INT4 row times tokens `t0 .. t0+T`.
+struct Int4Ctx<const T: usize> {
+    wp: *const u8,
+    sw: *const f32,
+    gshift: u32,
+    qp: [*const i8; T],
+    s4: [*const f32; T],
+    zp: [*const i32; T],
 }
 
 /// Tokens `t0 .. t0+T` times one INT4 row (without the asymmetric min term).
 /// `G32`: group size 32 (two weight scales per pair of blocks), else one scale per pair.
+/// Two accumulator sets alternate over pairs of blocks to hide the FMA latency.
+macro_rules! int4_kernel {
+    ($name:ident, $step:ident, $feat:literal, $dot:ident) => {
+        /// One pair of blocks (32 packed bytes) times every token into `acc`.
+        #[target_feature(enable = $feat)]
+        #[inline]
+        unsafe fn $step<const T: usize, const SYM: bool, const G32: bool>(
+            c: &Int4Ctx<T>,
+            p: usize,
+            acc: &mut [__m256; T],
+        ) {
+            let mask = _mm256_set1_epi8(0x0F);
+            let v = _mm256_loadu_si256(c.wp.add(p * 32) as *const __m256i);
+            let lo = _mm256_and_si256(v, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+            let swv = if G32 {
+                let two = _mm_castpd_ps(_mm_load_sd(c.sw.add(2 * p) as *const f64));
+                _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1))
+            } else {
+                _mm256_broadcast_ss(&*c.sw.add(p >> c.gshift))
+            };
+            for t in 0..T {
+                let ae = _mm256_loadu_si256(c.qp[t].add(p * 64) as *const __m256i);
+                let ao = _mm256_loadu_si256(c.qp[t].add(p * 64 + 32) as *const __m256i);
+                let init = if SYM {
+                    _mm256_loadu_si256(c.zp[t].add(p * 8) as *const __m256i)
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let di = $dot(init, lo, ae, hi, ao);
+                let d = _mm256_mul_ps(swv, _mm256_loadu_ps(c.s4[t].add(p * 8)));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(di), d, acc[t]);
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        unsafe fn $name<const T: usize, const SYM: bool, const G32: bool>(
+            row: &Int4Row,
+            a: &ActQ,
+            t0: usize,
+        ) -> [f32; T] {
+            let c = Int4Ctx::<T> {
+                wp: row.wb.as_ptr(),
+                sw: row.swf.as_ptr(),
+                gshift: (row.group / 64).trailing_zeros(), // pair p uses group p >> gshift
+                qp: std::array::from_fn(|t| a.qp_tok(t0 + t).as_ptr()),
+                s4: std::array::from_fn(|t| a.s4_tok(t0 + t).as_ptr()),
+                zp: std::array::from_fn(|t| a.zp4_tok(t0 + t).as_ptr()),
+            };
+            let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
+            let np = a.nb / 2;
+            let mut p = 0;
+            while p + 2 <= np {
+                $step::<T, SYM, G32>(&c, p, &mut acc0);
+                $step::<T, SYM, G32>(&c, p + 1, &mut acc1);
+                p += 2;
+            }
+            if p < np {
+                $step::<T, SYM, G32>(&c, p, &mut acc0);
+            }
+            let mut res = [0f32; T];
+            for t in 0..T {
+                res[t] = hsum(_mm256_add_ps(acc0[t], acc1[t]));
+                if a.nb % 2 == 1 {
+                    res[t] += int4_lone_block::<SYM>(row, a, t0 + t);
+                }
+            }
+            res
+        }
+    };
+}
+
+int4_kernel!(int4_row, int4_pair, "avx2,fma,f16c", dot_maddubs);
+int4_kernel!(int4_row_vnni, int4_pair_vnni, "avx2,fma,f16c,avxvnni", dot_vnni);
+
+/// The last block of a row with an odd block count (128-bit lanes).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int4_row<const T: usize, const SYM: bool, const G32: bool>(
-    row: &Int4Row,
-    a: &ActQ,
-    t0: usize,
-) -> [f32; T] {
-    let nb = a.nb;
-    let mask = _mm256_set1_epi8(0x0F);
-    let ones = _mm256_set1_epi16(1);
-    let idx = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    let gshift = (row.group / 64).trailing_zeros(); // pair p uses group p >> gshift
-    let mut acc = [_mm256_setzero_ps(); T];
-    let wp = row.wb.as_ptr();
-    let sw = row.swf.as_ptr();
-    let qp: [*const i8; T] = std::array::from_fn(|t| a.qp_tok(t0 + t).as_ptr());
-    let s4: [*const f32; T] = std::array::from_fn(|t| a.s4_tok(t0 + t).as_ptr());
-    let c4: [*const i32; T] = std::array::from_fn(|t| a.corr4_tok(t0 + t).as_ptr());
-    for p in 0..nb / 2 {
-        let v = _mm256_loadu_si256(wp.add(p * 32) as *const __m256i);
-        let lo = _mm256_and_si256(v, mask);
-        let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-        let swv = if G32 {
-            let two = _mm_castpd_ps(_mm_load_sd(sw.add(2 * p) as *const f64));
-            _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), idx)
-        } else {
-            _mm256_broadcast_ss(&*sw.add(p >> gshift))
-        };
-        for t in 0..T {
-            let ae = _mm256_loadu_si256(qp[t].add(p * 64) as *const __m256i);
-            let ao = _mm256_loadu_si256(qp[t].add(p * 64 + 32) as *const __m256i);
-            let prod = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ae), _mm256_maddubs_epi16(hi, ao));
-            let mut di = _mm256_madd_epi16(prod, ones);
-            if SYM {
-                di = _mm256_sub_epi32(di, _mm256_loadu_si256(c4[t].add(p * 8) as *const __m256i));
-            }
-            let d = _mm256_mul_ps(swv, _mm256_loadu_ps(s4[t].add(p * 8)));
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(di), d, acc[t]);
-        }
+unsafe fn int4_lone_block<const SYM: bool>(row: &Int4Row, a: &ActQ, t: usize) -> f32 {
+    let b = a.nb - 1;
+    let sw_b = row.swf[b * BLOCK / row.group];
+    let qp = a.qp_tok(t).as_ptr();
+    let v = _mm_loadu_si128(row.wb.as_ptr().add(b * 16) as *const __m128i);
+    let m128 = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(v, m128);
+    let hi = _mm_and_si128(_mm_srli_epi16(v, 4), m128);
+    let ae = _mm_loadu_si128(qp.add(b * 32) as *const __m128i);
+    let ao = _mm_loadu_si128(qp.add(b * 32 + 16) as *const __m128i);
+    let prod = _mm_add_epi16(_mm_maddubs_epi16(lo, ae), _mm_maddubs_epi16(hi, ao));
+    let mut di = _mm_madd_epi16(prod, _mm_set1_epi16(1));
+    if SYM {
+        di = _mm_add_epi32(di, _mm_loadu_si128(a.zp4_tok(t).as_ptr().add(b * 4) as *const __m128i));
     }
-    let mut res = [0f32; T];
-    for t in 0..T {
-        res[t] = hsum(acc[t]);
-    }
-    if nb % 2 == 1 {
-        let b = nb - 1;
-        let sw_b = *sw.add(b * BLOCK / row.group);
-        let v = _mm_loadu_si128(wp.add(b * 16) as *const __m128i);
-        let m128 = _mm_set1_epi8(0x0F);
-        let lo = _mm_and_si128(v, m128);
-        let hi = _mm_and_si128(_mm_srli_epi16(v, 4), m128);
-        for t in 0..T {
-            let ae = _mm_loadu_si128(qp[t].add(b * 32) as *const __m128i);
-            let ao = _mm_loadu_si128(qp[t].add(b * 32 + 16) as *const __m128i);
-            let prod = _mm_add_epi16(_mm_maddubs_epi16(lo, ae), _mm_maddubs_epi16(hi, ao));
-            let mut di = _mm_madd_epi16(prod, _mm_set1_epi16(1));
-            if SYM {
-                di = _mm_sub_epi32(di, _mm_loadu_si128(c4[t].add(b * 4) as *const __m128i));
-            }
-            let d = _mm_mul_ps(_mm_set1_ps(sw_b), _mm_loadu_ps(s4[t].add(b * 4)));
-            res[t] += hsum128(_mm_mul_ps(_mm_cvtepi32_ps(di), d));
-        }
-    }
-    res
+    hsum128(_mm_cvtepi32_ps(di)) * sw_b * a.s_tok(t)[b]
 }
 
 /// Every token of `a` times one INT8 row `qw: [cols]` with row scale `sw`; `o: [n]`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int8_row(qw: &[i8], sw: f32, a: &ActQ, o: &mut [f32]) {
+unsafe fn int8_row(qw: &[i8], sw: f32, a: &ActQ, vnni: bool, o: &mut [f32]) {
     let mut t = 0;
-    while t + TOK <= a.n {
-        let r = int8_row_t::<TOK>(qw, a, t);
-        for k in 0..TOK {
-            o[t + k] = sw * r[k];
-        }
-        t += TOK;
-    }
     while t < a.n {
-        o[t] = sw * int8_row_t::<1>(qw, a, t)[0];
-        t += 1;
+        let k = if t + TOK <= a.n { TOK } else { 1 };
+        match (k == TOK, vnni) {
+            (true, false) => o[t..t + k].copy_from_slice(&int8_row_t::<TOK>(qw, a, t)),
+            (false, false) => o[t..t + k].copy_from_slice(&int8_row_t::<1>(qw, a, t)),
+            (true, true) => o[t..t + k].copy_from_slice(&int8_row_t_vnni::<TOK>(qw, a, t)),
+            (false, true) => o[t..t + k].copy_from_slice(&int8_row_t_vnni::<1>(qw, a, t)),
+        }
+        for v in &mut o[t..t + k] {
+            *v *= sw;
+        }
+        t += k;
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int8_row_t<const T: usize>(qw: &[i8], a: &ActQ, t0: usize) -> [f32; T] {
-    let ones = _mm256_set1_epi16(1);
-    let full = qw.len() / BLOCK;
-    let mut acc = [_mm256_setzero_ps(); T];
-    let qa: [*const i8; T] = std::array::from_fn(|t| a.q_tok(t0 + t).as_ptr());
-    let sa: [&[f32]; T] = std::array::from_fn(|t| a.s_tok(t0 + t));
-    for b in 0..full {
-        let w = _mm256_loadu_si256(qw.as_ptr().add(b * BLOCK) as *const __m256i);
-        let aw = _mm256_sign_epi8(w, w);
-        for t in 0..T {
-            let x = _mm256_loadu_si256(qa[t].add(b * BLOCK) as *const __m256i);
-            let di = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(di), _mm256_broadcast_ss(sa[t].get_unchecked(b)), acc[t]);
-        }
-    }
-    let mut res = [0f32; T];
-    for t in 0..T {
-        res[t] = hsum(acc[t]);
-        if full * BLOCK < qw.len() {
-            let tail = &qw[full * BLOCK..];
-            let d: i32 = tail.iter().enumerate().map(|(j, &v)| v as i32 * *qa[t].add(full * BLOCK + j) as i32).sum();
-            res[t] += sa[t][full] * d as f32;
-        }
-    }
-    res
+/// `Σ |w| · (a · sign(w))` per i32 lane (i8 × i8 via the sign trick), maddubs or VNNI.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn dot8_maddubs(aw: __m256i, sx: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1))
 }
+
+#[target_feature(enable = "avx2,avxvnni")]
+#[inline]
+unsafe fn dot8_vnni(aw: __m256i, sx: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sx)
+}
+
+macro_rules! int8_kernel {
+    ($name:ident, $feat:literal, $dot:ident) => {
+        #[target_feature(enable = $feat)]
+        unsafe fn $name<const T: usize>(qw: &[i8], a: &ActQ, t0: usize) -> [f32; T] {
+            let full = qw.len() / BLOCK;
+            let mut acc = [_mm256_setzero_ps(); T];
+            let qa: [*const i8; T] = std::array::from_fn(|t| a.q_tok(t0 + t).as_ptr());
+            let sa: [&[f32]; T] = std::array::from_fn(|t| a.s_tok(t0 + t));
+            for b in 0..full {
+                let w = _mm256_loadu_si256(qw.as_ptr().add(b * BLOCK) as *const __m256i);
+                let aw = _mm256_sign_epi8(w, w);
+                for t in 0..T {
+                    let x = _mm256_loadu_si256(qa[t].add(b * BLOCK) as *const __m256i);
+                    let di = $dot(aw, _mm256_sign_epi8(x, w));
+                    let s = _mm256_broadcast_ss(sa[t].get_unchecked(b));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(di), s, acc[t]);
+                }
+            }
+            let mut res = [0f32; T];
+            for t in 0..T {
+                res[t] = hsum(acc[t]);
+                if full * BLOCK < qw.len() {
+                    let tail = &qw[full * BLOCK..];
+                    let xa = &a.q_tok(t0 + t)[full * BLOCK..];
+                    let d: i32 = tail.iter().zip(xa).map(|(&v, &x)| v as i32 * x as i32).sum();
+                    res[t] += sa[t][full] * d as f32;
+                }
+            }
+            res
+        }
+    };
+}
+
+int8_kernel!(int8_row_t, "avx2,fma,f16c", dot8_maddubs);
+int8_kernel!(int8_row_t_vnni, "avx2,fma,f16c,avxvnni", dot8_vnni);
 
 /// An f32 or f16 weight row `[cols]`.
 #[derive(Clone, Copy)]

@@ -50,6 +50,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// x86-64 AVX2 + FMA + F16C + AVX-VNNI (`vpdpbusd` for the integer dot products).
+    AvxVnni,
     /// wasm32 simd128.
     Simd128,
 }
@@ -61,6 +63,8 @@ impl Isa {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => avx2::detected(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => avx2::detected_vnni(),
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => true,
             #[allow(unreachable_patterns)]
@@ -70,12 +74,12 @@ impl Isa {
 
     /// The fastest available path.
     pub fn best() -> Isa {
-        [Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.available()).unwrap_or(Isa::Scalar)
+        [Isa::AvxVnni, Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.available()).unwrap_or(Isa::Scalar)
     }
 
     /// All paths available here (for tests and benchmarks).
     pub fn all_available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Simd128].into_iter().filter(|i| i.available()).collect()
+        [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Simd128].into_iter().filter(|i| i.available()).collect()
     }
 }
 
@@ -178,7 +182,13 @@ pub fn rows_on(isa: Isa, w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
         Isa::Avx2 => {
             assert!(avx2::detected(), "AVX2/FMA/F16C not available");
             // SAFETY: the CPU features were checked just above.
-            unsafe { avx2::rows(w, inp, r0, out) }
+            unsafe { avx2::rows(w, inp, r0, out, false) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni => {
+            assert!(avx2::detected_vnni(), "AVX2/FMA/F16C/AVX-VNNI not available");
+            // SAFETY: the CPU features were checked just above.
+            unsafe { avx2::rows(w, inp, r0, out, true) }
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => simd128::rows(w, inp, r0, out),
