@@ -109,7 +109,7 @@ pub const TOKENIZER_JSON: &str = r#"{
     "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
     "vocab": {"a": 0, "b": 1, "c": 2, "Ġ": 3, "ab": 4, "abc": 5, "Ġa": 6, "Ġab": 7, "Ġabc": 8,
               "d": 9, "e": 10, "de": 11, "Ġde": 12, "<s>": 13, "</s>": 14, "<|im_end|>": 15},
-    "merges": ["a b", "ab c", "Ġ a", "Ġa b", "Ġab c", "d e", "Ġ de"]
+    "merges": ["Ġ a", "Ġa b", "Ġab c", "a b", "ab c", "d e", "Ġ de"]
   }
 }"#;
 
@@ -131,8 +131,11 @@ pub fn config_json() -> serde_json::Value {
     })
 }
 
+/// Tensor name → (shape, values a reader must return).
+pub type Expected = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Write the tiny checkpoint into `dir`; returns every tensor's expected f32 values.
-pub fn write_tiny_hf(dir: &Path, seed: u64) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+pub fn write_tiny_hf(dir: &Path, seed: u64) -> Expected {
     let mut rng = Rng::new(seed);
     let mut expect = BTreeMap::new();
     let mut encoded = Vec::new();

@@ -43,7 +43,6 @@ pub fn dequantize(ty: GgmlType, data: &[u8], n: usize) -> Result<Vec<f32>> {
         GgmlType::Q4K => block_q4_k,
         GgmlType::Q5K => block_q5_k,
         GgmlType::Q6K => block_q6_k,
-        GgmlType::Q8K => block_q8_k,
     };
     for (b, y) in data.chunks_exact(ts).zip(out.chunks_exact_mut(bs)) {
         f(b, y);
@@ -231,13 +230,5 @@ fn block_q6_k(b: &[u8], y: &mut [f32]) {
             y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
             y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
         }
-    }
-}
-
-/// `block_q8_K { float d; i8 qs[256]; i16 bsums[16]; }`: `x = q d`.
-fn block_q8_k(b: &[u8], y: &mut [f32]) {
-    let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    for j in 0..QK_K {
-        y[j] = (b[4 + j] as i8) as f32 * d;
     }
 }

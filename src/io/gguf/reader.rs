@@ -31,7 +31,6 @@ pub enum GgmlType {
     Q4K,
     Q5K,
     Q6K,
-    Q8K,
     BF16,
 }
 
@@ -52,7 +51,6 @@ impl GgmlType {
             12 => Q4K,
             13 => Q5K,
             14 => Q6K,
-            15 => Q8K,
             30 => BF16,
             _ => return None,
         })
@@ -73,7 +71,6 @@ impl GgmlType {
             Q4K => "Q4_K",
             Q5K => "Q5_K",
             Q6K => "Q6_K",
-            Q8K => "Q8_K",
             BF16 => "BF16",
         }
     }
@@ -84,7 +81,7 @@ impl GgmlType {
         match self {
             F32 | F16 | BF16 => 1,
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => 32,
-            Q2K | Q3K | Q4K | Q5K | Q6K | Q8K => 256,
+            Q2K | Q3K | Q4K | Q5K | Q6K => 256,
         }
     }
 
@@ -104,7 +101,6 @@ impl GgmlType {
             Q4K => 144,
             Q5K => 176,
             Q6K => 210,
-            Q8K => 292,
         }
     }
 

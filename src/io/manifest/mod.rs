@@ -194,7 +194,7 @@ impl Manifest {
             let size = self.shards.get(s.shard).map(|f| f.size).ok_or_else(|| {
                 err(format!("segment `{seg}` names shard {} of {}", s.shard, self.shards.len()))
             })?;
-            if s.offset % SEGMENT_ALIGN != 0 {
+            if !s.offset.is_multiple_of(SEGMENT_ALIGN) {
                 return Err(err(format!("segment `{seg}` offset {} is not {SEGMENT_ALIGN}-byte aligned", s.offset)));
             }
             if s.offset.checked_add(s.length).is_none_or(|e| e > size) {
