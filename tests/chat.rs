@@ -1,0 +1,89 @@
+//! Chat template rendering against transformers' behaviour: SmolLM2's own template from its
+//! GGUF, and `tests/fixtures/chat_cases.json`, rendered by jinja2 configured exactly as
+//! transformers' `_compile_jinja_template` (written by `make_gguf_fixtures.py`).
+
+use std::path::Path;
+use webvlm::chat::{self, render, Message};
+
+fn msg(role: &str, content: &str) -> Message {
+    Message { role: role.into(), content: content.into() }
+}
+
+fn smollm2_template() -> Option<String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !p.exists() {
+        eprintln!("SKIPPED: {} not found", p.display());
+        return None;
+    }
+    webvlm::io::gguf::open_file(&p).unwrap().tokenizer.chat_template
+}
+
+#[test]
+fn smollm2_template_with_system_message() {
+    let Some(t) = smollm2_template() else { return };
+    let msgs = [msg("system", "You are a concise assistant."), msg("user", "What is the capital of France?")];
+    let out = render(&t, &msgs, true, "<|im_start|>", "<|im_end|>").unwrap();
+    assert_eq!(
+        out,
+        "<|im_start|>system\nYou are a concise assistant.<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    );
+}
+
+#[test]
+fn smollm2_template_default_system_prompt() {
+    let Some(t) = smollm2_template() else { return };
+    let msgs = [msg("user", "What is the capital of France?")];
+    let out = render(&t, &msgs, true, "<|im_start|>", "<|im_end|>").unwrap();
+    assert_eq!(
+        out,
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+         <|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let no_gen = render(&t, &msgs, false, "", "").unwrap();
+    assert!(no_gen.ends_with("France?<|im_end|>\n"), "{no_gen:?}");
+}
+
+#[test]
+fn matches_transformers_jinja2_renders() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat_cases.json");
+    let cases: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert!(cases.len() >= 18);
+    for (i, c) in cases.iter().enumerate() {
+        let msgs: Vec<Message> = serde_json::from_value(c["messages"].clone()).unwrap();
+        let got = render(
+            c["template"].as_str().unwrap(),
+            &msgs,
+            c["add_generation_prompt"].as_bool().unwrap(),
+            c["bos_token"].as_str().unwrap(),
+            c["eos_token"].as_str().unwrap(),
+        );
+        match (c["expected"].as_str(), c["error"].as_str()) {
+            (Some(want), _) => assert_eq!(got.unwrap(), want, "case {i}"),
+            (None, Some(err)) => {
+                let e = got.expect_err("template should raise").to_string();
+                assert!(e.contains(err), "case {i}: {e}");
+            }
+            _ => panic!("case {i}: neither expected nor error"),
+        }
+    }
+}
+
+#[test]
+fn bad_template_is_an_error() {
+    let e = render("{% for m in messages %}", &[], false, "", "").unwrap_err();
+    assert!(matches!(e, webvlm::Error::Template(_)), "{e}");
+}
+
+#[test]
+fn strftime_formats_like_python() {
+    // Reference strings from Python's datetime.strftime in UTC.
+    let s = chat::strftime("%d %e %B %b %Y %y %H:%M:%S %I %p %A %a %j %%", 1_700_000_000).unwrap();
+    assert_eq!(s, "14 14 November Nov 2023 23 22:13:20 10 PM Tuesday Tue 318 %");
+    let leap = chat::strftime("%d %B %Y %H:%M:%S %A %j", 951_782_400 + 86_399).unwrap();
+    assert_eq!(leap, "29 February 2000 23:59:59 Tuesday 060");
+    let before = chat::strftime("%d %B %Y %H:%M:%S %A %j", -1).unwrap();
+    assert_eq!(before, "31 December 1969 23:59:59 Wednesday 365");
+    assert!(chat::strftime("%Q", 0).is_err());
+    let now = render("{{ strftime_now('%Y') }}", &[], false, "", "").unwrap();
+    assert!(now.parse::<i32>().unwrap() >= 2024);
+}
