@@ -12,6 +12,9 @@
 //! 16 bytes each, where `even(b)` are the quants of columns `0, 2, .., 30` of block `b`. A lone
 //! last block (odd block count) is stored `[even | odd]`. A SIMD kernel then masks the low
 //! nibbles of 32 packed bytes and multiplies them with one contiguous 32-byte load.
+//! The *quad layout* does the same for 512-bit registers: blocks `4k .. 4k+3` are stored
+//! `[even(4k) .. even(4k+3) | odd(4k) .. odd(4k+3)]` (128 bytes); blocks after the last full
+//! quad are stored as in the pair layout.
 
 /// Activation block length (values per scale).
 pub const BLOCK: usize = 32;
@@ -27,6 +30,8 @@ pub struct ActQ {
     pub q: Vec<i8>,
     /// `[n, nb*32]` quants in the pair layout (module doc).
     pub qp: Vec<i8>,
+    /// `[n, nb*32]` quants in the quad layout (module doc), for 512-bit kernels.
+    pub qq: Vec<i8>,
     /// `[n, nb]` block scales `s_a`.
     pub s: Vec<f32>,
     /// `[n, nb]` block sums `Σ q_a`.
@@ -49,6 +54,7 @@ impl ActQ {
             nb,
             q: vec![0; n * nb * BLOCK],
             qp: vec![0; n * nb * BLOCK],
+            qq: vec![0; n * nb * BLOCK],
             s: vec![0.0; n * nb],
             sum: vec![0; n * nb],
             s4: vec![0.0; n * nb * 4],
@@ -80,9 +86,12 @@ impl ActQ {
         self.q[tb * BLOCK..(tb + 1) * BLOCK].copy_from_slice(&qb);
         let base = t * self.nb * BLOCK;
         let (even, odd) = pair_offsets(b, self.nb);
+        let (qe, qo) = quad_offsets(b, self.nb);
         for j in 0..BLOCK / 2 {
             self.qp[base + even + j] = qb[2 * j];
             self.qp[base + odd + j] = qb[2 * j + 1];
+            self.qq[base + qe + j] = qb[2 * j];
+            self.qq[base + qo + j] = qb[2 * j + 1];
         }
         self.s[tb] = s;
         self.sum[tb] = sum;
@@ -93,6 +102,10 @@ impl ActQ {
     /// Token `t`'s slice of `q`.
     pub fn q_tok(&self, t: usize) -> &[i8] {
         &self.q[t * self.nb * BLOCK..(t + 1) * self.nb * BLOCK]
+    }
+    /// Token `t`'s slice of `qq`.
+    pub fn qq_tok(&self, t: usize) -> &[i8] {
+        &self.qq[t * self.nb * BLOCK..(t + 1) * self.nb * BLOCK]
     }
     /// Token `t`'s slice of `qp`.
     pub fn qp_tok(&self, t: usize) -> &[i8] {
@@ -134,6 +147,17 @@ impl ActQ {
 pub fn round_ties_even_i32(v: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23, bits 0x4B40_0000
     (v + MAGIC).to_bits() as i32 - 0x4B40_0000
+}
+
+/// Byte offsets of `even(b)` and `odd(b)` inside a token's quad-layout quants.
+#[inline]
+pub fn quad_offsets(b: usize, nb: usize) -> (usize, usize) {
+    if b < nb / 4 * 4 {
+        let (q, k) = (b / 4, b % 4);
+        (q * 128 + k * 16, q * 128 + 64 + k * 16)
+    } else {
+        pair_offsets(b, nb)
+    }
 }
 
 /// Byte offsets of `even(b)` and `odd(b)` inside a token's pair-layout quants.

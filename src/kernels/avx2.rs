@@ -19,25 +19,40 @@ use std::arch::x86_64::*;
 /// Tokens processed per pass over a weight row.
 pub const TOK: usize = 4;
 
+/// Software prefetch distance in bytes ahead of the INT4 weight stream (rows are
+/// contiguous, so this reaches into the following rows; prefetches never fault).
+const PREFETCH: usize = 2048;
+
 /// Whether AVX2, FMA and F16C are all present.
 pub fn detected() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-/// Whether AVX-VNNI is present too (the [`rows`] `vnni` variant).
+/// Whether AVX-VNNI is present too ([`Kern::Vnni`]).
 pub fn detected_vnni() -> bool {
     detected() && is_x86_feature_detected!("avxvnni")
 }
 
+/// Which integer dot-product instructions [`rows`] uses (all give the same integers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kern {
+    /// `maddubs` + `madd` (AVX2).
+    Avx2,
+    /// AVX-VNNI `vpdpbusd` on 256 bits.
+    Vnni,
+    /// INT4 on 512 bits with AVX-512 VNNI ([`super::avx512`]); other formats as `Avx2`.
+    Avx512,
+}
+
 /// Rows `r0 .. r0 + out.len()/n` of `W · x` for every token, `out: [nrows, n]`.
 ///
-/// `vnni`: use AVX-VNNI `vpdpbusd` for the integer dot products (same results).
+/// `k` picks the integer dot-product instructions.
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C ([`detected`]), and AVX-VNNI if `vnni`
-/// ([`detected_vnni`]).
+/// The CPU must support AVX2, FMA and F16C ([`detected`]), and AVX-VNNI for [`Kern::Vnni`]
+/// ([`detected_vnni`]), AVX-512 F/BW/VNNI for [`Kern::Avx512`] ([`super::avx512::detected`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32], vnni: bool) {
+pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32], k: Kern) {
     let n = inp.n();
     let c = w.cols;
     match (&w.data, inp) {
@@ -56,7 +71,7 @@ pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32], vnni: b
         (QData::Int8 { q, scales }, Input::Q { a, .. }) => {
             for (i, o) in out.chunks_exact_mut(n).enumerate() {
                 let r = r0 + i;
-                int8_row(&q[r * c..(r + 1) * c], scales[r], a, vnni, o);
+                int8_row(&q[r * c..(r + 1) * c], scales[r], a, k == Kern::Vnni, o);
             }
         }
         (QData::Int4 { group, q, scales, mins }, Input::Q { a, gcorr }) => {
@@ -68,9 +83,9 @@ pub unsafe fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32], vnni: b
                 f16_to_f32(&scales[r * gpr..(r + 1) * gpr], &mut swf);
                 let row = Int4Row { wb, swf: &swf, group: *group };
                 match mins {
-                    None => int4_row_tokens::<true>(&row, a, vnni, o),
+                    None => int4_row_tokens::<true>(&row, a, k, o),
                     Some(m) => {
-                        int4_row_tokens::<false>(&row, a, vnni, o);
+                        int4_row_tokens::<false>(&row, a, k, o);
                         let mr = &m[r * gpr..(r + 1) * gpr];
                         for (t, v) in o.iter_mut().enumerate() {
                             *v += dot_f16_f32(mr, &gcorr[t * gpr..(t + 1) * gpr]);
@@ -113,7 +128,7 @@ unsafe fn dot_f16_f32(h: &[f16], f: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -127,29 +142,37 @@ unsafe fn hsum128(v: __m128) -> f32 {
 }
 
 /// One INT4 weight row: packed bytes `[cols/2]` and its scales as f32 `[cols/group]`.
-struct Int4Row<'a> {
-    wb: &'a [u8],
-    swf: &'a [f32],
-    group: usize,
+pub(super) struct Int4Row<'a> {
+    pub wb: &'a [u8],
+    pub swf: &'a [f32],
+    pub group: usize,
 }
 
 /// Every token of `a` times one INT4 row, [`TOK`] tokens per pass; `o: [n]`.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int4_row_tokens<const SYM: bool>(row: &Int4Row, a: &ActQ, vnni: bool, o: &mut [f32]) {
+unsafe fn int4_row_tokens<const SYM: bool>(row: &Int4Row, a: &ActQ, k: Kern, o: &mut [f32]) {
     let mut t = 0;
     while t < a.n {
-        let k = if t + TOK <= a.n { TOK } else { 1 };
-        match (k == TOK, row.group == 32, vnni) {
-            (true, true, false) => o[t..t + k].copy_from_slice(&int4_row::<TOK, SYM, true>(row, a, t)),
-            (true, false, false) => o[t..t + k].copy_from_slice(&int4_row::<TOK, SYM, false>(row, a, t)),
-            (false, true, false) => o[t..t + k].copy_from_slice(&int4_row::<1, SYM, true>(row, a, t)),
-            (false, false, false) => o[t..t + k].copy_from_slice(&int4_row::<1, SYM, false>(row, a, t)),
-            (true, true, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<TOK, SYM, true>(row, a, t)),
-            (true, false, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<TOK, SYM, false>(row, a, t)),
-            (false, true, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<1, SYM, true>(row, a, t)),
-            (false, false, true) => o[t..t + k].copy_from_slice(&int4_row_vnni::<1, SYM, false>(row, a, t)),
+        if t + TOK <= a.n {
+            o[t..t + TOK].copy_from_slice(&int4_dispatch::<TOK, SYM>(row, a, k, t));
+            t += TOK;
+        } else {
+            o[t] = int4_dispatch::<1, SYM>(row, a, k, t)[0];
+            t += 1;
         }
-        t += k;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn int4_dispatch<const T: usize, const SYM: bool>(row: &Int4Row, a: &ActQ, k: Kern, t: usize) -> [f32; T] {
+    match (k, row.group == 32) {
+        (Kern::Avx2, true) => int4_row::<T, SYM, true>(row, a, t),
+        (Kern::Avx2, false) => int4_row::<T, SYM, false>(row, a, t),
+        (Kern::Vnni, true) => int4_row_vnni::<T, SYM, true>(row, a, t),
+        (Kern::Vnni, false) => int4_row_vnni::<T, SYM, false>(row, a, t),
+        (Kern::Avx512, true) => super::avx512::int4_row::<T, SYM, true>(row, a, t),
+        (Kern::Avx512, false) => super::avx512::int4_row::<T, SYM, false>(row, a, t),
     }
 }
 
@@ -169,13 +192,26 @@ unsafe fn dot_vnni(init: __m256i, lo: __m256i, ae: __m256i, hi: __m256i, ao: __m
 }
 
 /// Pointers for one INT4 row times tokens `t0 .. t0+T`.
-struct Int4Ctx<const T: usize> {
-    wp: *const u8,
-    sw: *const f32,
-    gshift: u32,
-    qp: [*const i8; T],
-    s4: [*const f32; T],
-    zp: [*const i32; T],
+pub(super) struct Int4Ctx<const T: usize> {
+    pub wp: *const u8,
+    pub sw: *const f32,
+    pub gshift: u32,
+    pub qp: [*const i8; T],
+    pub s4: [*const f32; T],
+    pub zp: [*const i32; T],
+}
+
+impl<const T: usize> Int4Ctx<T> {
+    pub fn new(row: &Int4Row, a: &ActQ, t0: usize) -> Self {
+        Int4Ctx {
+            wp: row.wb.as_ptr(),
+            sw: row.swf.as_ptr(),
+            gshift: (row.group / 64).trailing_zeros(), // pair p uses group p >> gshift
+            qp: std::array::from_fn(|t| a.qp_tok(t0 + t).as_ptr()),
+            s4: std::array::from_fn(|t| a.s4_tok(t0 + t).as_ptr()),
+            zp: std::array::from_fn(|t| a.zp4_tok(t0 + t).as_ptr()),
+        }
+    }
 }
 
 /// Tokens `t0 .. t0+T` times one INT4 row (without the asymmetric min term).
@@ -186,12 +222,13 @@ macro_rules! int4_kernel {
         /// One pair of blocks (32 packed bytes) times every token into `acc`.
         #[target_feature(enable = $feat)]
         #[inline]
-        unsafe fn $step<const T: usize, const SYM: bool, const G32: bool>(
+        pub(super) unsafe fn $step<const T: usize, const SYM: bool, const G32: bool>(
             c: &Int4Ctx<T>,
             p: usize,
             acc: &mut [__m256; T],
         ) {
             let mask = _mm256_set1_epi8(0x0F);
+            _mm_prefetch::<_MM_HINT_T0>(c.wp.add(p * 32 + PREFETCH) as *const i8);
             let v = _mm256_loadu_si256(c.wp.add(p * 32) as *const __m256i);
             let lo = _mm256_and_si256(v, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
@@ -221,14 +258,7 @@ macro_rules! int4_kernel {
             a: &ActQ,
             t0: usize,
         ) -> [f32; T] {
-            let c = Int4Ctx::<T> {
-                wp: row.wb.as_ptr(),
-                sw: row.swf.as_ptr(),
-                gshift: (row.group / 64).trailing_zeros(), // pair p uses group p >> gshift
-                qp: std::array::from_fn(|t| a.qp_tok(t0 + t).as_ptr()),
-                s4: std::array::from_fn(|t| a.s4_tok(t0 + t).as_ptr()),
-                zp: std::array::from_fn(|t| a.zp4_tok(t0 + t).as_ptr()),
-            };
+            let c = Int4Ctx::<T>::new(row, a, t0);
             let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
             let np = a.nb / 2;
             let mut p = 0;
@@ -257,7 +287,7 @@ int4_kernel!(int4_row_vnni, int4_pair_vnni, "avx2,fma,f16c,avxvnni", dot_vnni);
 
 /// The last block of a row with an odd block count (128-bit lanes).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int4_lone_block<const SYM: bool>(row: &Int4Row, a: &ActQ, t: usize) -> f32 {
+pub(super) unsafe fn int4_lone_block<const SYM: bool>(row: &Int4Row, a: &ActQ, t: usize) -> f32 {
     let b = a.nb - 1;
     let sw_b = row.swf[b * BLOCK / row.group];
     let qp = a.qp_tok(t).as_ptr();

@@ -17,6 +17,8 @@
 pub mod act;
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod simd128;
@@ -52,6 +54,8 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX2 + FMA + F16C + AVX-VNNI (`vpdpbusd` for the integer dot products).
     AvxVnni,
+    /// x86-64 AVX-512 F/BW/VNNI for INT4 (512-bit `vpdpbusd`), otherwise as `Avx2`.
+    Avx512,
     /// wasm32 simd128.
     Simd128,
 }
@@ -65,6 +69,8 @@ impl Isa {
             Isa::Avx2 => avx2::detected(),
             #[cfg(target_arch = "x86_64")]
             Isa::AvxVnni => avx2::detected_vnni(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::detected(),
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => true,
             #[allow(unreachable_patterns)]
@@ -74,12 +80,12 @@ impl Isa {
 
     /// The fastest available path.
     pub fn best() -> Isa {
-        [Isa::AvxVnni, Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.available()).unwrap_or(Isa::Scalar)
+        [Isa::Avx512, Isa::AvxVnni, Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.available()).unwrap_or(Isa::Scalar)
     }
 
     /// All paths available here (for tests and benchmarks).
     pub fn all_available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Simd128].into_iter().filter(|i| i.available()).collect()
+        [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Simd128].into_iter().filter(|i| i.available()).collect()
     }
 }
 
@@ -157,17 +163,21 @@ pub fn prepare<'a>(w: &QTensor, x: &'a [f32], n: usize) -> Input<'a> {
     }
 }
 
-/// Rows per parallel task: enough that a task streams ≥ ~256 KiB of weights.
-fn chunk_rows(w: &QTensor) -> usize {
+/// Rows per parallel task: about 64 KiB of weights each, but at least 2 tasks per thread
+/// when the matrix is small (decode steps of small models), and at least 8 rows.
+fn chunk_rows(w: &QTensor, threads: usize) -> usize {
     let bytes_per_row = (w.nbytes() / w.rows.max(1)).max(1);
-    (256 * 1024 / bytes_per_row).clamp(4, 1024)
+    let by_bytes = (64 * 1024 / bytes_per_row).clamp(8, 1024);
+    let by_threads = w.rows.div_ceil(2 * threads.max(1)).max(8);
+    by_bytes.min(by_threads)
 }
 
 /// Compute `out: [rows, n]` for all rows of `w`, in parallel chunks of rows.
 fn run_rows(isa: Isa, w: &QTensor, inp: &Input, out: &mut [f32]) {
     let n = inp.n();
-    let chunk = chunk_rows(w);
-    if rayon::current_num_threads() <= 1 || w.rows <= chunk {
+    let threads = rayon::current_num_threads();
+    let chunk = chunk_rows(w, threads);
+    if threads <= 1 || w.rows <= chunk {
         return rows_on(isa, w, inp, 0, out);
     }
     out.par_chunks_mut(chunk * n)
@@ -182,13 +192,19 @@ pub fn rows_on(isa: Isa, w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
         Isa::Avx2 => {
             assert!(avx2::detected(), "AVX2/FMA/F16C not available");
             // SAFETY: the CPU features were checked just above.
-            unsafe { avx2::rows(w, inp, r0, out, false) }
+            unsafe { avx2::rows(w, inp, r0, out, avx2::Kern::Avx2) }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::AvxVnni => {
             assert!(avx2::detected_vnni(), "AVX2/FMA/F16C/AVX-VNNI not available");
             // SAFETY: the CPU features were checked just above.
-            unsafe { avx2::rows(w, inp, r0, out, true) }
+            unsafe { avx2::rows(w, inp, r0, out, avx2::Kern::Vnni) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => {
+            assert!(avx512::detected(), "AVX2/FMA/F16C/AVX-512 F/BW/VNNI not available");
+            // SAFETY: the CPU features were checked just above.
+            unsafe { avx2::rows(w, inp, r0, out, avx2::Kern::Avx512) }
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => simd128::rows(w, inp, r0, out),
