@@ -24,6 +24,7 @@ mod cli {
     use webvlm::chat::Message;
     use webvlm::convert::{ConvertOptions, WeightChoice};
     use webvlm::engine::{Engine, GenerateParams};
+    use webvlm::model::bench_decode::{decode_bench, DecodeBench};
     use webvlm::model::LoadOptions;
     use webvlm::quant::WeightFormat;
     use webvlm::sampler::SamplerConfig;
@@ -113,7 +114,7 @@ mod cli {
         /// Asymmetric INT4 for `--weights int4`.
         #[arg(long)]
         asym: bool,
-        /// Worker threads (default: all cores).
+        /// Worker threads (default: all cores; `bench` measures 1 and all cores).
         #[arg(long)]
         threads: Option<usize>,
     }
@@ -126,6 +127,9 @@ mod cli {
         /// Decode steps timed with --model.
         #[arg(long, default_value_t = 64)]
         decode_tokens: usize,
+        /// Skip the GEMV kernel benchmark (only decode speed with --model).
+        #[arg(long)]
+        no_gemv: bool,
         #[command(flatten)]
         load: LoadArgs,
         #[arg(long)]
@@ -140,10 +144,7 @@ mod cli {
                 set_threads(a.load.threads)?;
                 generate(a)
             }
-            Cmd::Bench(a) => {
-                set_threads(a.load.threads)?;
-                bench(a)
-            }
+            Cmd::Bench(a) => bench(a),
         }
     }
 
@@ -270,28 +271,55 @@ mod cli {
 
     fn bench(a: BenchArgs) -> Result<()> {
         let mut doc = serde_json::Map::new();
-        if let Some(path) = &a.model {
-            let opts = a.load.options()?;
-            let ckpt = webvlm::io::open(path)?;
-            let engine = Engine::new(ckpt, &opts)?;
-            let prompt = engine.tokenizer().encode("The capital of France is", true)?;
-            let r = webvlm::model::bench_decode::decode_bench(engine.model(), &prompt, a.decode_tokens)?;
-            if !a.json {
-                println!(
-                    "decode {}: {} threads, {:.1} tokens/s ({} tokens, weights {}, {:.1} MiB)",
-                    path.display(),
-                    r.threads,
-                    r.decode_tokens_per_s,
-                    r.decode_tokens,
-                    r.weights,
-                    r.weight_bytes as f64 / (1u64 << 20) as f64
-                );
+        let mut gopts = webvlm::bench::GemvOptions::default();
+        if let Some(t) = a.load.threads {
+            if t == 0 {
+                return Err(Error::Invalid("--threads must be at least 1".into()));
             }
-            doc.insert("decode".into(), serde_json::to_value(&r)?);
+            gopts.threads = vec![t];
+        }
+        if !a.no_gemv {
+            let report = webvlm::bench::run(&gopts);
+            if !a.json {
+                webvlm::bench::print_report(&report);
+            }
+            doc.insert("gemv".into(), serde_json::to_value(&report)?);
+        }
+        if let Some(path) = &a.model {
+            let runs = bench_decode(path, &a, &gopts.threads)?;
+            doc.insert("decode".into(), serde_json::to_value(&runs)?);
         }
         if a.json {
             println!("{}", serde_json::Value::Object(doc));
         }
         Ok(())
+    }
+
+    /// Decode tokens/s of the model at every thread count (each in its own rayon pool).
+    fn bench_decode(path: &std::path::Path, a: &BenchArgs, threads: &[usize]) -> Result<Vec<DecodeBench>> {
+        let engine = Engine::new(webvlm::io::open(path)?, &a.load.options()?)?;
+        let prompt = engine.tokenizer().encode("The capital of France is", true)?;
+        let mut runs = Vec::new();
+        for &t in threads {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .map_err(|e| Error::Invalid(format!("cannot start {t} threads: {e}")))?;
+            let r = pool.install(|| decode_bench(engine.model(), &prompt, a.decode_tokens))?;
+            if !a.json {
+                println!(
+                    "decode {}: {} thread(s), {:.1} tokens/s ({} tokens after a {}-token prompt; weights {}, {:.1} MiB)",
+                    path.display(),
+                    r.threads,
+                    r.decode_tokens_per_s,
+                    r.decode_tokens,
+                    r.prompt_tokens,
+                    r.weights,
+                    r.weight_bytes as f64 / (1u64 << 20) as f64
+                );
+            }
+            runs.push(r);
+        }
+        Ok(runs)
     }
 }

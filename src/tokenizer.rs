@@ -59,39 +59,43 @@ impl Tokenizer {
 /// that is complete (no partial UTF-8 sequence is ever emitted).
 pub struct StreamDecoder {
     ids: Vec<u32>,
-    emitted: usize,
+    /// Start of the decoding window: a few tokens before `read`, so decoder rules that look
+    /// at neighbours (SentencePiece's leading-space strip) see the same context.
+    prefix: usize,
+    /// Tokens before this have been emitted.
+    read: usize,
 }
 
 impl StreamDecoder {
     pub fn new() -> Self {
-        StreamDecoder { ids: Vec::new(), emitted: 0 }
+        StreamDecoder { ids: Vec::new(), prefix: 0, read: 0 }
     }
-    /// Decodes all ids so far and returns what lies past the text already emitted, holding
-    /// back a trailing U+FFFD (an incomplete UTF-8 sequence that later tokens complete).
-    /// Decoding the whole sequence (not token by token) keeps decoder rules such as
-    /// SentencePiece's leading-space strip correct.
+
+    /// The window `ids[prefix..]` decoded, minus the already emitted `ids[prefix..read]`
+    /// (text-generation-inference's incremental decoding). A trailing U+FFFD means an
+    /// incomplete UTF-8 sequence that later tokens complete, so nothing is emitted then.
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<String> {
         self.ids.push(id);
-        let text = tok.decode(&self.ids)?;
-        if text.ends_with('\u{FFFD}') || text.len() < self.emitted {
+        let before = tok.decode(&self.ids[self.prefix..self.read])?;
+        let now = tok.decode(&self.ids[self.prefix..])?;
+        if now.len() <= before.len() || now.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }
-        let Some(new) = text.get(self.emitted..) else {
-            // The decoded prefix changed under us (a decoder rewrote earlier text):
-            // emit nothing rather than a broken slice.
-            return Ok(String::new());
-        };
+        let Some(new) = now.get(before.len()..) else { return Ok(String::new()) };
         let new = new.to_string();
-        self.emitted = text.len();
+        self.prefix = self.read;
+        self.read = self.ids.len();
         Ok(new)
     }
 
-    /// Text held back so far (an incomplete character at the end of generation), decoded
-    /// lossily so nothing is silently dropped.
+    /// What is still held back at the end of generation (an incomplete character),
+    /// decoded lossily so nothing is silently dropped.
     pub fn finish(&mut self, tok: &Tokenizer) -> Result<String> {
-        let text = tok.decode(&self.ids)?;
-        let rest = text.get(self.emitted..).unwrap_or("").to_string();
-        self.emitted = text.len();
+        let before = tok.decode(&self.ids[self.prefix..self.read])?;
+        let now = tok.decode(&self.ids[self.prefix..])?;
+        let rest = now.get(before.len()..).unwrap_or("").to_string();
+        self.prefix = self.read;
+        self.read = self.ids.len();
         Ok(rest)
     }
 }

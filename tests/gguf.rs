@@ -49,7 +49,7 @@ fn metadata_values_and_alignment() {
     assert_eq!(h.version, 3);
     assert_eq!(h.alignment, 64);
     assert_eq!(h.data_offset % 64, 0);
-    assert!(h.tensors.iter().all(|t| (t.offset - h.data_offset) % 64 == 0));
+    assert!(h.tensors.iter().all(|t| (t.offset - h.data_offset).is_multiple_of(64)));
     let m = |k: &str| h.get(k).unwrap_or_else(|| panic!("missing {k}")).clone();
     assert_eq!(m("test.u8"), MetaValue::U8(200));
     assert_eq!(m("test.i8"), MetaValue::I8(-100));
@@ -83,7 +83,7 @@ fn mini(n_tensors: u64, n_kv: u64, kvs: &[u8], tensors: &[u8], data: usize) -> V
     b.extend(n_kv.to_le_bytes());
     b.extend(kvs);
     b.extend(tensors);
-    while b.len() % 32 != 0 {
+    while !b.len().is_multiple_of(32) {
         b.push(0);
     }
     b.extend(vec![0u8; data]);
@@ -268,4 +268,86 @@ fn smollm2_tensors_match_reference() {
         let (ws, wa) = (r["sum"].as_f64().unwrap(), r["abs_sum"].as_f64().unwrap());
         assert!((sum - ws).abs() <= 1e-9 * wa && (abs - wa).abs() <= 1e-9 * wa, "{name}: sums {sum} {abs} vs {ws} {wa}");
     }
+}
+
+/// Dense values of an INT4 [`QTensor`], unpacked by the layout `quant/mod.rs` documents
+/// (word `k` holds weights `8k..8k+7`, weight `8k+i` in bits `4i..4i+3`; row-major groups).
+fn unpack_int4(q: &webvlm::quant::QTensor) -> Vec<f32> {
+    let webvlm::quant::QData::Int4 { group, q: words, scales, mins } = &q.data else {
+        panic!("not int4: {:?}", q.format())
+    };
+    (0..q.rows * q.cols)
+        .map(|e| {
+            let nib = (words[e / 8] >> (4 * (e % 8))) & 0xF;
+            let s = scales[e / group].to_f32();
+            match mins {
+                None => (nib as i32 - 8) as f32 * s,
+                Some(m) => nib as f32 * s + m[e / group].to_f32(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn q4_blocks_repack_losslessly_to_int4() {
+    let buf = read("quants.gguf");
+    let h = reader::parse(&buf, "quants.gguf").unwrap();
+    for (ty, sym) in [("Q4_0", true), ("Q4_1", false)] {
+        let t = h.tensor(&format!("q.{ty}")).unwrap();
+        let data = &buf[t.offset as usize..(t.offset + t.nbytes) as usize];
+        let q = webvlm::io::gguf::native::to_qtensor(t.ty, data, 2, 512).unwrap();
+        assert_eq!(q.format(), webvlm::quant::WeightFormat::Int4 { group: 32, sym });
+        assert_eq!(unpack_int4(&q), tensor_f32(&buf, &h, &format!("ref.{ty}")), "{ty}");
+    }
+    let t = h.tensor("q.Q8_0").unwrap();
+    let data = &buf[t.offset as usize..(t.offset + t.nbytes) as usize];
+    assert!(webvlm::io::gguf::native::to_qtensor(t.ty, data, 2, 512).is_none());
+}
+
+#[test]
+fn smollm2_native_int4_matches_f32_load() {
+    let Some(path) = smollm2() else { return };
+    let f32s = open_file(&path).unwrap();
+    let opts = webvlm::io::gguf::OpenOptions { native_int4: true };
+    let native = webvlm::io::gguf::open_file_with(&path, opts).unwrap();
+    for name in ["model.layers.0.self_attn.q_proj.weight", "model.layers.5.self_attn.k_proj.weight", "model.layers.2.mlp.up_proj.weight"] {
+        let n = native.weights.load(name).unwrap();
+        let webvlm::io::TensorData::Quant(q) = &n.data else { panic!("{name}: not repacked") };
+        assert_eq!((q.rows, q.cols), (n.shape[0], n.shape[1]));
+        assert_eq!(unpack_int4(q), f32s.weights.load(name).unwrap().into_f32(), "{name}");
+    }
+    // Q8_0 embeddings and f32 norms still come as f32.
+    let emb = native.weights.load("model.embed_tokens.weight").unwrap();
+    assert!(matches!(emb.data, webvlm::io::TensorData::F32(_)));
+}
+
+fn kv_str(key: &str, val: &str) -> Vec<u8> {
+    let mut v = gstr(key);
+    v.extend(8u32.to_le_bytes());
+    v.extend(gstr(val));
+    v
+}
+
+#[test]
+fn incomplete_metadata_is_an_error() {
+    use webvlm::io::gguf::{open_bytes, OpenOptions};
+    let open = |kvs: &[Vec<u8>]| {
+        let buf = mini(0, kvs.len() as u64, &kvs.concat(), &[], 0);
+        match open_bytes(std::sync::Arc::new(buf), "meta.gguf", OpenOptions::default()) {
+            Ok(_) => panic!("incomplete metadata accepted"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = open(&[]);
+    assert!(e.contains("meta.gguf") && e.contains("general.architecture"), "{e}");
+    let arch = kv_str("general.architecture", "llama");
+    let e = open(std::slice::from_ref(&arch));
+    assert!(e.contains("meta.gguf") && e.contains("vocab"), "{e}");
+    let mut vocab = gstr("llama.vocab_size");
+    vocab.extend(4u32.to_le_bytes());
+    vocab.extend(10u32.to_le_bytes());
+    let e = open(&[arch.clone(), vocab.clone()]);
+    assert!(e.contains("llama.embedding_length"), "{e}");
+    let e = open(&[kv_str("general.architecture", "gptj")]);
+    assert!(e.contains("architecture `gptj`"), "{e}");
 }

@@ -48,21 +48,39 @@ fn smollm2_specials_digits_and_decode() {
     assert!(t.is_eos(2) && !t.is_eos(1));
 }
 
-#[test]
-fn stream_decoder_emits_only_whole_characters() {
-    let Some(t) = smollm2() else { return };
-    let text = "héllo ✓ 你好世界 🎉🎉 done";
+/// Stream `text`'s ids through a [`StreamDecoder`]; the pieces must be whole characters
+/// and add up to the full decode.
+fn check_stream(t: &Tokenizer, text: &str) {
     let ids = t.encode(text, false).unwrap();
     let mut dec = StreamDecoder::new();
     let mut pieces = Vec::new();
     for &id in &ids {
-        pieces.push(dec.push(&t, id).unwrap());
+        pieces.push(dec.push(t, id).unwrap());
     }
-    pieces.push(dec.finish(&t).unwrap());
+    assert_eq!(dec.finish(t).unwrap(), "");
     assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')), "{pieces:?}");
-    assert_eq!(pieces.concat(), text);
-    // Some emoji/CJK bytes span several byte-level tokens, so some pushes must hold back.
+    assert_eq!(pieces.concat(), t.decode(&ids).unwrap());
+    // Emoji/CJK bytes span several byte tokens, so some pushes must hold back.
     assert!(pieces.iter().any(|p| p.is_empty()), "{pieces:?}");
+}
+
+#[test]
+fn stream_decoder_emits_only_whole_characters() {
+    let Some(t) = smollm2() else { return };
+    let text = "héllo ✓ 你好世界 🎉🎉 done";
+    check_stream(&t, text);
+    assert_eq!(t.decode(&t.encode(text, false).unwrap()).unwrap(), text);
+}
+
+#[test]
+fn stream_decoder_sentencepiece_spaces_and_byte_fallback() {
+    let path = committed().join("ggml-vocab-llama-spm.gguf");
+    let buf = std::fs::read(&path).unwrap();
+    let spec = gguf_tok::spec(&reader::parse(&buf, "llama-spm").unwrap(), "llama-spm").unwrap();
+    let t = Tokenizer::from_spec(spec).unwrap();
+    let text = "Hello  world,\n  héllo 🎉 ок";
+    check_stream(&t, text);
+    assert_eq!(t.decode(&t.encode(text, false).unwrap()).unwrap(), text);
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub fn weight_formats(model: &Llama) -> String {
             add(lin.w.format().name());
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts.into_iter().map(|c| c.0).collect::<Vec<_>>().join("+")
 }
 

@@ -82,10 +82,10 @@ pub fn load_matrix(
 /// if none does), the same fallback `webvlm convert` applies.
 pub fn fit_format(fmt: WeightFormat, cols: usize) -> WeightFormat {
     match fmt {
-        WeightFormat::Int4 { group, sym } if cols % group != 0 => INT4_GROUPS
+        WeightFormat::Int4 { group, sym } if !cols.is_multiple_of(group) => INT4_GROUPS
             .iter()
             .rev()
-            .find(|&&g| cols % g == 0)
+            .find(|&&g| cols.is_multiple_of(g))
             .map_or(WeightFormat::Int8, |&g| WeightFormat::Int4 { group: g, sym }),
         f => f,
     }

@@ -31,7 +31,7 @@ fn default_inv_freq(base: f64, d: usize) -> Vec<f64> {
 impl Rope {
     pub fn new(cfg: &LlamaConfig) -> Result<Rope> {
         let d = cfg.head_dim();
-        if d % 2 != 0 {
+        if !d.is_multiple_of(2) {
             return Err(Error::Unsupported(format!("RoPE over an odd head_dim {d}")));
         }
         let base = cfg.rope_theta;
@@ -116,7 +116,8 @@ fn llama3_inv_freq(base: f64, d: usize, s: &RopeScaling, max_pos: usize) -> Resu
             let wl = 2.0 * PI / f;
             let scaled = if wl > low_wl { f / s.factor } else { f };
             let smooth = (old / wl - low) / (high - low);
-            let medium = !(wl < high_wl) && !(wl > low_wl);
+            // transformers: `~(wavelen < high_freq_wavelen) * ~(wavelen > low_freq_wavelen)`.
+            let medium = (high_wl..=low_wl).contains(&wl);
             if medium {
                 (1.0 - smooth) * scaled / s.factor + smooth * scaled
             } else {

@@ -78,29 +78,32 @@ impl ArchNames {
     }
 }
 
-/// Undo llama.cpp's Q/K permutation in place. `w` is row-major `[rows, cols]` (`cols = 1`
-/// for a bias); rows are `n_head` heads of `head_dim = rows / n_head` rows each.
-///
-/// llama.cpp stored, per head, `w.reshape(2, head_dim/2, cols).swapaxes(0, 1)`: GGUF row
-/// `2i + j` is HF row `j * head_dim/2 + i`. HF's `reverse_permute_weights` maps it back.
-pub fn unpermute_rows(w: &mut [f32], rows: usize, cols: usize, n_head: usize, what: &str) -> Result<()> {
-    if n_head == 0 || rows % (2 * n_head) != 0 || w.len() != rows * cols {
-        return Err(Error::Shape(format!(
-            "{what}: cannot un-permute {rows} rows x {cols} cols ({} values) over {n_head} heads",
-            w.len()
-        )));
+/// Rows per head for un-permuting `rows` rows over `n_head` heads, or a shape error.
+pub fn head_dim(rows: usize, n_head: usize, what: &str) -> Result<usize> {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) {
+        return Err(Error::Shape(format!("{what}: cannot un-permute {rows} rows over {n_head} heads")));
     }
-    let head_dim = rows / n_head;
+    Ok(rows / n_head)
+}
+
+/// The GGUF row that holds HF row `r`. llama.cpp stored, per head,
+/// `w.reshape(2, head_dim/2, cols).swapaxes(0, 1)`: GGUF row `2i + j` is HF row
+/// `j * head_dim/2 + i`; HF's `reverse_permute_weights` maps it back.
+pub fn gguf_row_of(r: usize, head_dim: usize) -> usize {
+    let (h, w) = (r / head_dim, r % head_dim);
     let half = head_dim / 2;
-    let src = w.to_vec(); // [rows, cols], GGUF row order
-    for h in 0..n_head {
-        for i in 0..half {
-            for j in 0..2 {
-                let from = (h * head_dim + 2 * i + j) * cols;
-                let to = (h * head_dim + j * half + i) * cols;
-                w[to..to + cols].copy_from_slice(&src[from..from + cols]);
-            }
-        }
+    let (j, i) = (w / half, w % half);
+    h * head_dim + 2 * i + j
+}
+
+/// Undo llama.cpp's Q/K permutation on row-major `[rows, cols]` values (`cols = 1` for a bias).
+pub fn unpermute_rows(w: &[f32], rows: usize, n_head: usize, what: &str) -> Result<Vec<f32>> {
+    let hd = head_dim(rows, n_head, what)?;
+    let cols = w.len() / rows;
+    let mut out = Vec::with_capacity(w.len()); // [rows, cols], HF row order
+    for r in 0..rows {
+        let s = gguf_row_of(r, hd);
+        out.extend_from_slice(&w[s * cols..(s + 1) * cols]);
     }
-    Ok(())
+    Ok(out)
 }

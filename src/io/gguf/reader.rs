@@ -107,7 +107,7 @@ impl GgmlType {
     /// Bytes taken by `n` elements, `None` if `n` is not whole blocks or overflows.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        if n % bs != 0 {
+        if !n.is_multiple_of(bs) {
             return None;
         }
         (n / bs).checked_mul(self.type_size() as u64)
@@ -409,7 +409,7 @@ fn check_tensor(
         .iter()
         .try_fold(1u64, |a, &d| a.checked_mul(d))
         .ok_or_else(|| bad(format!("dims {dims:?} overflow")))?;
-    if dims[0] % ty.block_size() as u64 != 0 {
+    if !dims[0].is_multiple_of(ty.block_size() as u64) {
         return Err(bad(format!(
             "row length {} is not a multiple of the {} block size {}",
             dims[0],
@@ -418,7 +418,7 @@ fn check_tensor(
         )));
     }
     let nbytes = ty.bytes_for(numel).ok_or_else(|| bad(format!("dims {dims:?} overflow")))?;
-    if rel % alignment != 0 {
+    if !rel.is_multiple_of(alignment) {
         return Err(bad(format!("offset {rel} is not aligned to {alignment}")));
     }
     let offset = data_offset.checked_add(rel);
