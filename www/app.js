@@ -163,7 +163,7 @@ async function send() {
     history.push({ role: 'assistant', content: result.text });
     const t = result.timings;
     const how = result.finish_reason === 'aborted' ? 'Stopped' : 'Done';
-    ui.status.textContent = `${how} · backend: ${backendLabel} · ${t.decode_tokens} tokens · ` +
+    ui.status.textContent = `${how} · backend: ${backendLabel} · ${result.ids.length} tokens · ` +
       `${t.decode_tokens_per_s.toFixed(1)} tokens/s decode · prefill ${t.prefill_tokens} tokens in ${t.prefill_ms.toFixed(0)} ms`;
     setState('ready');
   } catch (e) {
