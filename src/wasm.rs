@@ -1,1 +1,338 @@
-//! The browser API (wasm-bindgen).
+//! The browser API (wasm-bindgen): [`WasmEngine`] loads a converted model folder over HTTP
+//! (streamed shard downloads with progress, each shard checked by the manifest loader and then
+//! dropped) and runs the step-wise [`Engine`] so JavaScript can stream tokens and stop.
+//!
+//! Re-entrancy (wasm-bindgen's "recursive use of an object detected"): no exported method
+//! keeps `&self` borrowed across an `.await`. `generate` clones an `Rc` to the engine state,
+//! returns a `Promise`, and borrows the engine only for the synchronous span of one `step()`.
+//! Abort lives in JavaScript: `on_token` returns `false` to stop. Between tokens the loop awaits
+//! a message posted through a fresh `MessageChannel` (no 4 ms timer clamping), which lets the
+//! worker's `onmessage` handler run, so a "stop" request is seen before the next token.
+//!
+//! Reference followed: the wasm-bindgen guide (`--target web`, `js_sys::Promise`,
+//! `wasm_bindgen_futures::future_to_promise`) and the WHATWG Streams spec
+//! (`ReadableStreamDefaultReader.read()` resolving to `{ done, value }`).
+
+use crate::chat::Message;
+use crate::engine::{Engine, GenerateParams, StopReason, Timings};
+use crate::error::Error;
+use crate::io::manifest::ManifestLoader;
+use crate::model::LoadOptions;
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use serde::Serialize;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+#[wasm_bindgen(inline_js = r#"
+export function yield_to_event_loop() {
+  return new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => { ch.port1.close(); resolve(); };
+    ch.port2.postMessage(null);
+  });
+}
+export function now_ms() {
+  return globalThis.performance ? globalThis.performance.now() : Date.now();
+}
+"#)]
+extern "C" {
+    /// A promise that resolves from a fresh task, after already-queued messages ran.
+    fn yield_to_event_loop() -> Promise;
+    fn now_ms() -> f64;
+}
+
+#[wasm_bindgen(start)]
+pub fn wasm_start() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_err(e: Error) -> JsValue {
+    js_sys::Error::new(&e.to_string()).into()
+}
+
+fn js_msg(msg: impl AsRef<str>) -> JsValue {
+    js_sys::Error::new(msg.as_ref()).into()
+}
+
+/// The message of a JS error value (an `Error` or anything with a string form).
+fn describe(v: &JsValue) -> String {
+    if let Some(e) = v.dyn_ref::<js_sys::Error>() {
+        let mut msg = String::from(e.message());
+        // Node's fetch puts the socket-level reason in `cause`.
+        if let Some(cause) = e.cause().dyn_ref::<js_sys::Error>() {
+            msg = format!("{msg} ({})", String::from(cause.message()));
+        }
+        return msg;
+    }
+    v.as_string().unwrap_or_else(|| format!("{v:?}"))
+}
+
+/// Shared engine state; `busy` makes a second concurrent `generate` a clear error.
+struct State {
+    engine: Engine,
+    busy: bool,
+    load_ms: f64,
+}
+
+#[wasm_bindgen]
+pub struct WasmEngine {
+    state: Rc<RefCell<State>>,
+}
+
+/// Progress reporter: `on_progress({ loaded, total, file })` with overall byte counts.
+struct Progress {
+    callback: Function,
+    loaded: f64,
+    total: f64,
+}
+
+impl Progress {
+    fn report(&self, file: &str) -> Result<(), JsValue> {
+        let obj = Object::new();
+        Reflect::set(&obj, &"loaded".into(), &self.loaded.into())?;
+        Reflect::set(&obj, &"total".into(), &self.total.into())?;
+        Reflect::set(&obj, &"file".into(), &file.into())?;
+        self.callback.call1(&JsValue::NULL, &obj)?;
+        Ok(())
+    }
+}
+
+/// `base` joined with `file` (`base` may or may not end with `/`).
+fn join_url(base: &str, file: &str) -> String {
+    if base.is_empty() || base.ends_with('/') {
+        format!("{base}{file}")
+    } else {
+        format!("{base}/{file}")
+    }
+}
+
+/// `fetch(url)` from whatever global scope we run in (window, worker, Node), checking the status.
+async fn fetch_ok(url: &str) -> Result<web_sys::Response, JsValue> {
+    let global = js_sys::global();
+    let fetch: Function = Reflect::get(&global, &"fetch".into())?
+        .dyn_into()
+        .map_err(|_| js_msg("this JavaScript environment has no fetch()"))?;
+    // One retry for network-level failures (a keep-alive socket closed under us); HTTP
+    // errors are answers and are not retried.
+    let mut attempt = 0;
+    let resp = loop {
+        let call = fetch.call1(&global, &url.into())?.unchecked_into::<Promise>();
+        match JsFuture::from(call).await {
+            Ok(r) => break r,
+            Err(_) if attempt == 0 => attempt += 1,
+            Err(e) => return Err(js_msg(format!("{url}: fetch failed: {}", describe(&e)))),
+        }
+    };
+    let resp: web_sys::Response = resp.unchecked_into();
+    if !resp.ok() {
+        return Err(js_msg(format!("{url}: HTTP {} {}", resp.status(), resp.status_text())));
+    }
+    Ok(resp)
+}
+
+/// Read a whole body as text (used for the small JSON files).
+async fn fetch_text(url: &str) -> Result<String, JsValue> {
+    let resp = fetch_ok(url).await?;
+    let text = JsFuture::from(resp.text()?).await?;
+    text.as_string().ok_or_else(|| js_msg(format!("{url}: body is not text")))
+}
+
+/// Stream `url` into memory, reporting progress per chunk. `expected` (bytes) presizes the
+/// buffer and bounds it: a body longer than promised is an error, not an unbounded allocation.
+async fn fetch_bytes(
+    url: &str,
+    file: &str,
+    expected: Option<u64>,
+    progress: &mut Progress,
+) -> Result<Vec<u8>, JsValue> {
+    let resp = fetch_ok(url).await?;
+    let body = resp.body().ok_or_else(|| js_msg(format!("{url}: response has no body")))?;
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut buf = Vec::with_capacity(expected.unwrap_or(0) as usize);
+    loop {
+        let chunk = JsFuture::from(reader.read()).await?;
+        if Reflect::get(&chunk, &"done".into())?.as_bool().unwrap_or(false) {
+            break;
+        }
+        let value: Uint8Array = Reflect::get(&chunk, &"value".into())?.unchecked_into();
+        let n = value.length() as usize;
+        if let Some(limit) = expected {
+            if (buf.len() + n) as u64 > limit {
+                return Err(js_msg(format!("{file}: body is larger than the {limit} bytes the manifest promises")));
+            }
+        }
+        let start = buf.len();
+        buf.resize(start + n, 0);
+        value.copy_to(&mut buf[start..]);
+        progress.loaded += n as f64;
+        progress.report(file)?;
+    }
+    Ok(buf)
+}
+
+async fn load_impl(base_url: String, on_progress: Function) -> Result<WasmEngine, JsValue> {
+    let t0 = now_ms();
+    let manifest_json = fetch_text(&join_url(&base_url, "manifest.json")).await?;
+    let mut loader = ManifestLoader::new(&manifest_json).map_err(js_err)?;
+    let manifest = loader.manifest();
+    let shards: Vec<(String, u64)> = manifest.shards.iter().map(|s| (s.file.clone(), s.size)).collect();
+    let tok_file = manifest.tokenizer.file.clone();
+    let tok_size = manifest.files.iter().find(|f| f.file == tok_file).map(|f| f.size);
+    let total = shards.iter().map(|s| s.1).sum::<u64>() + tok_size.unwrap_or(0);
+    let mut progress = Progress { callback: on_progress, loaded: 0.0, total: total as f64 };
+    progress.report("manifest.json")?;
+
+    let tok_bytes = fetch_bytes(&join_url(&base_url, &tok_file), &tok_file, tok_size, &mut progress).await?;
+    let tokenizer_json =
+        String::from_utf8(tok_bytes).map_err(|e| js_msg(format!("{tok_file}: not UTF-8: {e}")))?;
+    for (index, (file, size)) in shards.iter().enumerate() {
+        let bytes = fetch_bytes(&join_url(&base_url, file), file, Some(*size), &mut progress).await?;
+        loader.add_shard(index, &bytes).map_err(js_err)?;
+        // `bytes` is dropped here: the loader keeps only the tensors it decoded.
+    }
+    let checkpoint = loader.finish(tokenizer_json).map_err(js_err)?;
+    let engine = Engine::new(checkpoint, &LoadOptions::default()).map_err(js_err)?;
+    let load_ms = now_ms() - t0;
+    Ok(WasmEngine { state: Rc::new(RefCell::new(State { engine, busy: false, load_ms })) })
+}
+
+/// What `generate` resolves to (as a JSON string).
+#[derive(Serialize)]
+struct GenerateResult {
+    text: String,
+    ids: Vec<u32>,
+    /// `eos`, `stop_string`, `max_new_tokens`, `context_full`, or `aborted` (on_token false).
+    finish_reason: String,
+    /// The engine's timings (`load_ms`: building the model from downloaded tensors).
+    timings: Timings,
+    /// Download, checks and build, from `load` to a ready engine.
+    load_total_ms: f64,
+}
+
+/// Clears `busy` however the generation loop exits.
+struct BusyGuard(Rc<RefCell<State>>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.try_borrow_mut() {
+            s.busy = false;
+        }
+    }
+}
+
+async fn generate_impl(
+    state: Rc<RefCell<State>>,
+    prompt_ids: Vec<u32>,
+    params: GenerateParams,
+    on_token: Function,
+) -> Result<JsValue, JsValue> {
+    {
+        let mut s = state.borrow_mut();
+        if s.busy {
+            return Err(js_msg("a generation is already running on this engine"));
+        }
+        s.busy = true;
+    }
+    let _guard = BusyGuard(state.clone());
+    state.borrow_mut().engine.start(&prompt_ids, params).map_err(js_err)?;
+    let mut text = String::new();
+    let mut aborted = false;
+    loop {
+        // Borrow only for the synchronous step; JS callbacks run after the borrow ends.
+        let event = state.borrow_mut().engine.step().map_err(js_err)?;
+        let Some(event) = event else { break };
+        text.push_str(&event.text);
+        let keep_going = on_token.call2(&JsValue::NULL, &event.text.as_str().into(), &event.id.into())?;
+        if event.done {
+            break;
+        }
+        if keep_going.as_bool() == Some(false) {
+            aborted = true;
+            break;
+        }
+        JsFuture::from(yield_to_event_loop()).await?;
+    }
+    let s = state.borrow();
+    let finish_reason = if aborted { "aborted".to_string() } else { reason_name(s.engine.stop_reason_of_run()) };
+    let result = GenerateResult {
+        text,
+        ids: s.engine.generated_ids().to_vec(),
+        finish_reason,
+        timings: s.engine.timings().clone(),
+        load_total_ms: s.load_ms,
+    };
+    let json = serde_json::to_string(&result).map_err(|e| js_err(e.into()))?;
+    Ok(JsValue::from_str(&json))
+}
+
+/// The snake_case name of a stop reason (`eos`, `max_new_tokens`, ...).
+fn reason_name(reason: Option<StopReason>) -> String {
+    match reason.map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::String(s))) => s,
+        _ => "none".to_string(),
+    }
+}
+
+#[wasm_bindgen]
+impl WasmEngine {
+    /// Fetch `base_url/manifest.json`, `tokenizer.json` and every shard (streamed, checked by
+    /// size and sha256), then build the engine. `on_progress({ loaded, total, file })` is
+    /// called as bytes arrive. Resolves to a `WasmEngine`.
+    pub fn load(base_url: String, on_progress: Function) -> Promise {
+        future_to_promise(async move { load_impl(base_url, on_progress).await.map(JsValue::from) })
+    }
+
+    /// Token ids of `messages_json` (`[{ role, content }, ...]`) rendered with the model's chat
+    /// template, assistant header appended.
+    pub fn chat_prompt(&self, messages_json: &str) -> Result<Vec<u32>, JsValue> {
+        let messages: Vec<Message> =
+            serde_json::from_str(messages_json).map_err(|e| js_msg(format!("messages: {e}")))?;
+        let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
+        s.engine.chat_prompt_ids(&messages).map_err(js_err)
+    }
+
+    /// Token ids of raw `text` (BOS as the tokenizer's policy says).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
+        s.engine.tokenizer().encode(text, true).map_err(js_err)
+    }
+
+    /// Generate from `prompt_ids` with `params_json` (a `GenerateParams` object; missing
+    /// fields take defaults). `on_token(text, id)` is called per token; returning `false`
+    /// stops. Resolves to a JSON string `{ text, ids, finish_reason, timings }`.
+    pub fn generate(&self, prompt_ids: Vec<u32>, params_json: &str, on_token: Function) -> Promise {
+        let params: GenerateParams = match serde_json::from_str(if params_json.is_empty() { "{}" } else { params_json }) {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&js_msg(format!("generate params: {e}"))),
+        };
+        let state = self.state.clone();
+        future_to_promise(generate_impl(state, prompt_ids, params, on_token))
+    }
+
+    /// Timings of the last generation as a JSON string (the engine's, plus `load_total_ms`:
+    /// download, checks and build).
+    pub fn timings(&self) -> Result<String, JsValue> {
+        let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
+        let mut v = serde_json::to_value(s.engine.timings()).map_err(|e| js_err(e.into()))?;
+        v["load_total_ms"] = s.load_ms.into();
+        Ok(v.to_string())
+    }
+
+    /// Forget the KV cache (a new conversation).
+    pub fn reset(&self) -> Result<(), JsValue> {
+        let mut s = self.state.try_borrow_mut().map_err(|_| js_msg("engine is busy"))?;
+        if s.busy {
+            return Err(js_msg("cannot reset while generating"));
+        }
+        s.engine.reset();
+        Ok(())
+    }
+
+    /// The compute backend in use.
+    pub fn backend(&self) -> String {
+        "cpu".to_string()
+    }
+}

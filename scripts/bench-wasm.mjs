@@ -1,0 +1,113 @@
+#!/usr/bin/env node
+// Decode speed of the wasm build (www/pkg, the same module the page uses) under Node:
+// serves the converted model with scripts/serve.mjs, loads it through WasmEngine.load (the
+// streamed-fetch path of the browser), chats once greedily and reports tokens/s as JSON.
+//
+// Usage: node scripts/bench-wasm.mjs [--model DIR_NAME] [--prompt TEXT] [--max-tokens N]
+//                                    [--out FILE]      (default test-results/bench-wasm.json)
+import { readFile, mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startServer } from './serve.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Load www/pkg into this process; returns the wasm-bindgen module (WasmEngine etc.). */
+export async function loadWasm() {
+  const pkgDir = path.join(ROOT, 'www/pkg');
+  const glue = await import(pathToFileURL(path.join(pkgDir, 'webvlm.js')).href);
+  const bytes = await readFile(path.join(pkgDir, 'webvlm_bg.wasm'));
+  await glue.default({ module_or_path: bytes });
+  return glue;
+}
+
+/**
+ * Load `model` (a folder under the models dir) over HTTP and run one chat turn.
+ * Returns { text, finish_reason, timings, load_ms, progress_events, ... }.
+ */
+export async function runWasmChat({ model = 'smollm2-135m-int4', prompt, maxTokens = 64, onToken } = {}) {
+  const glue = await loadWasm();
+  const { server, url } = await startServer({ port: 0 });
+  try {
+    let progressEvents = 0;
+    let lastProgress = null;
+    const t0 = performance.now();
+    const engine = await glue.WasmEngine.load(`${url}models/${model}/`, (p) => {
+      progressEvents += 1;
+      lastProgress = { loaded: p.loaded, total: p.total, file: p.file };
+    });
+    const loadMs = performance.now() - t0;
+    const ids = engine.chat_prompt(JSON.stringify([{ role: 'user', content: prompt }]));
+    const pieces = [];
+    const params = { max_new_tokens: maxTokens, sampling: { temperature: 0 } };
+    const json = await engine.generate(ids, JSON.stringify(params), (text, id) => {
+      pieces.push(text);
+      return onToken ? onToken(text, id) !== false : true;
+    });
+    const result = JSON.parse(json);
+    const backend = engine.backend();
+    engine.free();
+    return {
+      model,
+      backend,
+      prompt,
+      prompt_tokens: ids.length,
+      text: result.text,
+      streamed_text: pieces.join(''),
+      streamed_pieces: pieces.length,
+      finish_reason: result.finish_reason,
+      generated_ids: result.ids,
+      load_ms: loadMs,
+      progress_events: progressEvents,
+      last_progress: lastProgress,
+      timings: result.timings,
+    };
+  } finally {
+    server.close();
+  }
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', default: 'smollm2-135m-int4' },
+      prompt: { type: 'string', default: 'Write a short story about a robot who learns to paint.' },
+      'max-tokens': { type: 'string', default: '128' },
+      out: { type: 'string', default: path.join(ROOT, 'test-results/bench-wasm.json') },
+    },
+  });
+  const maxTokens = Number(values['max-tokens']);
+  if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new Error(`--max-tokens must be a positive integer`);
+  const r = await runWasmChat({ model: values.model, prompt: values.prompt, maxTokens });
+  const report = {
+    kind: 'wasm-node',
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: os.cpus()[0]?.model,
+    cores: os.cpus().length,
+    model: r.model,
+    backend: r.backend,
+    prompt_tokens: r.prompt_tokens,
+    finish_reason: r.finish_reason,
+    load_ms: Math.round(r.load_ms),
+    prefill_tokens: r.timings.prefill_tokens,
+    prefill_ms: Math.round(r.timings.prefill_ms),
+    prefill_tokens_per_s: r.timings.prefill_tokens / (r.timings.prefill_ms / 1000),
+    decode_tokens: r.timings.decode_tokens,
+    decode_ms: Math.round(r.timings.decode_ms),
+    decode_tokens_per_s: r.timings.decode_tokens_per_s,
+    text: r.text,
+  };
+  await mkdir(path.dirname(values.out), { recursive: true });
+  await writeFile(values.out, JSON.stringify(report, null, 2) + '\n');
+  console.log(JSON.stringify(report, null, 2));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  main().catch((e) => {
+    console.error(`bench-wasm: ${e.message || e}`);
+    process.exit(1);
+  });
+}

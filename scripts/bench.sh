@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Benchmarks behind `npm run bench`: the native CLI benchmark (`webvlm bench`) on the converted
+# model, then decode speed of the wasm build under Node (scripts/bench-wasm.mjs). Results are
+# JSON files in test-results/. Run after scripts/setup.sh and scripts/build.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODELS=${WEBVLM_MODELS_DIR:-.cache/models}
+MODEL=$MODELS/smollm2-135m-int4
+mkdir -p test-results
+
+[ -f "$MODEL/manifest.json" ] || { echo "bench: $MODEL/manifest.json missing (run scripts/setup.sh)" >&2; exit 1; }
+
+echo "bench: native (target/release/webvlm bench)" >&2
+target/release/webvlm bench --model "$MODEL" --json > test-results/bench-native.json
+cat test-results/bench-native.json
+
+echo "bench: wasm under Node" >&2
+node scripts/bench-wasm.mjs --out test-results/bench-wasm.json

@@ -1,0 +1,203 @@
+// UI thread: talks to worker.js (which owns the wasm engine) with typed, id-tagged messages.
+// Model text is only ever inserted with textContent / text nodes, never as HTML.
+// Nothing the user types leaves the page: the only network traffic is the model download.
+
+const DEFAULT_MODEL = 'models/smollm2-135m-int4/';
+const BACKEND_NAMES = { cpu: 'CPU (wasm SIMD)' };
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  progress: $('load-progress'),
+  loadText: $('load-text'),
+  modelName: $('model-name'),
+  status: $('status'),
+  log: $('log'),
+  form: $('chat-form'),
+  prompt: $('prompt'),
+  send: $('send'),
+  stop: $('stop'),
+  reset: $('reset'),
+  maxTokens: $('max-tokens'),
+  temperature: $('temperature'),
+};
+
+/** The model folder: `?model=` (same origin only) or the default, as an absolute URL. */
+function modelUrl() {
+  const raw = new URLSearchParams(location.search).get('model') || DEFAULT_MODEL;
+  const url = new URL(raw.endsWith('/') ? raw : raw + '/', location.href);
+  if (url.origin !== location.origin) {
+    throw new Error(`model URL must be on this site (${location.origin}), got ${url.origin}`);
+  }
+  return url.href;
+}
+
+function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+let worker = null;
+let nextId = 1;
+const pending = new Map(); // id -> { onProgress, onToken, resolve, reject }
+let backendLabel = '';
+let generatingId = null;
+const history = []; // [{ role, content }] sent through the model's chat template
+
+function request(msg, handlers = {}) {
+  const id = nextId++;
+  return {
+    id,
+    done: new Promise((resolve, reject) => {
+      pending.set(id, { ...handlers, resolve, reject });
+      worker.postMessage({ ...msg, id });
+    }),
+  };
+}
+
+function onWorkerMessage(ev) {
+  const msg = ev.data;
+  const p = pending.get(msg.id);
+  if (!p) return;
+  switch (msg.type) {
+    case 'progress':
+      p.onProgress?.(msg);
+      break;
+    case 'token':
+      p.onToken?.(msg.text, msg.tokenId);
+      break;
+    case 'loaded':
+    case 'done':
+      pending.delete(msg.id);
+      p.resolve(msg);
+      break;
+    case 'error':
+      pending.delete(msg.id);
+      p.reject(new Error(msg.message));
+      break;
+  }
+}
+
+function setState(state) {
+  document.body.dataset.state = state;
+  const ready = state === 'ready';
+  ui.prompt.disabled = !(ready || state === 'generating');
+  ui.send.disabled = !ready;
+  ui.reset.disabled = !ready;
+  ui.stop.disabled = state !== 'generating';
+}
+
+function fail(e) {
+  setState('error');
+  ui.status.textContent = `Error: ${e.message || e}`;
+}
+
+/** Append a message bubble; returns the element that receives its text. */
+function addMessage(role, text) {
+  const li = document.createElement('li');
+  li.className = `msg ${role}`;
+  const who = document.createElement('span');
+  who.className = 'role';
+  who.textContent = role === 'user' ? 'You' : 'Assistant';
+  const body = document.createElement('span');
+  body.className = 'body';
+  body.textContent = text;
+  li.append(who, body);
+  ui.log.append(li);
+  li.scrollIntoView({ block: 'end' });
+  return { li, body };
+}
+
+async function loadModel() {
+  const url = modelUrl();
+  ui.modelName.textContent = new URL(url).pathname;
+  ui.status.textContent = 'Loading model…';
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = onWorkerMessage;
+  worker.onerror = (e) => fail(new Error(`worker failed: ${e.message || 'could not start'}`));
+  const onProgress = ({ loaded, total, file }) => {
+    ui.progress.max = total || 1;
+    ui.progress.value = loaded;
+    const pct = total ? ` (${Math.floor((100 * loaded) / total)}%)` : '';
+    ui.loadText.textContent = `${formatBytes(loaded)} / ${formatBytes(total)}${pct} · ${file}`;
+  };
+  const { done } = request({ type: 'load', url }, { onProgress });
+  const loaded = await done;
+  backendLabel = BACKEND_NAMES[loaded.backend] || loaded.backend;
+  ui.status.textContent = `Ready · backend: ${backendLabel} · loaded in ${(loaded.loadMs / 1000).toFixed(1)} s`;
+  setState('ready');
+  ui.prompt.focus();
+}
+
+function generationParams() {
+  const maxTokens = Math.max(1, Math.min(4096, Number(ui.maxTokens.value) || 256));
+  const temperature = Math.max(0, Math.min(2, Number(ui.temperature.value) || 0));
+  return { max_new_tokens: maxTokens, sampling: { temperature, top_p: temperature > 0 ? 0.9 : 1, seed: Date.now() % 2 ** 32 } };
+}
+
+async function send() {
+  const text = ui.prompt.value.trim();
+  if (!text || document.body.dataset.state !== 'ready') return;
+  ui.prompt.value = '';
+  history.push({ role: 'user', content: text });
+  addMessage('user', text);
+  const { li, body } = addMessage('assistant', '');
+  li.setAttribute('aria-busy', 'true');
+  const node = document.createTextNode('');
+  body.append(node);
+  let tokens = 0;
+  const t0 = performance.now();
+  setState('generating');
+  ui.status.textContent = `Generating · backend: ${backendLabel}`;
+  const onToken = (piece) => {
+    node.appendData(piece);
+    tokens += 1;
+    const s = (performance.now() - t0) / 1000;
+    ui.status.textContent = `Generating · backend: ${backendLabel} · ${tokens} tokens · ${(tokens / s).toFixed(1)} tokens/s`;
+    li.scrollIntoView({ block: 'end' });
+  };
+  const req = request({ type: 'generate', messages: history.slice(), params: generationParams() }, { onToken });
+  generatingId = req.id;
+  try {
+    const { result } = await req.done;
+    history.push({ role: 'assistant', content: result.text });
+    const t = result.timings;
+    const how = result.finish_reason === 'aborted' ? 'Stopped' : 'Done';
+    ui.status.textContent = `${how} · backend: ${backendLabel} · ${result.ids.length} tokens · ` +
+      `${t.decode_tokens_per_s.toFixed(1)} tokens/s decode · prefill ${t.prefill_tokens} tokens in ${t.prefill_ms.toFixed(0)} ms`;
+    setState('ready');
+  } catch (e) {
+    history.pop(); // the user turn had no answer; drop it so the history stays well-formed
+    fail(e);
+  } finally {
+    generatingId = null;
+    li.removeAttribute('aria-busy');
+  }
+  if (document.body.dataset.state === 'ready') ui.prompt.focus();
+}
+
+ui.form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  send();
+});
+ui.prompt.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    send();
+  }
+});
+ui.stop.addEventListener('click', () => {
+  if (generatingId !== null) worker.postMessage({ type: 'stop', id: generatingId });
+  ui.stop.disabled = true;
+});
+ui.reset.addEventListener('click', () => {
+  history.length = 0;
+  ui.log.replaceChildren();
+  ui.status.textContent = `Ready · backend: ${backendLabel}`;
+  ui.prompt.focus();
+});
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && generatingId !== null) ui.stop.click();
+});
+
+loadModel().catch(fail);

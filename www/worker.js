@@ -1,0 +1,71 @@
+// Module Web Worker that owns the wasm engine. Protocol (every request carries an `id`):
+//   UI -> worker  { type: 'load', id, url }
+//                 { type: 'generate', id, messages: [{ role, content }], params }
+//                 { type: 'stop', id }            (id of the generate request to stop)
+//   worker -> UI  { type: 'progress', id, loaded, total, file }
+//                 { type: 'loaded', id, backend, loadMs }
+//                 { type: 'token', id, text, tokenId }
+//                 { type: 'done', id, result: { text, ids, finish_reason, timings } }
+//                 { type: 'error', id, message }
+// Stop is handled here, in JavaScript: the wasm generation loop yields to the event loop
+// between tokens, so this handler runs and the next on_token call returns false.
+import init, { WasmEngine } from './pkg/webvlm.js';
+
+let engine = null;
+let loading = null;
+const stopRequested = new Set();
+
+const reply = (msg) => self.postMessage(msg);
+const errorMessage = (e) => (e && e.message) || String(e);
+
+async function load({ id, url }) {
+  if (!loading) {
+    loading = (async () => {
+      await init();
+      return WasmEngine.load(url, (p) => reply({ type: 'progress', id, loaded: p.loaded, total: p.total, file: p.file }));
+    })();
+  }
+  const t0 = performance.now();
+  engine = await loading;
+  reply({ type: 'loaded', id, backend: engine.backend(), loadMs: performance.now() - t0 });
+}
+
+async function generate({ id, messages, params }) {
+  if (!engine) {
+    if (!loading) throw new Error('no model loaded');
+    engine = await loading;
+  }
+  const promptIds = engine.chat_prompt(JSON.stringify(messages));
+  const onToken = (text, tokenId) => {
+    reply({ type: 'token', id, text, tokenId });
+    return !stopRequested.has(id);
+  };
+  try {
+    const json = await engine.generate(promptIds, JSON.stringify(params || {}), onToken);
+    reply({ type: 'done', id, result: JSON.parse(json) });
+  } finally {
+    stopRequested.delete(id);
+  }
+}
+
+self.onmessage = async (ev) => {
+  const msg = ev.data || {};
+  try {
+    switch (msg.type) {
+      case 'load':
+        await load(msg);
+        break;
+      case 'generate':
+        await generate(msg);
+        break;
+      case 'stop':
+        stopRequested.add(msg.id);
+        break;
+      default:
+        throw new Error(`unknown request type ${JSON.stringify(msg.type)}`);
+    }
+  } catch (e) {
+    if (msg.type === 'load') loading = null;
+    reply({ type: 'error', id: msg.id, message: errorMessage(e) });
+  }
+};
