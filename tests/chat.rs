@@ -9,18 +9,17 @@ fn msg(role: &str, content: &str) -> Message {
     Message { role: role.into(), content: content.into() }
 }
 
-fn smollm2_template() -> Option<String> {
+fn smollm2_template() -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !p.exists() {
-        eprintln!("SKIPPED: {} not found", p.display());
-        return None;
+        panic!("{} not found: run `npm test` or `bash scripts/setup.sh` first (it fetches the model)", p.display());
     }
-    webvlm::io::gguf::open_file(&p).unwrap().tokenizer.chat_template
+    webvlm::io::gguf::open_file(&p).unwrap().tokenizer.chat_template.expect("SmolLM2 ships a chat template")
 }
 
 #[test]
 fn smollm2_template_with_system_message() {
-    let Some(t) = smollm2_template() else { return };
+    let t = smollm2_template();
     let msgs = [msg("system", "You are a concise assistant."), msg("user", "What is the capital of France?")];
     let out = render(&t, &msgs, true, "<|im_start|>", "<|im_end|>").unwrap();
     assert_eq!(
@@ -31,7 +30,7 @@ fn smollm2_template_with_system_message() {
 
 #[test]
 fn smollm2_template_default_system_prompt() {
-    let Some(t) = smollm2_template() else { return };
+    let t = smollm2_template();
     let msgs = [msg("user", "What is the capital of France?")];
     let out = render(&t, &msgs, true, "<|im_start|>", "<|im_end|>").unwrap();
     assert_eq!(

@@ -76,7 +76,11 @@ fn loader_and_native_agree() {
         assert_eq!(kind(&a.data), kind(&b.data), "{name}");
         let want = if a.shape.len() == 2 { "f16" } else { "f32" };
         assert_eq!(kind(&a.data), want, "{name}");
+        // The in-memory source hands tensors over (no second copy), but still knows shapes.
+        assert_eq!(mem.weights.shape(&name).unwrap(), a.shape);
         assert_eq!(a.into_f32(), b.into_f32(), "{name}");
+        let again = mem.weights.load(&name).unwrap_err().to_string();
+        assert!(again.contains("already handed over"), "{again}");
     }
 }
 

@@ -12,18 +12,17 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn smollm2() -> Option<Tokenizer> {
+fn smollm2() -> Tokenizer {
     let p = root().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !p.exists() {
-        eprintln!("SKIPPED: {} not found", p.display());
-        return None;
+        panic!("{} not found: run `npm test` or `bash scripts/setup.sh` first (it fetches the model)", p.display());
     }
-    Some(Tokenizer::from_spec(open_file(&p).unwrap().tokenizer).unwrap())
+    Tokenizer::from_spec(open_file(&p).unwrap().tokenizer).unwrap()
 }
 
 #[test]
 fn smollm2_prompt_ids() {
-    let Some(t) = smollm2() else { return };
+    let t = smollm2();
     assert_eq!(t.encode("The capital of France is", false).unwrap(), vec![504, 3575, 282, 4649, 314]);
     // SmolLM2's GGUF says add_bos_token = false: asking for BOS adds nothing.
     assert!(!t.spec.add_bos);
@@ -37,7 +36,7 @@ fn smollm2_prompt_ids() {
 
 #[test]
 fn smollm2_specials_digits_and_decode() {
-    let Some(t) = smollm2() else { return };
+    let t = smollm2();
     let ids = t.encode("<|im_start|>user\nHi 2024!<|im_end|>\n", false).unwrap();
     assert_eq!(ids[0], 1, "{ids:?}");
     assert!(ids.contains(&2));
@@ -66,7 +65,7 @@ fn check_stream(t: &Tokenizer, text: &str) {
 
 #[test]
 fn stream_decoder_emits_only_whole_characters() {
-    let Some(t) = smollm2() else { return };
+    let t = smollm2();
     let text = "héllo ✓ 你好世界 🎉🎉 done";
     check_stream(&t, text);
     assert_eq!(t.decode(&t.encode(text, false).unwrap()).unwrap(), text);
@@ -166,29 +165,29 @@ fn vocab_llama_spm() {
     check_vocab(&committed(), "llama-spm");
 }
 
-/// The large vocabularies are not committed; make_gguf_fixtures.py puts them here.
-fn large(name: &str) -> Option<PathBuf> {
+/// The large vocabularies are not committed; make_gguf_fixtures.py puts them here. Their tests
+/// are `#[ignore]`d so the default suite never passes them vacuously: run them with
+/// `python3 tests/fixtures/make_gguf_fixtures.py && cargo test --release --test tokenizer -- --ignored`.
+fn large(name: &str) -> PathBuf {
     let dir = std::env::var_os("WEBVLM_VOCAB_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".cache/tmp-gguf/vocab"));
-    if dir.join(format!("ggml-vocab-{name}.gguf")).exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: ggml-vocab-{name}.gguf not in {} (run make_gguf_fixtures.py)", dir.display());
-        None
-    }
+    assert!(
+        dir.join(format!("ggml-vocab-{name}.gguf")).exists(),
+        "ggml-vocab-{name}.gguf not in {} (run tests/fixtures/make_gguf_fixtures.py)",
+        dir.display()
+    );
+    dir
 }
 
 #[test]
+#[ignore = "needs the large vocab files from make_gguf_fixtures.py"]
 fn vocab_llama_bpe() {
-    if let Some(dir) = large("llama-bpe") {
-        check_vocab(&dir, "llama-bpe");
-    }
+    check_vocab(&large("llama-bpe"), "llama-bpe");
 }
 
 #[test]
+#[ignore = "needs the large vocab files from make_gguf_fixtures.py"]
 fn vocab_qwen2() {
-    if let Some(dir) = large("qwen2") {
-        check_vocab(&dir, "qwen2");
-    }
+    check_vocab(&large("qwen2"), "qwen2");
 }

@@ -7,6 +7,7 @@ use super::{check_shard, decode_tensor, Manifest};
 use crate::error::{Error, Result};
 use crate::io::{Checkpoint, Tensor, WeightSource};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 pub struct ManifestLoader {
     manifest: Manifest,
@@ -76,23 +77,38 @@ impl ManifestLoader {
         }
         super::check_hash(entry, tokenizer_json.as_bytes())?;
         let tokenizer = m.tokenizer_spec(tokenizer_json);
-        Ok(Checkpoint { config: m.config, tokenizer, weights: Box::new(MemWeights { tensors: self.tensors }) })
+        Ok(Checkpoint { config: m.config, tokenizer, weights: Box::new(MemWeights::new(self.tensors)) })
     }
 }
 
-/// Decoded tensors held in memory. `load` hands out a copy.
+/// Decoded tensors held in memory. `load` *moves* a tensor out (the browser must not hold the
+/// weights twice while the model is built), so each tensor can be loaded once; `shape` and
+/// `names` keep answering afterwards.
 pub struct MemWeights {
-    pub tensors: BTreeMap<String, Tensor>,
+    shapes: BTreeMap<String, Vec<usize>>,
+    tensors: Mutex<BTreeMap<String, Tensor>>,
+}
+
+impl MemWeights {
+    pub fn new(tensors: BTreeMap<String, Tensor>) -> MemWeights {
+        let shapes = tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
+        MemWeights { shapes, tensors: Mutex::new(tensors) }
+    }
 }
 
 impl WeightSource for MemWeights {
     fn names(&self) -> Vec<String> {
-        self.tensors.keys().cloned().collect()
+        self.shapes.keys().cloned().collect()
     }
     fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        self.tensors.get(name).map(|t| t.shape.clone()).ok_or_else(|| Error::MissingTensor(name.into()))
+        self.shapes.get(name).cloned().ok_or_else(|| Error::MissingTensor(name.into()))
     }
     fn load(&self, name: &str) -> Result<Tensor> {
-        self.tensors.get(name).cloned().ok_or_else(|| Error::MissingTensor(name.into()))
+        if !self.shapes.contains_key(name) {
+            return Err(Error::MissingTensor(name.into()));
+        }
+        let mut map = self.tensors.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(name)
+            .ok_or_else(|| Error::Invalid(format!("tensor `{name}` was already handed over (in-memory weights load once)")))
     }
 }
