@@ -8,9 +8,8 @@ pub mod hf;
 pub mod manifest;
 pub mod safetensors;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::quant::QTensor;
-use std::path::Path;
 
 /// A tensor as a source hands it over.
 #[derive(Clone, Debug)]
@@ -83,7 +82,8 @@ pub struct Checkpoint {
 
 /// Open `path`: a GGUF file, a converted folder (`manifest.json`) or an HF folder (`config.json`).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn open(path: &Path) -> Result<Checkpoint> {
+pub fn open(path: &std::path::Path) -> Result<Checkpoint> {
+    use crate::error::Error;
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
         if path.join("manifest.json").exists() {
