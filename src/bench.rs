@@ -11,6 +11,7 @@
 
 use crate::kernels::{self, Isa};
 use crate::quant::{QData, QTensor, WeightFormat};
+use crate::rng::Rng;
 use half::f16;
 use serde::Serialize;
 use std::time::Instant;
@@ -204,37 +205,28 @@ unsafe fn sum_u64_avx2(v: &[u64]) -> u64 {
     lanes.iter().fold(tail, |a, &b| a.wrapping_add(b))
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn scale(&mut self) -> f16 {
-        f16::from_f32(0.001 + (self.next() >> 44) as f32 / (1u64 << 20) as f32 * 0.01)
-    }
+/// A small positive f16 scale in `[0.001, 0.011)`.
+fn scale(r: &mut Rng) -> f16 {
+    f16::from_f32(0.001 + r.next_f32() * 0.01)
 }
 
 /// A random weight matrix `[rows, cols]` in `fmt` (only INT4 / INT8 / f16 / f32 layouts).
 pub fn random_weights(fmt: WeightFormat, rows: usize, cols: usize, seed: u64) -> QTensor {
-    let mut r = Rng(seed | 1);
+    let mut r = Rng::new(seed);
     let n = rows * cols;
     let data = match fmt {
         WeightFormat::Int4 { group, sym } => QData::Int4 {
             group,
-            q: (0..n / 8).map(|_| r.next() as u32).collect(),
-            scales: (0..n / group).map(|_| r.scale()).collect(),
-            mins: (!sym).then(|| (0..n / group).map(|_| -r.scale()).collect()),
+            q: (0..n / 8).map(|_| r.next_u32()).collect(),
+            scales: (0..n / group).map(|_| scale(&mut r)).collect(),
+            mins: (!sym).then(|| (0..n / group).map(|_| -scale(&mut r)).collect()),
         },
         WeightFormat::Int8 => QData::Int8 {
-            q: (0..n).map(|_| ((r.next() >> 32) as i32 % 127) as i8).collect(),
-            scales: (0..rows).map(|_| r.scale().to_f32()).collect(),
+            q: (0..n).map(|_| (r.next_u32() as i32 % 127) as i8).collect(),
+            scales: (0..rows).map(|_| scale(&mut r).to_f32()).collect(),
         },
-        WeightFormat::F16 => QData::F16((0..n).map(|_| r.scale()).collect()),
-        WeightFormat::F32 => QData::F32((0..n).map(|_| r.scale().to_f32()).collect()),
+        WeightFormat::F16 => QData::F16((0..n).map(|_| scale(&mut r)).collect()),
+        WeightFormat::F32 => QData::F32((0..n).map(|_| scale(&mut r).to_f32()).collect()),
     };
     QTensor { rows, cols, data }
 }
@@ -320,8 +312,18 @@ pub fn print_report(r: &BenchReport) {
     for g in &r.gemv {
         println!(
             "{:<14} {:>6} {:>6} {:>3} {:>7} {:>6.0} {:>9.1} {:>6.1} {:>7.2} {:>7.2} {:>6} {:>6}",
-            g.format, g.rows, g.cols, g.threads, g.isa, g.working_set_mib, g.us_per_gemv, g.gbs,
-            g.ratio_to_read_1t, g.ratio_to_read_same_threads, opt(g.gbs_on_cpu), opt(g.ratio_on_cpu)
+            g.format,
+            g.rows,
+            g.cols,
+            g.threads,
+            g.isa,
+            g.working_set_mib,
+            g.us_per_gemv,
+            g.gbs,
+            g.ratio_to_read_1t,
+            g.ratio_to_read_same_threads,
+            opt(g.gbs_on_cpu),
+            opt(g.ratio_on_cpu)
         );
     }
 }

@@ -70,10 +70,7 @@ fn strftime_now(format: String) -> std::result::Result<String, minijinja::Error>
 
 #[cfg(not(target_arch = "wasm32"))]
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -82,8 +79,18 @@ fn unix_now() -> i64 {
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
@@ -116,7 +123,9 @@ pub fn strftime(format: &str, secs: i64) -> std::result::Result<String, String> 
             out.push(c);
             continue;
         }
-        let Some(k) = chars.next() else { return Err("format ends with a lone %".into()) };
+        let Some(k) = chars.next() else {
+            return Err("format ends with a lone %".into());
+        };
         match k {
             'd' => out.push_str(&format!("{d:02}")),
             'e' => out.push_str(&format!("{d:>2}")),
@@ -156,7 +165,12 @@ fn tojson(value: Value, kwargs: Kwargs) -> std::result::Result<Value, minijinja:
     Ok(Value::from_safe_string(out))
 }
 
-fn write_py_json(v: &Value, indent: Option<usize>, level: usize, out: &mut String) -> std::result::Result<(), minijinja::Error> {
+fn write_py_json(
+    v: &Value,
+    indent: Option<usize>,
+    level: usize,
+    out: &mut String,
+) -> std::result::Result<(), minijinja::Error> {
     use minijinja::value::ValueKind as K;
     let (open_sep, item_sep, close_sep) = match indent {
         None => (String::new(), ", ".to_string(), String::new()),

@@ -91,7 +91,8 @@ pub fn target_format(name: &str, shape: &[usize], opts: &ConvertOptions, warning
                 return WeightFormat::Int4 { group: opts.group_size, sym };
             }
             if let Some(&g) = INT4_GROUPS.iter().rev().find(|&&g| cols % g == 0) {
-                warnings.push(format!("{name}: group {} does not divide {cols} columns, using group {g}", opts.group_size));
+                warnings
+                    .push(format!("{name}: group {} does not divide {cols} columns, using group {g}", opts.group_size));
                 WeightFormat::Int4 { group: g, sym }
             } else {
                 warnings.push(format!("{name}: no INT4 group size divides {cols} columns, using int8"));
@@ -166,7 +167,12 @@ fn check_options(opts: &ConvertOptions) -> Result<()> {
 
 /// Convert `src` into a converted folder `out`. `manifest.json` is written last, so an
 /// interrupted conversion never looks complete.
-pub fn convert(src: &Path, out: &Path, opts: &ConvertOptions, progress: &mut dyn FnMut(Progress)) -> Result<ConvertReport> {
+pub fn convert(
+    src: &Path,
+    out: &Path,
+    opts: &ConvertOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ConvertReport> {
     check_options(opts)?;
     let ckpt = crate::io::open(src)?;
     prepare_out(src, out, opts.force)?;

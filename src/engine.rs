@@ -166,7 +166,8 @@ impl Engine {
     /// appended) and tokenize the result; the template writes any BOS itself.
     pub fn chat_prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
         let spec = &self.tokenizer.spec;
-        let tpl = spec.chat_template.as_deref().ok_or_else(|| Error::Template("the model ships no chat template".into()))?;
+        let tpl =
+            spec.chat_template.as_deref().ok_or_else(|| Error::Template("the model ships no chat template".into()))?;
         let bos = spec.bos_token.as_deref().unwrap_or("");
         let eos = spec.eos_token.as_deref().unwrap_or("");
         let text = chat::render(tpl, messages, true, bos, eos)?;
@@ -214,7 +215,9 @@ impl Engine {
     /// Advance by one token: the first call prefills the prompt, later calls decode the
     /// previous token. `Ok(None)` once generation has ended (or before any `start`).
     pub fn step(&mut self) -> Result<Option<TokenEvent>> {
-        let Some(run) = self.run.as_mut() else { return Ok(None) };
+        let Some(run) = self.run.as_mut() else {
+            return Ok(None);
+        };
         if run.stop.is_some() {
             return Ok(None);
         }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 pub enum Error {
     /// An operating-system error while touching a file.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Input that does not follow its format: a truncated file, a bad header, a wrong magic.
     #[error("{what}: {msg}")]
     Format { what: String, msg: String },

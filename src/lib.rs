@@ -17,6 +17,7 @@ pub mod io;
 pub mod kernels;
 pub mod model;
 pub mod quant;
+pub mod rng;
 pub mod sampler;
 pub mod tokenizer;
 

@@ -5,7 +5,7 @@
 //! penalty, then temperature, top-k, top-p (`RepetitionPenaltyLogitsProcessor`,
 //! `TemperatureLogitsWarper`, `TopKLogitsWarper`, `TopPLogitsWarper`), then a draw from the
 //! softmax. The RNG is PCG32 (O'Neill, pcg-random.org), integer-only, so the same seed gives
-//! the same stream natively and in wasm.
+//! the same stream natively and in wasm (`crate::rng`).
 
 use serde::{Deserialize, Serialize};
 
@@ -29,43 +29,7 @@ impl Default for SamplerConfig {
     }
 }
 
-/// PCG32 (XSH-RR output, 64-bit state).
-#[derive(Clone, Debug)]
-pub struct Rng {
-    state: u64,
-    inc: u64,
-}
-
-impl Rng {
-    const MUL: u64 = 6364136223846793005;
-
-    /// Seed on the default stream (54, as in the PCG reference demo).
-    pub fn new(seed: u64) -> Rng {
-        Rng::with_stream(seed, 54)
-    }
-
-    /// `pcg32_srandom_r(seed, stream)`.
-    pub fn with_stream(seed: u64, stream: u64) -> Rng {
-        let mut r = Rng { state: 0, inc: (stream << 1) | 1 };
-        r.next_u32();
-        r.state = r.state.wrapping_add(seed);
-        r.next_u32();
-        r
-    }
-
-    pub fn next_u32(&mut self) -> u32 {
-        let old = self.state;
-        self.state = old.wrapping_mul(Self::MUL).wrapping_add(self.inc);
-        let xorshifted = (((old >> 18) ^ old) >> 27) as u32;
-        let rot = (old >> 59) as u32;
-        xorshifted.rotate_right(rot)
-    }
-
-    /// Uniform in `[0, 1)` with 24 bits of precision.
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u32() >> 8) as f32 / (1u32 << 24) as f32
-    }
-}
+pub use crate::rng::Rng;
 
 /// Index of the largest logit (the first one on ties).
 pub fn argmax(logits: &[f32]) -> u32 {

@@ -2,8 +2,8 @@
 //! and incremental (streaming) decoding that never splits a UTF-8 character.
 
 use crate::error::{Error, Result};
-use std::str::FromStr;
 use crate::io::TokenizerSpec;
+use std::str::FromStr;
 
 pub struct Tokenizer {
     pub inner: tokenizers::Tokenizer,
@@ -28,10 +28,7 @@ impl Tokenizer {
     /// (and the text does not already start with it).
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
         // `add_special_tokens = false`: the BOS policy is ours, not the post-processor's.
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer(format!("encode: {e}")))?;
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(format!("encode: {e}")))?;
         let mut ids = enc.get_ids().to_vec();
         if let (true, true, Some(bos)) = (add_bos, self.spec.add_bos, self.spec.bos_id) {
             if ids.first() != Some(&bos) {
@@ -81,7 +78,9 @@ impl StreamDecoder {
         if now.len() <= before.len() || now.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }
-        let Some(new) = now.get(before.len()..) else { return Ok(String::new()) };
+        let Some(new) = now.get(before.len()..) else {
+            return Ok(String::new());
+        };
         let new = new.to_string();
         self.prefix = self.read;
         self.read = self.ids.len();

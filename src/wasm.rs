@@ -186,8 +186,7 @@ async fn load_impl(base_url: String, on_progress: Function) -> Result<WasmEngine
     progress.report("manifest.json")?;
 
     let tok_bytes = fetch_bytes(&join_url(&base_url, &tok_file), &tok_file, tok_size, &mut progress).await?;
-    let tokenizer_json =
-        String::from_utf8(tok_bytes).map_err(|e| js_msg(format!("{tok_file}: not UTF-8: {e}")))?;
+    let tokenizer_json = String::from_utf8(tok_bytes).map_err(|e| js_msg(format!("{tok_file}: not UTF-8: {e}")))?;
     for (index, (file, size)) in shards.iter().enumerate() {
         let bytes = fetch_bytes(&join_url(&base_url, file), file, Some(*size), &mut progress).await?;
         loader.add_shard(index, &bytes).map_err(js_err)?;
@@ -304,7 +303,8 @@ impl WasmEngine {
     /// fields take defaults). `on_token(text, id)` is called per token; returning `false`
     /// stops. Resolves to a JSON string `{ text, ids, finish_reason, timings }`.
     pub fn generate(&self, prompt_ids: Vec<u32>, params_json: &str, on_token: Function) -> Promise {
-        let params: GenerateParams = match serde_json::from_str(if params_json.is_empty() { "{}" } else { params_json }) {
+        let params: GenerateParams = match serde_json::from_str(if params_json.is_empty() { "{}" } else { params_json })
+        {
             Ok(p) => p,
             Err(e) => return Promise::reject(&js_msg(format!("generate params: {e}"))),
         };

@@ -83,7 +83,8 @@ fn hf_folder_errors_are_clear() {
 
 /// Every shard is a valid, contiguous safetensors file and every segment 16-byte aligned.
 fn check_shards(out: &Path) -> serde_json::Value {
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     for s in m["shards"].as_array().unwrap() {
         let bytes = std::fs::read(out.join(s["file"].as_str().unwrap())).unwrap();
         assert_eq!(bytes.len() as u64, s["size"].as_u64().unwrap());
@@ -259,7 +260,8 @@ fn shard_limit_is_respected() {
     assert!(shards.len() > 3, "{} shards", shards.len());
     let mut per_shard = vec![0; shards.len()];
     for t in m["tensors"].as_array().unwrap() {
-        let segs: Vec<u64> = t["segments"].as_object().unwrap().values().map(|s| s["shard"].as_u64().unwrap()).collect();
+        let segs: Vec<u64> =
+            t["segments"].as_object().unwrap().values().map(|s| s["shard"].as_u64().unwrap()).collect();
         per_shard[segs[0] as usize] += 1;
     }
     for (s, n) in shards.iter().zip(&per_shard) {
@@ -373,7 +375,8 @@ fn smollm2_gguf_to_int4() {
         assert!(s["size"].as_u64().unwrap() <= 64 << 20);
     }
     let src = webvlm::io::open(&gguf).unwrap();
-    let mut l = webvlm::io::manifest::ManifestLoader::new(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let mut l = webvlm::io::manifest::ManifestLoader::new(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+        .unwrap();
     for i in 0..l.manifest().shards.len() {
         let bytes = std::fs::read(out.join(&l.manifest().shards[i].file)).unwrap();
         l.add_shard(i, &bytes).unwrap();
@@ -383,7 +386,12 @@ fn smollm2_gguf_to_int4() {
     assert_eq!(ck.tokenizer.eos_ids, src.tokenizer.eos_ids);
     assert_eq!(ck.tokenizer.json, src.tokenizer.json);
     assert_eq!(ck.weights.names(), src.weights.names());
-    for name in ["model.embed_tokens.weight", "model.layers.7.self_attn.k_proj.weight", "model.layers.29.mlp.down_proj.weight", "model.norm.weight"] {
+    for name in [
+        "model.embed_tokens.weight",
+        "model.layers.7.self_attn.k_proj.weight",
+        "model.layers.29.mlp.down_proj.weight",
+        "model.norm.weight",
+    ] {
         let want = src.weights.load(name).unwrap().into_f32();
         let got = ck.weights.load(name).unwrap();
         let shape = got.shape.clone();

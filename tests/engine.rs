@@ -50,10 +50,12 @@ fn stop_string_cuts_text() {
     let mut e = engine();
     let p = GenerateParams { stop: vec!["\n".into()], ..params(20) };
     let mut streamed = String::new();
-    let out = e.generate(&PROMPT_IDS, p, &mut |ev| {
-        streamed.push_str(&ev.text);
-        true
-    }).unwrap();
+    let out = e
+        .generate(&PROMPT_IDS, p, &mut |ev| {
+            streamed.push_str(&ev.text);
+            true
+        })
+        .unwrap();
     assert_eq!(out.stop, Some(StopReason::StopString));
     assert_eq!(out.text, " Paris.");
     assert_eq!(streamed, out.text);
@@ -63,7 +65,9 @@ fn stop_string_cuts_text() {
 #[test]
 fn chat_ends_on_eos() {
     let mut e = engine();
-    let ids = e.chat_prompt_ids(&[Message { role: "user".into(), content: "What is the capital of France?".into() }]).unwrap();
+    let ids = e
+        .chat_prompt_ids(&[Message { role: "user".into(), content: "What is the capital of France?".into() }])
+        .unwrap();
     let out = e.generate(&ids, params(60), &mut |_| true).unwrap();
     assert_eq!(out.stop, Some(StopReason::Eos));
     let last = *out.generated_ids.last().unwrap();
@@ -75,10 +79,12 @@ fn chat_ends_on_eos() {
 fn caller_stops_early() {
     let mut e = engine();
     let mut n = 0;
-    let out = e.generate(&PROMPT_IDS, params(20), &mut |_| {
-        n += 1;
-        n < 2
-    }).unwrap();
+    let out = e
+        .generate(&PROMPT_IDS, params(20), &mut |_| {
+            n += 1;
+            n < 2
+        })
+        .unwrap();
     assert_eq!(out.generated_ids.len(), 2);
     assert_eq!(out.stop, Some(StopReason::Caller));
 }

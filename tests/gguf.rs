@@ -66,7 +66,8 @@ fn metadata_values_and_alignment() {
     assert_eq!(m("test.f64"), MetaValue::F64(2.5e-300));
     let ints: Vec<i64> = m("test.array_i32").as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
     assert_eq!(ints, vec![1, -2, 3]);
-    let strs: Vec<&str> = h.get("test.array_str").unwrap().as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let strs: Vec<&str> =
+        h.get("test.array_str").unwrap().as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(strs, vec!["a", "", "ü"]);
     let nested = m("test.array_nested");
     let nested = nested.as_array().unwrap();
@@ -265,7 +266,10 @@ fn smollm2_tensors_match_reference() {
         let sum: f64 = v.iter().map(|&x| x as f64).sum();
         let abs: f64 = v.iter().map(|&x| (x as f64).abs()).sum();
         let (ws, wa) = (r["sum"].as_f64().unwrap(), r["abs_sum"].as_f64().unwrap());
-        assert!((sum - ws).abs() <= 1e-9 * wa && (abs - wa).abs() <= 1e-9 * wa, "{name}: sums {sum} {abs} vs {ws} {wa}");
+        assert!(
+            (sum - ws).abs() <= 1e-9 * wa && (abs - wa).abs() <= 1e-9 * wa,
+            "{name}: sums {sum} {abs} vs {ws} {wa}"
+        );
     }
 }
 
@@ -309,7 +313,11 @@ fn smollm2_native_int4_matches_f32_load() {
     let f32s = open_file(&path).unwrap();
     let opts = webvlm::io::gguf::OpenOptions { native_int4: true };
     let native = webvlm::io::gguf::open_file_with(&path, opts).unwrap();
-    for name in ["model.layers.0.self_attn.q_proj.weight", "model.layers.5.self_attn.k_proj.weight", "model.layers.2.mlp.up_proj.weight"] {
+    for name in [
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.5.self_attn.k_proj.weight",
+        "model.layers.2.mlp.up_proj.weight",
+    ] {
         let n = native.weights.load(name).unwrap();
         let webvlm::io::TensorData::Quant(q) = &n.data else { panic!("{name}: not repacked") };
         assert_eq!((q.rows, q.cols), (n.shape[0], n.shape[1]));

@@ -7,36 +7,18 @@ use webvlm::quant::{QTensor, WeightFormat};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-/// xorshift64* with Box-Muller normals: deterministic test data without dependencies.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+use webvlm::rng::Rng;
+
+/// Normal values with a per-call offset, some exact zeros and one all-zero block.
+fn data(rng: &mut Rng, n: usize, offset: f32) -> Vec<f32> {
+    let mut v = rng.normals(n, offset);
+    for i in 0..n / 50 {
+        v[(i * 97) % n] = 0.0;
     }
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    if n >= 64 {
+        v[32..64].fill(0.0);
     }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// Normal values with a per-call offset, some exact zeros and one all-zero block.
-    fn data(&mut self, n: usize, offset: f32) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..n).map(|_| self.normal() + offset).collect();
-        for i in 0..n / 50 {
-            v[(i * 97) % n] = 0.0;
-        }
-        if n >= 64 {
-            v[32..64].fill(0.0);
-        }
-        v
-    }
+    v
 }
 
 fn formats() -> Vec<WeightFormat> {
@@ -53,7 +35,11 @@ fn formats() -> Vec<WeightFormat> {
 fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     let num = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     let den = b.iter().fold(0f32, |m, y| m.max(y.abs()));
-    if den == 0.0 { num } else { num / den }
+    if den == 0.0 {
+        num
+    } else {
+        num / den
+    }
 }
 
 /// Random shapes valid for `fmt`: odd row counts, column counts that are multiples of
@@ -76,7 +62,7 @@ fn shapes(fmt: WeightFormat, rng: &mut Rng) -> Vec<(usize, usize)> {
 
 #[test]
 fn simd_paths_match_scalar() {
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     let isas = Isa::all_available();
     assert!(isas.contains(&Isa::Scalar));
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -84,9 +70,9 @@ fn simd_paths_match_scalar() {
     let mut worst = vec![0f32; isas.len()];
     for fmt in formats() {
         for (rows, cols) in shapes(fmt, &mut rng) {
-            let w = QTensor::quantize(&rng.data(rows * cols, 0.0), rows, cols, fmt).unwrap();
+            let w = QTensor::quantize(&data(&mut rng, rows * cols, 0.0), rows, cols, fmt).unwrap();
             for (n, offset) in [(1, 0.0), (1, 1.5), (6, 0.3)] {
-                let x = rng.data(n * cols, offset);
+                let x = data(&mut rng, n * cols, offset);
                 let mut want = vec![0f32; n * rows];
                 kernels::matmul_with(Isa::Scalar, &w, &x, n, &mut want).unwrap();
                 for (k, &isa) in isas.iter().enumerate() {
@@ -104,11 +90,11 @@ fn simd_paths_match_scalar() {
 
 #[test]
 fn matmul_equals_matvec_per_row() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     for fmt in formats() {
         let (rows, cols, n) = (37, 256, 7);
-        let w = QTensor::quantize(&rng.data(rows * cols, 0.0), rows, cols, fmt).unwrap();
-        let x = rng.data(n * cols, 0.2);
+        let w = QTensor::quantize(&data(&mut rng, rows * cols, 0.0), rows, cols, fmt).unwrap();
+        let x = data(&mut rng, n * cols, 0.2);
         let mut y = vec![0f32; n * rows];
         kernels::matmul(&w, &x, n, &mut y);
         for t in 0..n {
@@ -124,11 +110,11 @@ fn matmul_equals_matvec_per_row() {
 /// f64 math on the dequantized weights and activations.
 #[test]
 fn reference_matches_dense_math() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for fmt in formats() {
         let (rows, cols) = (9, 384);
-        let w = QTensor::quantize(&rng.data(rows * cols, 0.1), rows, cols, fmt).unwrap();
-        let x = rng.data(cols, 0.5);
+        let w = QTensor::quantize(&data(&mut rng, rows * cols, 0.1), rows, cols, fmt).unwrap();
+        let x = data(&mut rng, cols, 0.5);
         let wd = w.dequantize();
         let xd: Vec<f32> = if matches!(fmt, WeightFormat::F32 | WeightFormat::F16) {
             x.clone()
@@ -136,9 +122,8 @@ fn reference_matches_dense_math() {
             let a = ActQ::new(&x, 1, cols);
             (0..cols).map(|c| a.q[c] as f32 * a.s[c / 32]).collect()
         };
-        let want: Vec<f32> = (0..rows)
-            .map(|r| (0..cols).map(|c| wd[r * cols + c] as f64 * xd[c] as f64).sum::<f64>() as f32)
-            .collect();
+        let want: Vec<f32> =
+            (0..rows).map(|r| (0..cols).map(|c| wd[r * cols + c] as f64 * xd[c] as f64).sum::<f64>() as f32).collect();
         let mut got = vec![0f32; rows];
         kernels::matvec_with(Isa::Scalar, &w, &x, &mut got).unwrap();
         let e = rel_err(&got, &want);
@@ -149,10 +134,10 @@ fn reference_matches_dense_math() {
 /// End to end: quantized kernels stay close to the exact f32 product.
 #[test]
 fn quantized_product_close_to_exact() {
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let (rows, cols) = (64, 512);
-    let wf = rng.data(rows * cols, 0.0);
-    let x = rng.data(cols, 0.0);
+    let wf = data(&mut rng, rows * cols, 0.0);
+    let x = data(&mut rng, cols, 0.0);
     let exact: Vec<f32> = (0..rows).map(|r| (0..cols).map(|c| wf[r * cols + c] * x[c]).sum()).collect();
     for (fmt, tol) in [(WeightFormat::Int8, 0.02), (WeightFormat::Int4 { group: 32, sym: true }, 0.12)] {
         let w = QTensor::quantize(&wf, rows, cols, fmt).unwrap();
@@ -249,7 +234,10 @@ fn bench_int4_gemv_in_cache() {
         for f in formats {
             let g = bench::gemv_once(f, 512, 4096, 1, &opts);
             let cpu = g.gbs_on_cpu.unwrap_or(f64::NAN);
-            println!("{isa:?} {:<14} {:>8.1} us {:>6.1} GB/s in cache, {cpu:.1} on-CPU", g.format, g.us_per_gemv, g.gbs);
+            println!(
+                "{isa:?} {:<14} {:>8.1} us {:>6.1} GB/s in cache, {cpu:.1} on-CPU",
+                g.format, g.us_per_gemv, g.gbs
+            );
         }
     }
 }

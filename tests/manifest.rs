@@ -211,5 +211,8 @@ fn manifest_disagreeing_with_shard_header_is_refused() {
     let bytes = shard_bytes(&dir, &l, 0);
     assert_err_has(l.add_shard(0, &bytes), &["model.layers.0.self_attn", "the manifest says"]);
     let ck = open_dir(&dir).unwrap();
-    assert_err_has(ck.weights.load("model.layers.0.self_attn.q_proj.weight"), &["q_proj.weight.w", "the manifest says"]);
+    assert_err_has(
+        ck.weights.load("model.layers.0.self_attn.q_proj.weight"),
+        &["q_proj.weight.w", "the manifest says"],
+    );
 }

@@ -5,25 +5,7 @@ use half::f16;
 use webvlm::quant::int4::{self, SymRule};
 use webvlm::quant::{QData, QTensor, WeightFormat};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-    fn normals(&mut self, n: usize, offset: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal() + offset).collect()
-    }
-}
+use webvlm::rng::Rng;
 
 fn rmse(a: &[f32], b: &[f32]) -> f32 {
     (a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64).sqrt() as f32
@@ -40,7 +22,7 @@ fn int4_parts(t: &QTensor) -> (usize, &[u32], &[f16], Option<&[f16]>) {
 /// step at the clamped +7 end of the symmetric grid, plus f16 rounding of scale and min.
 #[test]
 fn int4_round_trip_bounds() {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let (rows, cols) = (16, 512);
     for group in [32, 64, 128] {
         for sym in [true, false] {
@@ -68,7 +50,7 @@ fn int4_round_trip_bounds() {
 
 #[test]
 fn int8_round_trip_bounds() {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     let (rows, cols) = (9, 300);
     let w = rng.normals(rows * cols, 0.3);
     let t = QTensor::quantize(&w, rows, cols, WeightFormat::Int8).unwrap();
@@ -103,8 +85,8 @@ fn int4_packing_and_dequant_math() {
     assert_eq!(t.dequantize(), w);
 
     // dequantization of arbitrary segments follows the formula nibble by nibble.
-    let mut rng = Rng(3);
-    let words: Vec<u32> = (0..16).map(|_| rng.next() as u32).collect();
+    let mut rng = Rng::new(3);
+    let words: Vec<u32> = (0..16).map(|_| rng.next_u32()).collect();
     let scales: Vec<f16> = (0..4).map(|i| f16::from_f32(0.1 * (i + 1) as f32)).collect();
     let mins: Vec<f16> = (0..4).map(|i| f16::from_f32(-0.3 * i as f32)).collect();
     for mn in [None, Some(&mins[..])] {
@@ -125,7 +107,9 @@ fn int4_packing_and_dequant_math() {
 fn all_zero_groups_give_zero_scale() {
     let mut w = vec![0f32; 2 * 128];
     w[200] = 1.0; // row 1, last group not all zero
-    for fmt in [WeightFormat::Int8, WeightFormat::Int4 { group: 32, sym: true }, WeightFormat::Int4 { group: 64, sym: false }] {
+    for fmt in
+        [WeightFormat::Int8, WeightFormat::Int4 { group: 32, sym: true }, WeightFormat::Int4 { group: 64, sym: false }]
+    {
         let t = QTensor::quantize(&w, 2, 128, fmt).unwrap();
         let d = t.dequantize();
         assert!(d.iter().all(|v| v.is_finite()), "{}", fmt.name());
@@ -146,7 +130,7 @@ fn all_zero_groups_give_zero_scale() {
 /// llama.cpp `Q4_0` rule (`signed_max / -8`) beats `absmax / 7` at every group size.
 #[test]
 fn sym_rule_choice() {
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     let (rows, cols) = (256, 1024);
     let w = rng.normals(rows * cols, 0.0);
     for group in [32, 64, 128] {
@@ -165,9 +149,10 @@ fn sym_rule_choice() {
 
 #[test]
 fn f16_and_segments_round_trip() {
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let w = rng.normals(4 * 64, 0.0);
-    for fmt in [WeightFormat::F32, WeightFormat::F16, WeightFormat::Int8, WeightFormat::Int4 { group: 64, sym: false }] {
+    for fmt in [WeightFormat::F32, WeightFormat::F16, WeightFormat::Int8, WeightFormat::Int4 { group: 64, sym: false }]
+    {
         let t = QTensor::quantize(&w, 4, 64, fmt).unwrap();
         let segs = t.segments();
         let back = QTensor::from_segments(fmt, 4, 64, &segs).unwrap();

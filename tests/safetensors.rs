@@ -70,8 +70,7 @@ fn round_trip_all_dtypes_aligned() {
         assert_eq!(h.data(&bytes, &t.name).unwrap(), t.data);
     }
     // Tensors are written in the order given.
-    let order: Vec<&str> =
-        h.tensors.iter().map(|t| t.name.as_str()).filter(|n| !n.starts_with(PAD_PREFIX)).collect();
+    let order: Vec<&str> = h.tensors.iter().map(|t| t.name.as_str()).filter(|n| !n.starts_with(PAD_PREFIX)).collect();
     let given: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(order, given);
     assert_eq!(h.to_f32(&bytes, "f").unwrap(), f);
@@ -136,7 +135,11 @@ fn rejects_bad_headers() {
         (r#"{"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}"#, 8, "needs 12"),
         (r#"{"w": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}}"#, 8, "F64"),
         (r#"{"w": {"dtype": "Q9", "shape": [1], "data_offsets": [0, 8]}}"#, 8, "Q9"),
-        (r#"{"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 4294967296], "data_offsets": [0, 8]}}"#, 8, "overflows"),
+        (
+            r#"{"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 4294967296], "data_offsets": [0, 8]}}"#,
+            8,
+            "overflows",
+        ),
         (r#"{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 8]}}"#, 8, "dimension"),
         (r#"{"w": {"dtype": "F32", "shape": [2]}}"#, 8, "data_offsets"),
         (r#"{"w": {"shape": [2], "data_offsets": [0, 8]}}"#, 8, "dtype"),

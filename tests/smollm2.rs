@@ -103,7 +103,9 @@ fn prompt_longer_than_context_overflows() {
     assert_eq!(limit, 8192);
     let long: Vec<u32> = PROMPT_IDS.iter().copied().cycle().take(limit + 1).collect();
     match e.start(&long, greedy(4)) {
-        Err(Error::ContextOverflow { tokens, limit: l }) => assert_eq!((tokens, l), (limit + 1, limit)),
+        Err(Error::ContextOverflow { tokens, limit: l }) => {
+            assert_eq!((tokens, l), (limit + 1, limit))
+        }
         other => panic!("expected ContextOverflow, got {other:?}"),
     }
     assert!(e.step().unwrap().is_none());
@@ -142,10 +144,12 @@ fn chat_answers_paris() {
     let text = e.tokenizer().decode(&ids).unwrap();
     assert!(text.contains("user\nWhat is the capital of France?"), "{text:?}");
     let mut streamed = String::new();
-    let out = e.generate(&ids, greedy(40), &mut |ev| {
-        streamed.push_str(&ev.text);
-        true
-    }).unwrap();
+    let out = e
+        .generate(&ids, greedy(40), &mut |ev| {
+            streamed.push_str(&ev.text);
+            true
+        })
+        .unwrap();
     assert_eq!(streamed, out.text);
     assert!(out.text.contains("Paris"), "{:?}", out.text);
 }

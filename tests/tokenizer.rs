@@ -120,10 +120,7 @@ fn vocab_cases(dir: &Path, name: &str) -> Vec<(String, Vec<u32>)> {
             }
         }
     }
-    let ids: Vec<Vec<u32>> = out
-        .lines()
-        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
-        .collect();
+    let ids: Vec<Vec<u32>> = out.lines().map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect()).collect();
     assert_eq!(texts.len(), ids.len(), "{name}: .inp and .out disagree");
     texts.into_iter().zip(ids).collect()
 }
@@ -143,7 +140,13 @@ fn check_vocab(dir: &Path, name: &str) {
             failures.push(format!("{text:?}: got {got:?}, want {want:?}"));
         }
     }
-    assert!(failures.is_empty(), "{name}: {} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 fn committed() -> PathBuf {
@@ -169,9 +172,8 @@ fn vocab_llama_spm() {
 /// are `#[ignore]`d so the default suite never passes them vacuously: run them with
 /// `python3 tests/fixtures/make_gguf_fixtures.py && cargo test --release --test tokenizer -- --ignored`.
 fn large(name: &str) -> PathBuf {
-    let dir = std::env::var_os("WEBVLM_VOCAB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".cache/tmp-gguf/vocab"));
+    let dir =
+        std::env::var_os("WEBVLM_VOCAB_DIR").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/tmp-gguf/vocab"));
     assert!(
         dir.join(format!("ggml-vocab-{name}.gguf")).exists(),
         "ggml-vocab-{name}.gguf not in {} (run tests/fixtures/make_gguf_fixtures.py)",

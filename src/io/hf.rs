@@ -23,10 +23,7 @@ pub fn token_id(tokenizer: &Value, token: &str) -> Option<u32> {
     let vocab = tokenizer.get("model")?.get("vocab")?;
     match vocab {
         Value::Object(m) => m.get(token).and_then(Value::as_u64).map(|v| v as u32),
-        Value::Array(a) => a
-            .iter()
-            .position(|p| p.get(0).and_then(Value::as_str) == Some(token))
-            .map(|i| i as u32),
+        Value::Array(a) => a.iter().position(|p| p.get(0).and_then(Value::as_str) == Some(token)).map(|i| i as u32),
         _ => None,
     }
 }
@@ -94,8 +91,8 @@ pub struct TokenizerFiles {
 /// Build a [`TokenizerSpec`] from HF tokenizer files: BOS/EOS strings resolved to ids,
 /// `add_bos_token`, the chat template, and the `eos_token_id`s of the generation config.
 pub fn tokenizer_spec(files: TokenizerFiles) -> Result<TokenizerSpec> {
-    let tok: Value = serde_json::from_str(&files.tokenizer_json)
-        .map_err(|e| Error::format("tokenizer.json", e.to_string()))?;
+    let tok: Value =
+        serde_json::from_str(&files.tokenizer_json).map_err(|e| Error::format("tokenizer.json", e.to_string()))?;
     let null = Value::Null;
     let cfg = files.tokenizer_config.as_ref().unwrap_or(&null);
     let bos_token = special_token(cfg.get("bos_token"));
@@ -125,22 +122,15 @@ pub fn tokenizer_spec(files: TokenizerFiles) -> Result<TokenizerSpec> {
         _ => vec![],
     };
     for v in gen_eos {
-        let id = v.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(|| {
-            Error::format("generation_config.json", format!("eos_token_id {v} is not a token id"))
-        })?;
+        let id = v
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| Error::format("generation_config.json", format!("eos_token_id {v} is not a token id")))?;
         if !eos_ids.contains(&id) {
             eos_ids.push(id);
         }
     }
-    Ok(TokenizerSpec {
-        json: files.tokenizer_json,
-        add_bos,
-        bos_id,
-        bos_token,
-        eos_ids,
-        eos_token,
-        chat_template,
-    })
+    Ok(TokenizerSpec { json: files.tokenizer_json, add_bos, bos_id, bos_token, eos_ids, eos_token, chat_template })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -160,12 +150,15 @@ mod native {
     }
 
     fn read_json(path: &Path) -> Result<Value> {
-        serde_json::from_str(&read_text(path)?)
-            .map_err(|e| Error::format(path.display().to_string(), e.to_string()))
+        serde_json::from_str(&read_text(path)?).map_err(|e| Error::format(path.display().to_string(), e.to_string()))
     }
 
     fn read_opt_json(path: &Path) -> Result<Option<Value>> {
-        if path.exists() { read_json(path).map(Some) } else { Ok(None) }
+        if path.exists() {
+            read_json(path).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Read the tokenizer files of an HF folder (`tokenizer.json` is required).
@@ -216,9 +209,10 @@ mod native {
                 (vec!["model.safetensors".to_string()], None)
             } else if index_path.exists() {
                 let idx = read_json(&index_path)?;
-                let wm = idx.get("weight_map").and_then(Value::as_object).ok_or_else(|| {
-                    Error::format(index_path.display().to_string(), "no `weight_map` object")
-                })?;
+                let wm = idx
+                    .get("weight_map")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| Error::format(index_path.display().to_string(), "no `weight_map` object"))?;
                 let mut wm_s = BTreeMap::new();
                 for (k, v) in wm {
                     let f = v.as_str().filter(|f| !f.contains('/') && !f.contains('\\'));

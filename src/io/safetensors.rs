@@ -113,10 +113,8 @@ impl Header {
             )));
         }
         let data_start = 8 + n as usize;
-        let text = std::str::from_utf8(&bytes[8..data_start])
-            .map_err(|e| err(format!("header is not UTF-8: {e}")))?;
-        let doc: Map<String, Value> =
-            serde_json::from_str(text).map_err(|e| err(format!("header JSON: {e}")))?;
+        let text = std::str::from_utf8(&bytes[8..data_start]).map_err(|e| err(format!("header is not UTF-8: {e}")))?;
+        let doc: Map<String, Value> = serde_json::from_str(text).map_err(|e| err(format!("header JSON: {e}")))?;
         let data_len = bytes.len() - data_start;
         let mut metadata = BTreeMap::new();
         let mut tensors = Vec::with_capacity(doc.len());
@@ -142,8 +140,7 @@ impl Header {
     }
 
     pub fn info(&self, name: &str) -> Result<&TensorInfo> {
-        self.get(name)
-            .ok_or_else(|| Error::format(&self.file, format!("no tensor `{name}`")))
+        self.get(name).ok_or_else(|| Error::format(&self.file, format!("no tensor `{name}`")))
     }
 
     /// Absolute byte range of `name` in the file.
@@ -155,9 +152,9 @@ impl Header {
     /// Raw bytes of `name`; `bytes` must be the file this header was parsed from.
     pub fn data<'a>(&self, bytes: &'a [u8], name: &str) -> Result<&'a [u8]> {
         let r = self.file_range(name)?;
-        bytes.get(r).ok_or_else(|| {
-            Error::format(&self.file, format!("tensor `{name}` lies past the end of the given bytes"))
-        })
+        bytes
+            .get(r)
+            .ok_or_else(|| Error::format(&self.file, format!("tensor `{name}` lies past the end of the given bytes")))
     }
 
     /// `name` as dense f32 values (F32, F16 and BF16 tensors).
@@ -180,9 +177,7 @@ impl Header {
 }
 
 fn parse_metadata(file: &str, v: &Value) -> Result<BTreeMap<String, String>> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| Error::format(file, "`__metadata__` is not an object"))?;
+    let obj = v.as_object().ok_or_else(|| Error::format(file, "`__metadata__` is not an object"))?;
     obj.iter()
         .map(|(k, v)| match v.as_str() {
             Some(s) => Ok((k.clone(), s.to_string())),
@@ -220,10 +215,7 @@ fn parse_tensor(file: &str, name: &str, v: &Value, data_len: usize) -> Result<Te
     let (begin, end) = (begin as usize, end as usize);
     let want = numel.checked_mul(dtype.size()).ok_or_else(|| err(format!("shape {shape:?} overflows")))?;
     if end - begin != want {
-        return Err(err(format!(
-            "{} bytes for shape {shape:?} {dtype_s}, which needs {want}",
-            end - begin
-        )));
+        return Err(err(format!("{} bytes for shape {shape:?} {dtype_s}, which needs {want}", end - begin)));
     }
     Ok(TensorInfo { name: name.to_string(), dtype, shape, begin, end })
 }
@@ -259,7 +251,10 @@ fn plan(tensors: &[WriteTensor], metadata: &BTreeMap<String, String>) -> Result<
         if numel.and_then(|n| n.checked_mul(t.dtype.size())) != Some(t.data.len()) {
             return Err(Error::Shape(format!(
                 "tensor `{}`: {} bytes for shape {:?} {}",
-                t.name, t.data.len(), t.shape, t.dtype.name()
+                t.name,
+                t.data.len(),
+                t.shape,
+                t.dtype.name()
             )));
         }
         let start = pad_to(pos, ALIGN);

@@ -125,9 +125,7 @@ impl ActQ {
         (0..self.n)
             .flat_map(|t| {
                 let (s, sum) = (self.s_tok(t), self.sum_tok(t));
-                (0..self.nb / per).map(move |g| {
-                    (g * per..(g + 1) * per).map(|b| s[b] * sum[b] as f32).sum::<f32>()
-                })
+                (0..self.nb / per).map(move |g| (g * per..(g + 1) * per).map(|b| s[b] * sum[b] as f32).sum::<f32>())
             })
             .collect()
     }

@@ -19,7 +19,6 @@ use std::arch::x86_64::*;
 /// Tokens processed per pass over a weight row.
 pub const TOK: usize = 4;
 
-
 /// Whether AVX2, FMA and F16C are all present.
 pub fn detected() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")

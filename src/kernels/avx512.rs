@@ -64,11 +64,7 @@ unsafe fn quad<const T: usize>(c: &QuadCtx<T>, q: usize, acc: &mut [__m512; T]) 
 /// The CPU must support the features of [`detected`]; `row.swf` must have 4 floats of
 /// slack after its `cols/group` scales.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
-pub(super) unsafe fn int4_row<const T: usize, const G32: bool>(
-    row: &Int4Row,
-    a: &ActQ,
-    t0: usize,
-) -> [f32; T] {
+pub(super) unsafe fn int4_row<const T: usize, const G32: bool>(row: &Int4Row, a: &ActQ, t0: usize) -> [f32; T] {
     let lanes_w: [i32; 16] = std::array::from_fn(|i| ((i / 4) * 32 / row.group) as i32);
     let lanes_a: [i32; 16] = std::array::from_fn(|i| (i / 4) as i32);
     let c = QuadCtx::<T> {

@@ -87,7 +87,10 @@ impl Isa {
 
     /// All paths available here (for tests and benchmarks).
     pub fn all_available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Simd128].into_iter().filter(|i| i.available()).collect()
+        [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Simd128]
+            .into_iter()
+            .filter(|i| i.available())
+            .collect()
     }
 }
 
@@ -182,9 +185,7 @@ fn run_rows(isa: Isa, w: &QTensor, inp: &Input, out: &mut [f32]) {
     if threads <= 1 || w.rows <= chunk {
         return rows_on(isa, w, inp, 0, out);
     }
-    out.par_chunks_mut(chunk * n)
-        .enumerate()
-        .for_each(|(i, o)| rows_on(isa, w, inp, i * chunk, o));
+    out.par_chunks_mut(chunk * n).enumerate().for_each(|(i, o)| rows_on(isa, w, inp, i * chunk, o));
 }
 
 /// One ISA's kernel over rows `r0 .. r0 + out.len()/n`, `out: [nrows, n]`.

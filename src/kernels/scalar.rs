@@ -34,12 +34,8 @@ pub fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
         let r = r0 + i;
         for (t, yv) in o.iter_mut().enumerate() {
             *yv = match (&w.data, inp) {
-                (QData::F32(wd), Input::F32 { x, .. }) => {
-                    dot_f32(&wd[r * c..(r + 1) * c], &x[t * c..(t + 1) * c])
-                }
-                (QData::F16(wd), Input::F32 { x, .. }) => {
-                    dot_f16(&wd[r * c..(r + 1) * c], &x[t * c..(t + 1) * c])
-                }
+                (QData::F32(wd), Input::F32 { x, .. }) => dot_f32(&wd[r * c..(r + 1) * c], &x[t * c..(t + 1) * c]),
+                (QData::F16(wd), Input::F32 { x, .. }) => dot_f16(&wd[r * c..(r + 1) * c], &x[t * c..(t + 1) * c]),
                 (QData::Int8 { q, scales }, Input::Q { a, .. }) => {
                     scales[r] * int8_row(&q[r * c..(r + 1) * c], a.q_tok(t), a.s_tok(t))
                 }
@@ -76,20 +72,13 @@ fn int8_row(qw: &[i8], qa: &[i8], sa: &[f32]) -> f32 {
         .sum()
 }
 
-fn int4_row(
-    words: &[u32],
-    sc: &[f16],
-    mins: Option<&[f16]>,
-    group: usize,
-    qa: &[i8],
-    sa: &[f32],
-    sums: &[i32],
-) -> f32 {
+fn int4_row(words: &[u32], sc: &[f16], mins: Option<&[f16]>, group: usize, qa: &[i8], sa: &[f32], sums: &[i32]) -> f32 {
     let mut acc = 0f32;
     for (b, a) in qa.chunks_exact(BLOCK).enumerate() {
         let g = b * BLOCK / group;
         let sw = sc[g].to_f32();
-        let d: i32 = a.iter().enumerate().map(|(j, &y)| (int4::level(words, b * BLOCK + j) as i32 - 8) * y as i32).sum();
+        let d: i32 =
+            a.iter().enumerate().map(|(j, &y)| (int4::level(words, b * BLOCK + j) as i32 - 8) * y as i32).sum();
         acc += sw * sa[b] * d as f32;
         if let Some(m) = mins {
             acc += (m[g].to_f32() + 8.0 * sw) * sa[b] * sums[b] as f32;

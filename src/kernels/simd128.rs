@@ -131,7 +131,8 @@ fn int4_row<const T: usize>(wb: &[u8], swf: &[f32], group: usize, a: &ActQ, t0: 
             let tt = t0 + t;
             let qp = &a.qp_tok(tt)[..nb * BLOCK];
             // SAFETY: even/odd + 16 <= nb*32 = qp.len() by construction of the pair layout.
-            let (ae, ao) = unsafe { (load(qp.as_ptr().add(even) as *const u8), load(qp.as_ptr().add(odd) as *const u8)) };
+            let (ae, ao) =
+                unsafe { (load(qp.as_ptr().add(even) as *const u8), load(qp.as_ptr().add(odd) as *const u8)) };
             let zp = &a.zp4_tok(tt)[b * 4..b * 4 + 4];
             let d = i32x4_add(dot_i8x16x2(lo, ae, hi, ao), i32x4(zp[0], zp[1], zp[2], zp[3]));
             let s = f32x4_splat(sw * a.s_tok(tt)[b]);

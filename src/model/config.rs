@@ -72,8 +72,8 @@ pub struct LlamaConfig {
 impl LlamaConfig {
     /// Parse from a config document. For LLaVA-style configs pass the `text_config` object.
     pub fn from_value(v: &serde_json::Value) -> Result<Self> {
-        let mut c: LlamaConfig = serde_json::from_value(v.clone())
-            .map_err(|e| Error::format("config.json", e.to_string()))?;
+        let mut c: LlamaConfig =
+            serde_json::from_value(v.clone()).map_err(|e| Error::format("config.json", e.to_string()))?;
         if c.num_attention_heads == 0 || c.hidden_size == 0 || c.num_hidden_layers == 0 {
             return Err(Error::format("config.json", "zero-sized model dimension"));
         }

@@ -66,8 +66,7 @@ pub fn load_matrix(
         return Err(Error::Shape(format!("`{name}` is {:?}, the config needs [{rows}, {cols}]", t.shape)));
     }
     let requant = |dense: Vec<f32>, fmt| {
-        QTensor::quantize(&dense, rows, cols, fit_format(fmt, cols))
-            .map_err(|e| Error::Shape(format!("`{name}`: {e}")))
+        QTensor::quantize(&dense, rows, cols, fit_format(fmt, cols)).map_err(|e| Error::Shape(format!("`{name}`: {e}")))
     };
     match (t.data, opts.weights) {
         (TensorData::Quant(q), None) => Ok(q),
@@ -92,13 +91,7 @@ pub fn fit_format(fmt: WeightFormat, cols: usize) -> WeightFormat {
 }
 
 /// Load a linear layer `prefix.weight` `[out, in]` and, if present, `prefix.bias` `[out]`.
-pub fn load_linear(
-    src: &dyn WeightSource,
-    prefix: &str,
-    out: usize,
-    inp: usize,
-    opts: &LoadOptions,
-) -> Result<Linear> {
+pub fn load_linear(src: &dyn WeightSource, prefix: &str, out: usize, inp: usize, opts: &LoadOptions) -> Result<Linear> {
     let w = load_matrix(src, &format!("{prefix}.weight"), out, inp, opts)?;
     let bname = format!("{prefix}.bias");
     let bias = if src.contains(&bname) { Some(load_vector(src, &bname, out)?) } else { None };

@@ -6,10 +6,10 @@
 use super::attention::{attend, AttnShape};
 use super::linear::{load_linear, load_matrix, load_vector, Linear};
 use super::ops::{add_inplace, rms_norm, swiglu};
+use super::rope::Rope;
 use super::{KvCache, LlamaConfig, LoadOptions};
 use crate::error::{Error, Result};
 use crate::io::WeightSource;
-use super::rope::Rope;
 
 /// One decoder layer.
 pub struct Layer {
@@ -52,7 +52,8 @@ impl Llama {
             return Err(Error::Unsupported(format!("hidden_act `{}` (only silu)", cfg.hidden_act)));
         }
         let (d, v) = (cfg.hidden_size, cfg.vocab_size);
-        let embed = Linear { w: load_matrix(src, &format!("{prefix}model.embed_tokens.weight"), v, d, opts)?, bias: None };
+        let embed =
+            Linear { w: load_matrix(src, &format!("{prefix}model.embed_tokens.weight"), v, d, opts)?, bias: None };
         let head_name = format!("{prefix}lm_head.weight");
         // No `lm_head.weight` means tied embeddings (GGUF files of tied models omit
         // `output.weight` whatever the config says).

@@ -63,7 +63,9 @@ impl Rope {
     /// `max_seq` (transformers' `dynamic_rope_update`: grow past the original context,
     /// reset when back inside it). `max_seq` 0 means "the original context".
     pub fn frequencies(&self, seq_len: usize, max_seq: &mut usize) -> Vec<f32> {
-        let Some((factor, orig)) = self.dynamic else { return self.inv_freq.clone() };
+        let Some((factor, orig)) = self.dynamic else {
+            return self.inv_freq.clone();
+        };
         let mut m = (*max_seq).max(orig);
         if seq_len > m {
             m = seq_len;

@@ -35,7 +35,13 @@ pub enum SymRule {
 /// Returns `(q: [rows*cols/8] packed, scales: [rows*cols/group], mins: Some(..) if !sym)`.
 /// `cols` must be a multiple of `group` and `group` a multiple of 8 (checked by the caller,
 /// [`crate::quant::QTensor::quantize`]).
-pub fn quantize(w: &[f32], rows: usize, cols: usize, group: usize, sym: bool) -> (Vec<u32>, Vec<f16>, Option<Vec<f16>>) {
+pub fn quantize(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    group: usize,
+    sym: bool,
+) -> (Vec<u32>, Vec<f16>, Option<Vec<f16>>) {
     if sym {
         let (q, s) = quantize_sym_with(w, rows, cols, group, SymRule::SignedMax8);
         (q, s, None)
@@ -59,9 +65,7 @@ pub fn quantize_sym_with(w: &[f32], rows: usize, cols: usize, group: usize, rule
 
 /// Quantize one symmetric group into `levels` (0..=15), returning its f16 scale.
 fn sym_group(g: &[f32], rule: SymRule, levels: &mut [u8]) -> f16 {
-    let (amax, signed_max) = g.iter().fold((0f32, 0f32), |(a, m), &v| {
-        if v.abs() > a { (v.abs(), v) } else { (a, m) }
-    });
+    let (amax, signed_max) = g.iter().fold((0f32, 0f32), |(a, m), &v| if v.abs() > a { (v.abs(), v) } else { (a, m) });
     let raw = match rule {
         SymRule::AbsMax7 => amax / 7.0,
         SymRule::SignedMax8 => signed_max / -8.0,
@@ -98,10 +102,7 @@ fn quantize_asym(w: &[f32], rows: usize, cols: usize, group: usize) -> (Vec<u32>
 
 /// Pack levels (0..=15) eight to a word: weight `8k + j` in bits `4j .. 4j+3` of word `k`.
 pub fn pack(levels: &[u8]) -> Vec<u32> {
-    levels
-        .chunks(8)
-        .map(|c| c.iter().enumerate().fold(0u32, |w, (j, &l)| w | ((l as u32 & 15) << (4 * j))))
-        .collect()
+    levels.chunks(8).map(|c| c.iter().enumerate().fold(0u32, |w, (j, &l)| w | ((l as u32 & 15) << (4 * j)))).collect()
 }
 
 /// The level (0..=15) of weight `i` in packed words.

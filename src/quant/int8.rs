@@ -29,8 +29,5 @@ pub fn dequantize(q: &[i8], scales: &[f32], cols: usize) -> Vec<f32> {
     if cols == 0 {
         return Vec::new();
     }
-    q.chunks_exact(cols)
-        .zip(scales)
-        .flat_map(|(row, &s)| row.iter().map(move |&v| v as f32 * s))
-        .collect()
+    q.chunks_exact(cols).zip(scales).flat_map(|(row, &s)| row.iter().map(move |&v| v as f32 * s)).collect()
 }

@@ -16,9 +16,9 @@
 //! INT4 packing: word `k` of a row holds weights `8k .. 8k+7`, weight `8k + j` in bits
 //! `4j .. 4j+3` (little-endian, so byte `b` holds weights `8k+2b` (low nibble) and `8k+2b+1`).
 
+pub mod float;
 pub mod int4;
 pub mod int8;
-pub mod float;
 
 use crate::error::{Error, Result};
 use half::f16;
@@ -32,7 +32,10 @@ pub enum WeightFormat {
     /// Symmetric INT8, one f32 scale per output row.
     Int8,
     /// INT4, group-wise along `cols`, group size 32, 64 or 128.
-    Int4 { group: usize, sym: bool },
+    Int4 {
+        group: usize,
+        sym: bool,
+    },
 }
 
 pub const INT4_GROUPS: [usize; 3] = [32, 64, 128];
@@ -78,9 +81,7 @@ impl WeightFormat {
             WeightFormat::F32 => 32.0,
             WeightFormat::F16 => 16.0,
             WeightFormat::Int8 => 8.0 + 32.0 / cols as f64,
-            WeightFormat::Int4 { group, sym } => {
-                4.0 + if *sym { 16.0 } else { 32.0 } / *group as f64
-            }
+            WeightFormat::Int4 { group, sym } => 4.0 + if *sym { 16.0 } else { 32.0 } / *group as f64,
         }
     }
 }
@@ -126,9 +127,7 @@ impl QTensor {
             QData::F32(_) => WeightFormat::F32,
             QData::F16(_) => WeightFormat::F16,
             QData::Int8 { .. } => WeightFormat::Int8,
-            QData::Int4 { group, mins, .. } => {
-                WeightFormat::Int4 { group: *group, sym: mins.is_none() }
-            }
+            QData::Int4 { group, mins, .. } => WeightFormat::Int4 { group: *group, sym: mins.is_none() },
         }
     }
 
@@ -146,9 +145,7 @@ impl QTensor {
             }
             WeightFormat::Int4 { group, sym } => {
                 if cols % group != 0 {
-                    return Err(Error::Shape(format!(
-                        "int4 group size {group} does not divide {cols} columns"
-                    )));
+                    return Err(Error::Shape(format!("int4 group size {group} does not divide {cols} columns")));
                 }
                 let (q, scales, mins) = int4::quantize(w, rows, cols, group, sym);
                 QData::Int4 { group, q, scales, mins }
@@ -163,9 +160,7 @@ impl QTensor {
             QData::F32(w) => w.clone(),
             QData::F16(w) => float::to_f32(w),
             QData::Int8 { q, scales } => int8::dequantize(q, scales, self.cols),
-            QData::Int4 { group, q, scales, mins } => {
-                int4::dequantize(q, scales, mins.as_deref(), self.cols, *group)
-            }
+            QData::Int4 { group, q, scales, mins } => int4::dequantize(q, scales, mins.as_deref(), self.cols, *group),
         }
     }
 
@@ -188,13 +183,7 @@ impl QTensor {
                 let g0 = r * c / group;
                 let words = &q[r * c / 8..(r + 1) * c / 8];
                 let ng = c / group;
-                int4::dequantize_into(
-                    words,
-                    &scales[g0..g0 + ng],
-                    mins.as_ref().map(|m| &m[g0..g0 + ng]),
-                    *group,
-                    out,
-                );
+                int4::dequantize_into(words, &scales[g0..g0 + ng], mins.as_ref().map(|m| &m[g0..g0 + ng]), *group, out);
             }
         }
     }
@@ -244,18 +233,10 @@ impl QTensor {
 
     /// Rebuild a tensor from its segments (as written by [`QTensor::segments`]), checking
     /// every length. `segs` holds `(name, bytes)` in any order.
-    pub fn from_segments(
-        fmt: WeightFormat,
-        rows: usize,
-        cols: usize,
-        segs: &[(&str, &[u8])],
-    ) -> Result<QTensor> {
+    pub fn from_segments(fmt: WeightFormat, rows: usize, cols: usize, segs: &[(&str, &[u8])]) -> Result<QTensor> {
         let get = |name: &str| -> Result<&[u8]> {
-            let want = Self::segment_sizes(fmt, rows, cols)
-                .into_iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, s)| s)
-                .unwrap_or(0);
+            let want =
+                Self::segment_sizes(fmt, rows, cols).into_iter().find(|(n, _)| *n == name).map(|(_, s)| s).unwrap_or(0);
             let b = segs
                 .iter()
                 .find(|(n, _)| *n == name)

@@ -18,13 +18,7 @@ fn h(b: &[u8], at: usize) -> f32 {
 pub fn dequantize(ty: GgmlType, data: &[u8], n: usize) -> Result<Vec<f32>> {
     let need = ty.bytes_for(n as u64);
     if need != Some(data.len() as u64) {
-        return Err(Error::Shape(format!(
-            "{} elements of {} need {:?} bytes, got {}",
-            n,
-            ty.name(),
-            need,
-            data.len()
-        )));
+        return Err(Error::Shape(format!("{} elements of {} need {:?} bytes, got {}", n, ty.name(), need, data.len())));
     }
     let mut out = vec![0f32; n];
     let bs = ty.block_size();

@@ -30,11 +30,7 @@ pub struct ArchNames {
 
 const LLAMA: ArchNames = ArchNames {
     arch: "llama",
-    globals: &[
-        ("token_embd", "model.embed_tokens"),
-        ("output_norm", "model.norm"),
-        ("output", "lm_head"),
-    ],
+    globals: &[("token_embd", "model.embed_tokens"), ("output_norm", "model.norm"), ("output", "lm_head")],
     blocks: &[
         ("attn_norm", "input_layernorm", Fix::None),
         ("attn_q", "self_attn.q_proj", Fix::PermuteQ),

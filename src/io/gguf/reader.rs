@@ -234,10 +234,7 @@ impl<'a> Cursor<'a> {
     }
     fn take(&mut self, n: usize, ctx: &str) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(self.err(format!(
-                "truncated file: {ctx} needs {n} bytes, {} remain",
-                self.remaining()
-            )));
+            return Err(self.err(format!("truncated file: {ctx} needs {n} bytes, {} remain", self.remaining())));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -257,15 +254,9 @@ impl<'a> Cursor<'a> {
     /// A count of items of at least `min_item` bytes each, checked against what remains.
     fn count(&mut self, min_item: usize, ctx: &str) -> Result<usize> {
         let n = self.u64(ctx)?;
-        let fits = usize::try_from(n)
-            .ok()
-            .and_then(|n| n.checked_mul(min_item))
-            .is_some_and(|b| b <= self.remaining());
+        let fits = usize::try_from(n).ok().and_then(|n| n.checked_mul(min_item)).is_some_and(|b| b <= self.remaining());
         if !fits {
-            return Err(self.err(format!(
-                "{ctx} count {n} cannot fit in the {} bytes that remain",
-                self.remaining()
-            )));
+            return Err(self.err(format!("{ctx} count {n} cannot fit in the {} bytes that remain", self.remaining())));
         }
         Ok(n as usize)
     }
@@ -405,10 +396,8 @@ fn check_tensor(
     rel: u64,
 ) -> Result<TensorInfo> {
     let bad = |msg: String| Error::format(what, format!("tensor `{name}`: {msg}"));
-    let numel = dims
-        .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| bad(format!("dims {dims:?} overflow")))?;
+    let numel =
+        dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(format!("dims {dims:?} overflow")))?;
     if !dims[0].is_multiple_of(ty.block_size() as u64) {
         return Err(bad(format!(
             "row length {} is not a multiple of the {} block size {}",
@@ -424,11 +413,9 @@ fn check_tensor(
     let offset = data_offset.checked_add(rel);
     match offset.and_then(|o| o.checked_add(nbytes)) {
         Some(end) if end <= file_len => {}
-        _ => {
-            return Err(bad(format!(
-                "data [{data_offset} + {rel}, +{nbytes} bytes) runs past the end of the {file_len}-byte file (truncated?)"
-            )))
-        }
+        _ => return Err(bad(format!(
+            "data [{data_offset} + {rel}, +{nbytes} bytes) runs past the end of the {file_len}-byte file (truncated?)"
+        ))),
     }
     Ok(TensorInfo { name, dims, ty, offset: data_offset + rel, nbytes })
 }

@@ -22,17 +22,15 @@ const TYPE_USER_DEFINED: i64 = 4;
 /// Llama-3's pattern (from its `tokenizer.json`).
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Qwen2's pattern (Llama-3's with single digits).
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// The pre-tokenizer family of a `tokenizer.ggml.pre` value, and whether BPE ignores merges
 /// for words already in the vocabulary (llama.cpp's `ignore_merges`).
 fn pre_tokenizer(pre: &str, what: &str) -> Result<(Value, bool)> {
-    let byte_level = |regex: bool| {
-        json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex})
-    };
-    let split = |re: &str| {
-        json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false})
-    };
+    let byte_level =
+        |regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": regex});
+    let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
     let seq = |v: Vec<Value>| json!({"type": "Sequence", "pretokenizers": v});
     Ok(match pre {
         "gpt-2" | "phi-2" | "mpt" | "olmo" | "jais" | "exaone4" | "roberta-bpe" => (byte_level(true), false),
@@ -54,12 +52,11 @@ fn pre_tokenizer(pre: &str, what: &str) -> Result<(Value, bool)> {
 
 /// The string array `key`, or a format error.
 fn strings<'a>(h: &'a GgufHeader, key: &str, what: &str) -> Result<Vec<&'a str>> {
-    let arr = h.get(key).and_then(MetaValue::as_array).ok_or_else(|| {
-        Error::format(what, format!("metadata `{key}` is missing or not an array"))
-    })?;
-    arr.iter()
-        .map(|v| v.as_str().ok_or_else(|| Error::format(what, format!("`{key}` holds a non-string"))))
-        .collect()
+    let arr = h
+        .get(key)
+        .and_then(MetaValue::as_array)
+        .ok_or_else(|| Error::format(what, format!("metadata `{key}` is missing or not an array")))?;
+    arr.iter().map(|v| v.as_str().ok_or_else(|| Error::format(what, format!("`{key}` holds a non-string")))).collect()
 }
 
 /// Token types, one per token (all normal when the key is absent).
@@ -201,18 +198,22 @@ fn spm_json(h: &GgufHeader, tokens: &[&str], types: &[i64], bos: Option<(u32, &s
 
 /// The GGUF's tokenizer as a [`TokenizerSpec`] whose `json` is a complete `tokenizer.json`.
 pub fn spec(h: &GgufHeader, what: &str) -> Result<TokenizerSpec> {
-    let model = h.get("tokenizer.ggml.model").and_then(MetaValue::as_str).ok_or_else(|| {
-        Error::format(what, "metadata `tokenizer.ggml.model` is missing (no embedded tokenizer)")
-    })?;
+    let model = h
+        .get("tokenizer.ggml.model")
+        .and_then(MetaValue::as_str)
+        .ok_or_else(|| Error::format(what, "metadata `tokenizer.ggml.model` is missing (no embedded tokenizer)"))?;
     let tokens = strings(h, "tokenizer.ggml.tokens", what)?;
     let n = tokens.len();
     let types = token_types(h, n, what)?;
     let bos_id = id(h, "tokenizer.ggml.bos_token_id", n);
     let eos_id = id(h, "tokenizer.ggml.eos_token_id", n);
-    let default_bos = model == "llama" || matches!(h.get("tokenizer.ggml.pre").and_then(MetaValue::as_str),
-        Some("llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral"));
-    let add_bos = h.get("tokenizer.ggml.add_bos_token").and_then(MetaValue::as_bool).unwrap_or(default_bos)
-        && bos_id.is_some();
+    let default_bos = model == "llama"
+        || matches!(
+            h.get("tokenizer.ggml.pre").and_then(MetaValue::as_str),
+            Some("llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral")
+        );
+    let add_bos =
+        h.get("tokenizer.ggml.add_bos_token").and_then(MetaValue::as_bool).unwrap_or(default_bos) && bos_id.is_some();
     let bos = bos_id.filter(|_| add_bos).map(|i| (i, tokens[i as usize]));
     let doc = match model {
         "gpt2" => gpt2_json(h, &tokens, &types, bos, what)?,

@@ -108,7 +108,8 @@ impl WeightSource for MemWeights {
             return Err(Error::MissingTensor(name.into()));
         }
         let mut map = self.tensors.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(name)
-            .ok_or_else(|| Error::Invalid(format!("tensor `{name}` was already handed over (in-memory weights load once)")))
+        map.remove(name).ok_or_else(|| {
+            Error::Invalid(format!("tensor `{name}` was already handed over (in-memory weights load once)"))
+        })
     }
 }

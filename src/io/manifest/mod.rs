@@ -98,7 +98,11 @@ fn matrix_dims(name: &str, shape: &[usize]) -> Result<(usize, usize)> {
 
 /// How each segment of a tensor is stored in a shard: `(segment, dtype, shape)`.
 /// `f32` tensors of any rank have one segment `w`; the other formats need `[rows, cols]`.
-pub fn segment_layout(name: &str, fmt: WeightFormat, shape: &[usize]) -> Result<Vec<(&'static str, Dtype, Vec<usize>)>> {
+pub fn segment_layout(
+    name: &str,
+    fmt: WeightFormat,
+    shape: &[usize],
+) -> Result<Vec<(&'static str, Dtype, Vec<usize>)>> {
     if fmt == WeightFormat::F32 {
         return Ok(vec![("w", Dtype::F32, shape.to_vec())]);
     }
@@ -191,9 +195,11 @@ impl Manifest {
             if Some(s.shard) != shard {
                 return Err(err("segments span several shards".into()));
             }
-            let size = self.shards.get(s.shard).map(|f| f.size).ok_or_else(|| {
-                err(format!("segment `{seg}` names shard {} of {}", s.shard, self.shards.len()))
-            })?;
+            let size = self
+                .shards
+                .get(s.shard)
+                .map(|f| f.size)
+                .ok_or_else(|| err(format!("segment `{seg}` names shard {} of {}", s.shard, self.shards.len())))?;
             if !s.offset.is_multiple_of(SEGMENT_ALIGN) {
                 return Err(err(format!("segment `{seg}` offset {} is not {SEGMENT_ALIGN}-byte aligned", s.offset)));
             }
@@ -243,17 +249,29 @@ pub fn check_hash(entry: &FileEntry, bytes: &[u8]) -> Result<()> {
 pub fn decode_tensor(t: &TensorEntry, header: &Header, bytes: &[u8]) -> Result<Tensor> {
     let mut segs: Vec<(&str, &[u8])> = Vec::new();
     for (seg, dtype, shape) in segment_layout(&t.name, t.format, &t.shape)? {
-        let loc = t.segments.get(seg).ok_or_else(|| Error::format("manifest.json", format!("tensor `{}` has no segment `{seg}`", t.name)))?;
+        let loc = t
+            .segments
+            .get(seg)
+            .ok_or_else(|| Error::format("manifest.json", format!("tensor `{}` has no segment `{seg}`", t.name)))?;
         let st_name = format!("{}.{seg}", t.name);
         let info = header.info(&st_name)?;
         let range = header.file_range(&st_name)?;
-        if info.dtype != dtype || info.shape != shape || range.start as u64 != loc.offset || range.len() as u64 != loc.length {
+        if info.dtype != dtype
+            || info.shape != shape
+            || range.start as u64 != loc.offset
+            || range.len() as u64 != loc.length
+        {
             return Err(Error::format(
                 &header.file,
                 format!(
                     "`{st_name}` is {} {:?} at {}..{}, the manifest says {} {shape:?} at {}..{}",
-                    info.dtype.name(), info.shape, range.start, range.end,
-                    dtype.name(), loc.offset, loc.offset + loc.length
+                    info.dtype.name(),
+                    info.shape,
+                    range.start,
+                    range.end,
+                    dtype.name(),
+                    loc.offset,
+                    loc.offset + loc.length
                 ),
             ));
         }

@@ -26,7 +26,11 @@ pub fn open_dir(dir: &Path) -> Result<Checkpoint> {
     check_hash(tok_entry, &tok)?;
     let tok = String::from_utf8(tok).map_err(|e| Error::format(tpath.display().to_string(), e.to_string()))?;
     let weights = ManifestWeights::open(dir, &manifest)?;
-    Ok(Checkpoint { config: manifest.config.clone(), tokenizer: manifest.tokenizer_spec(tok), weights: Box::new(weights) })
+    Ok(Checkpoint {
+        config: manifest.config.clone(),
+        tokenizer: manifest.tokenizer_spec(tok),
+        weights: Box::new(weights),
+    })
 }
 
 /// Memory-mapped shards of a converted folder; tensors are decoded on `load`.

@@ -55,9 +55,11 @@ fn write_tensors<'a>(name: &str, t: &'a Tensor) -> Result<Vec<WriteTensor<'a>>> 
     layout
         .into_iter()
         .map(|(seg, dtype, shape)| {
-            let data = bytes.iter().find(|(s, _)| *s == seg).map(|(_, b)| *b).ok_or_else(|| {
-                Error::Invalid(format!("tensor `{name}` has no segment `{seg}`"))
-            })?;
+            let data = bytes
+                .iter()
+                .find(|(s, _)| *s == seg)
+                .map(|(_, b)| *b)
+                .ok_or_else(|| Error::Invalid(format!("tensor `{name}` has no segment `{seg}`")))?;
             Ok(WriteTensor { name: format!("{name}.{seg}"), dtype, shape, data })
         })
         .collect()
@@ -121,7 +123,12 @@ impl ShardWriter {
         let mut entries: Vec<TensorEntry> = self
             .pending
             .iter()
-            .map(|(n, t)| TensorEntry { name: n.clone(), shape: t.shape.clone(), format: stored_format(t), segments: BTreeMap::new() })
+            .map(|(n, t)| TensorEntry {
+                name: n.clone(),
+                shape: t.shape.clone(),
+                format: stored_format(t),
+                segments: BTreeMap::new(),
+            })
             .collect();
         for ((i, seg), r) in owners.into_iter().zip(&layout.ranges) {
             let loc = Segment { shard: index, offset: r.start as u64, length: r.len() as u64 };
