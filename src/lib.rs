@@ -20,6 +20,7 @@ pub mod quant;
 pub mod rng;
 pub mod sampler;
 pub mod tokenizer;
+pub mod vision;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;

@@ -1,0 +1,8 @@
+//! Vision: image decoding and preprocessing as the HF processors do it, the CLIP vision
+//! tower and the multimodal projector.
+
+pub mod anyres;
+pub mod clip;
+pub mod image;
+pub mod preprocess;
+pub mod projector;
