@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+// Turns the JSON written by `npm run bench` (test-results/bench-native.json and
+// bench-wasm.json) into the Markdown tables the README quotes. Every GB/s figure is also
+// given as a ratio to the read bandwidth measured in the same run, so runs on different
+// machines (or the same machine at a busier minute) compare by ratio, not by absolute speed.
+//
+// Usage: node scripts/bench-summary.mjs [DIR]   (default test-results) > test-results/bench.md
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+const dir = process.argv[2] || 'test-results';
+const read = (f) => JSON.parse(readFileSync(path.join(dir, f), 'utf8'));
+const fix = (v, d = 1) => (v == null ? '-' : Number(v).toFixed(d));
+const pct = (v) => (v == null ? '-' : `${Math.round(v * 100)}%`);
+
+function gemvTable(native) {
+  const { read: bw, gemv, llc_mib: llc } = native.gemv;
+  const bw1 = bw.find((r) => r.threads === 1);
+  const lines = [
+    `Read bandwidth (sum over a buffer well beyond the ${fix(llc, 0)} MiB last-level cache): ` +
+      bw.map((r) => `${r.threads} thread(s) ${fix(r.gbs)} GB/s wall` +
+        (r.gbs_on_cpu ? ` (${fix(r.gbs_on_cpu)} GB/s on-CPU)` : '')).join(', ') + '.',
+    '',
+    '| format | rows x cols | threads | kernel | GB/s (wall) | share of 1-thread read | GB/s (on-CPU) | share (on-CPU) |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const g of gemv) {
+    lines.push(`| ${g.format} | ${g.rows}x${g.cols} | ${g.threads} | ${g.isa} | ${fix(g.gbs)} | ` +
+      `${pct(g.ratio_to_read_1t)} | ${fix(g.gbs_on_cpu)} | ${pct(g.ratio_on_cpu)} |`);
+  }
+  lines.push('', `Working set per GEMV row: ${fix(gemv[0]?.working_set_mib, 0)} MiB rotated ` +
+    `(several times the LLC, so weights come from memory). 1-thread read: ${fix(bw1?.gbs)} GB/s.`);
+  return lines.join('\n');
+}
+
+function decodeTable(native, wasm) {
+  const lines = [
+    '| where | weights | threads | prompt tokens | prefill ms | decode tokens/s | weight bytes read per token x tokens/s |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const d of native.decode || []) {
+    lines.push(`| native | ${d.weights} | ${d.threads} | ${d.prompt_tokens} | ${fix(d.prefill_ms)} | ` +
+      `${fix(d.decode_tokens_per_s)} | ${fix((d.weight_bytes * d.decode_tokens_per_s) / 1e9, 2)} GB/s |`);
+  }
+  if (wasm) {
+    lines.push(`| wasm SIMD128 under Node ${wasm.node} | int4_sym_g64 | 1 | ${wasm.prompt_tokens} | ` +
+      `${fix(wasm.prefill_ms)} | ${fix(wasm.decode_tokens_per_s)} | - |`);
+  }
+  return lines.join('\n');
+}
+
+const native = read('bench-native.json');
+let wasm = null;
+try { wasm = read('bench-wasm.json'); } catch { /* native only */ }
+console.log(`## GEMV kernels\n\n${gemvTable(native)}\n\n## SmolLM2-135M-Instruct decode\n\n${decodeTable(native, wasm)}`);
