@@ -287,3 +287,80 @@ fn pixel_values_stats() {
     assert_eq!(pv.mean(), 2.0);
     assert_eq!(pv.std(), 1.0);
 }
+
+// ---- the LLaVA fixtures (tests/fixtures/llava/<name>/, made by make_fixtures.py) ----
+
+fn fixture_dir(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llava").join(name)
+}
+
+fn read_f32_file(path: &std::path::Path) -> Vec<f32> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Decode the case's image, preprocess it with the folder's config, compare with the golden
+/// pixel_values: mean and std within 1e-3, elements as [`check_close`].
+fn check_fixture(name: &str) {
+    let dir = fixture_dir(name);
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let pre = webvlm::io::hf::read_preprocessor(&dir).unwrap().expect("fixture has a preprocessor config");
+    let cfg = ClipProcessorConfig::from_json(&pre).unwrap();
+    for case in golden["cases"].as_array().unwrap() {
+        let label = format!("{name}/{}", case["name"]);
+        let bytes =
+            std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(case["image"].as_str().unwrap()));
+        let img = decode(&bytes.unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+        assert_eq!(
+            (img.width as u64, img.height as u64),
+            (case["image_width"].as_u64().unwrap(), case["image_height"].as_u64().unwrap())
+        );
+        let (got, shape): (Vec<f32>, Vec<usize>) = if cfg.image_grid_pinpoints.is_some() {
+            let out = preprocess_anyres(&img, &cfg).unwrap();
+            let sizes = &case["image_sizes"][0];
+            assert_eq!(out.image_size, (sizes[0].as_u64().unwrap() as u32, sizes[1].as_u64().unwrap() as u32));
+            let t = &out.tiles[0];
+            let shape = vec![1, out.tiles.len(), 3, t.height, t.width];
+            (out.tiles.iter().flat_map(|t| t.data.iter().copied()).collect(), shape)
+        } else {
+            let pv = preprocess_clip(&img, &cfg).unwrap();
+            (pv.data.clone(), vec![1, 3, pv.height, pv.width])
+        };
+        let want_shape: Vec<usize> =
+            case["pixel_values"]["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        assert_eq!(shape, want_shape, "{label}");
+        let pv = PixelValues { channels: 3, height: 1, width: got.len() / 3, data: got };
+        let (m, s) = (case["pixel_values"]["mean"].as_f64().unwrap(), case["pixel_values"]["std"].as_f64().unwrap());
+        eprintln!("{label}: mean {:.6} (golden {m:.6}), std {:.6} (golden {s:.6})", pv.mean(), pv.std());
+        assert!((pv.mean() - m).abs() < 1e-3 && (pv.std() - s).abs() < 1e-3, "{label}");
+        let want = read_f32_file(&dir.join(case["pixel_values"]["file"].as_str().unwrap()));
+        check_close(&label, &pv.data, &want);
+    }
+}
+
+#[test]
+fn fixture_llava15_pixel_values() {
+    check_fixture("llava15-llama");
+}
+
+#[test]
+fn fixture_llava_gemma_pixel_values() {
+    check_fixture("llava-gemma");
+}
+
+#[test]
+fn fixture_llava_next_pixel_values() {
+    check_fixture("llavanext-mistral");
+}
+
+#[test]
+fn fixture_processor_configs_merge() {
+    let pre = webvlm::io::hf::read_preprocessor(&fixture_dir("llavanext-mistral")).unwrap().unwrap();
+    assert_eq!(pre["patch_size"], 14);
+    assert_eq!(pre["vision_feature_select_strategy"], "default");
+    assert_eq!(pre["image_processor_type"], "LlavaNextImageProcessor");
+    assert!(pre.get("image_processor").is_none());
+    let cfg = ClipProcessorConfig::from_json(&pre).unwrap();
+    assert_eq!(cfg.image_grid_pinpoints, Some(vec![(56, 112), (112, 56), (112, 112)]));
+    assert_eq!(cfg.crop_size, (56, 56));
+}
