@@ -8,7 +8,10 @@
 //! The resize follows Pillow's `Resample.c`: separable convolution, horizontal pass then
 //! vertical, filter support scaled by the downscale factor, coefficients normalized and turned
 //! into 22-bit fixed point, each pass rounded and clipped to u8 — so results are bit-exact with
-//! `PIL.Image.resize`.
+//! `PIL.Image.resize` (tests/fixtures/vision/pil_goldens.json, Pillow 13). Pillow 13 runs the
+//! vertical pass first when only the height shrinks (done here too); when *both* sides shrink it
+//! sometimes also goes vertical-first by a rule not reproduced here, and then a few pixels may
+//! differ by one 8-bit level (the LLaVA fixture photos match bit-exactly).
 
 use crate::error::{Error, Result};
 use crate::vision::image::Image;
