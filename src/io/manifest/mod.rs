@@ -1,7 +1,7 @@
 //! The converted format: `manifest.json` + safetensors shards (`model-00000.safetensors`, ...).
 //!
-//! `manifest.json` holds the HF config, the tokenizer spec, and for every tensor its shape,
-//! weight format and segments (`q`, `scales`, `mins` or `w`), each located by shard index,
+//! `manifest.json` holds the HF config, the tokenizer spec, the image processor's settings
+//! (vision models), and for every tensor its shape, weight format and segments (`q`, `scales`, `mins` or `w`), each located by shard index,
 //! *absolute* byte offset in the shard file and length. The offsets are multiples of 16, so a
 //! segment can go to a GPU storage buffer straight from the file bytes. Every shard is also a
 //! plain safetensors file in which segment `s` of tensor `t` is the tensor `t.s` (layouts in
@@ -43,6 +43,9 @@ pub struct Manifest {
     /// The HF `config.json` document.
     pub config: serde_json::Value,
     pub tokenizer: ManifestTokenizer,
+    /// The image processor's settings (vision models only; absent in text-only manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocessor: Option<serde_json::Value>,
     pub tensors: Vec<TensorEntry>,
     pub shards: Vec<FileEntry>,
     /// Side files (`tokenizer.json`).
@@ -164,6 +167,9 @@ impl Manifest {
                 return Err(err(format!("{}: sha256 `{}` is not 64 lowercase hex digits", f.file, f.sha256)));
             }
         }
+        if self.preprocessor.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(err("`preprocessor` is not a JSON object".into()));
+        }
         if !self.files.iter().any(|f| f.file == self.tokenizer.file) {
             return Err(err(format!("tokenizer file `{}` is not listed in `files`", self.tokenizer.file)));
         }
@@ -284,4 +290,36 @@ pub fn decode_tensor(t: &TensorEntry, header: &Header, bytes: &[u8]) -> Result<T
         TensorData::Quant(QTensor::from_segments(t.format, r, c, &segs)?)
     };
     Ok(Tensor { shape: t.shape.clone(), data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal(preprocessor: Option<serde_json::Value>) -> Manifest {
+        let sha = "0".repeat(64);
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            model_type: "llava".into(),
+            config: serde_json::json!({}),
+            tokenizer: ManifestTokenizer { spec: TokenizerSpec::default(), file: "tokenizer.json".into() },
+            preprocessor,
+            tensors: vec![],
+            shards: vec![],
+            files: vec![FileEntry { file: "tokenizer.json".into(), size: 2, sha256: sha }],
+        }
+    }
+
+    #[test]
+    fn preprocessor_round_trips_and_is_optional() {
+        let text = minimal(None).to_json();
+        assert!(!text.contains("preprocessor"), "text-only manifests carry no `preprocessor` key");
+        assert_eq!(Manifest::parse(&text).unwrap().preprocessor, None);
+        let pre = serde_json::json!({"crop_size": {"height": 336, "width": 336}, "patch_size": 14});
+        let back = Manifest::parse(&minimal(Some(pre.clone())).to_json()).unwrap();
+        assert_eq!(back.preprocessor, Some(pre));
+        let e = Manifest::parse(&minimal(Some(serde_json::json!([1, 2]))).to_json()).unwrap_err().to_string();
+        assert!(e.contains("preprocessor"), "{e}");
+    }
 }
