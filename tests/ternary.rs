@@ -47,7 +47,7 @@ fn segments_round_trip_and_are_checked() {
     bad[5] |= 0b11 << 2; // code 3
     let e = QTensor::from_segments(WeightFormat::Ternary, 3, 40, &[("q", &bad), segs[1]]).unwrap_err();
     assert!(e.to_string().contains("invalid code"), "{e}");
-    let e = QTensor::from_segments(WeightFormat::Ternary, 3, 48, &segs).unwrap_err();
+    let e = QTensor::from_segments(WeightFormat::Ternary, 3, 56, &segs).unwrap_err();
     assert!(e.to_string().contains("segment `q`"), "{e}");
     let layout = webvlm::io::manifest::segment_layout("m.weight", WeightFormat::Ternary, &[3, 40]).unwrap();
     assert_eq!(

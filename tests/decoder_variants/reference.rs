@@ -3,7 +3,7 @@
 //! transformers `GemmaForCausalLM` / `OlmoForCausalLM`, OLMo `OLMoSequentialBlock`, and the
 //! BitNet b1.58 FAQ's `activation_quant` / `weight_quant` with an input RMSNorm.
 
-use super::{Family, Model, D, F, HD, HEADS, KVH, LAYERS, V};
+use super::{Family, Model, D, F, HEADS, KVH, LAYERS, V};
 
 fn norm(fam: Family, x: &[f64], w: &[f32]) -> Vec<f64> {
     let d = x.len() as f64;
@@ -52,13 +52,13 @@ fn absmean(parts: &[&[f32]]) -> f32 {
     ((s / n as f64) as f32).max(1e-5)
 }
 
-fn rope(x: &mut [f64], pos: usize) {
-    for h in x.chunks_exact_mut(HD) {
-        for i in 0..HD / 2 {
-            let a = pos as f64 / 10000f64.powf(2.0 * i as f64 / HD as f64);
-            let (x1, x2) = (h[i], h[i + HD / 2]);
+fn rope(x: &mut [f64], pos: usize, hd: usize) {
+    for h in x.chunks_exact_mut(hd) {
+        for i in 0..hd / 2 {
+            let a = pos as f64 / 10000f64.powf(2.0 * i as f64 / hd as f64);
+            let (x1, x2) = (h[i], h[i + hd / 2]);
             h[i] = x1 * a.cos() - x2 * a.sin();
-            h[i + HD / 2] = x2 * a.cos() + x1 * a.sin();
+            h[i + hd / 2] = x2 * a.cos() + x1 * a.sin();
         }
     }
 }
@@ -71,20 +71,20 @@ fn act(fam: Family, g: f64) -> f64 {
     }
 }
 
-fn attention(q: &[Vec<f64>], k: &[Vec<f64>], v: &[Vec<f64>], t: usize) -> Vec<f64> {
-    let mut out = vec![0f64; HEADS * HD];
+fn attention(q: &[Vec<f64>], k: &[Vec<f64>], v: &[Vec<f64>], t: usize, hd: usize) -> Vec<f64> {
+    let mut out = vec![0f64; HEADS * hd];
     for h in 0..HEADS {
         let kh = h / (HEADS / KVH);
-        let qh = &q[t][h * HD..(h + 1) * HD];
+        let qh = &q[t][h * hd..(h + 1) * hd];
         let s: Vec<f64> = (0..=t)
-            .map(|j| qh.iter().zip(&k[j][kh * HD..(kh + 1) * HD]).map(|(a, b)| a * b).sum::<f64>() / (HD as f64).sqrt())
+            .map(|j| qh.iter().zip(&k[j][kh * hd..(kh + 1) * hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
             .collect();
         let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
         let z: f64 = e.iter().sum();
         for j in 0..=t {
-            for i in 0..HD {
-                out[h * HD + i] += e[j] / z * v[j][kh * HD + i];
+            for i in 0..hd {
+                out[h * hd + i] += e[j] / z * v[j][kh * hd + i];
             }
         }
     }
@@ -110,14 +110,14 @@ pub fn reference_logits(m: &Model, x: &[f32], n: usize) -> Vec<f32> {
                 None => v,
             };
             let (mut q, mut k) = (clip(lin(&l.q, g_qkv, &a)), clip(lin(&l.k, g_qkv, &a)));
-            rope(&mut q, t);
-            rope(&mut k, t);
+            rope(&mut q, t, m.hd);
+            rope(&mut k, t, m.hd);
             qs.push(q);
             ks.push(k);
             vs.push(clip(lin(&l.v, g_qkv, &a)));
         }
         for t in 0..n {
-            let o = lin(&l.o, g_o, &pre(attention(&qs, &ks, &vs, t)));
+            let o = lin(&l.o, g_o, &pre(attention(&qs, &ks, &vs, t, m.hd)));
             h[t].iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             let b = pre(norm(fam, &h[t], &l.n2));
             let (g, u) = (lin(&l.gate, g_ug, &b), lin(&l.up, g_ug, &b));
