@@ -263,3 +263,31 @@ fn gemma_config_details() {
     let e = LlamaConfig::from_value(&v).unwrap_err().to_string();
     assert!(e.contains("relu2"), "{e}");
 }
+
+/// The committed LLaVaOLMoBitnet1B-style fixture (`tests/fixtures/bitnet/tiny`, OLMo config
+/// format, latent f32 weights), text only: first-step top-10 against the fixture's numpy
+/// reference decoder (`tests/decoder_variants/make_text_goldens.py`).
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn bitnet_fixture_text_matches_numpy_reference() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let gold: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tests/decoder_variants/text_goldens.json")).unwrap())
+            .unwrap();
+    let g = &gold["bitnet/tiny"];
+    let ck = webvlm::io::open(&root.join("tests/fixtures/bitnet/tiny")).unwrap();
+    let cfg = LlamaConfig::from_value(&ck.config).unwrap();
+    assert!(cfg.arch.ternary && cfg.arch.bitlinear_norm);
+    let m = Llama::load(cfg, ck.weights.as_ref(), "", &LoadOptions::default()).unwrap();
+    let ids: Vec<u32> = g["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let logits = m.forward(&ids, &mut m.new_cache(64)).unwrap();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let want_ids: Vec<usize> =
+        g["top10_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let want: Vec<f32> = g["top10_logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(&order[..10], &want_ids[..], "top-10 ids");
+    let err = want_ids.iter().zip(&want).fold(0f32, |e, (&i, &w)| e.max((logits[i] - w).abs() / w.abs()));
+    println!("bitnet/tiny text top-10 max rel err {err:.2e}");
+    assert!(err <= 1e-3, "top-10 logits rel err {err}");
+}

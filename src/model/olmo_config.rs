@@ -55,7 +55,18 @@ pub fn olmo_native(v: &Value) -> Result<LlamaConfig> {
         "rms" => NormKind::Rms,
         other => return Err(Error::Unsupported(format!("OLMo layer_norm_type `{other}`"))),
     };
-    let ternary = flag("ternary", false);
+    // OLMo-Bitnet-1B's config says `ternary: true`; without the key, a model type or
+    // architecture naming BitNet (IntelLabs' `LlavaOLMoBitnet1BForCausalLM`) means ternary too.
+    let named_bitnet = std::iter::once(text("model_type", ""))
+        .chain(
+            v.get("architectures")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(String::from)),
+        )
+        .any(|s| s.to_ascii_lowercase().contains("bitnet"));
+    let ternary = flag("ternary", named_bitnet);
     let hf = json!({
         "model_type": text("model_type", "olmo"),
         "vocab_size": vocab,
@@ -119,6 +130,11 @@ mod tests {
             let e = LlamaConfig::from_value(&v).unwrap_err().to_string();
             assert!(e.contains(k), "{k}: {e}");
         }
+        let mut v = base.clone();
+        v["architectures"] = json!(["LlavaOLMoBitnet1BForCausalLM"]);
+        assert!(LlamaConfig::from_value(&v).unwrap().arch.ternary);
+        v["ternary"] = json!(false);
+        assert!(!LlamaConfig::from_value(&v).unwrap().arch.ternary);
         let e = LlamaConfig::from_value(&json!({"d_model": 64})).unwrap_err().to_string();
         assert!(e.contains("n_heads"), "{e}");
     }
