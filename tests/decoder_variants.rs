@@ -264,30 +264,51 @@ fn gemma_config_details() {
     assert!(e.contains("relu2"), "{e}");
 }
 
-/// The committed LLaVaOLMoBitnet1B-style fixture (`tests/fixtures/bitnet/tiny`, OLMo config
-/// format, latent f32 weights), text only: first-step top-10 against the fixture's numpy
-/// reference decoder (`tests/decoder_variants/make_text_goldens.py`).
+/// First-step top-10 of `model` on the golden's ids against a text-only golden of
+/// `tests/decoder_variants/text_goldens.json` (`make_text_goldens.py`), within 1e-3 relative.
+#[cfg(not(target_arch = "wasm32"))]
+fn check_text_golden(key: &str, m: &Llama) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("tests/decoder_variants/text_goldens.json")).unwrap();
+    let gold: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let g = &gold[key];
+    let nums = |k: &str| g[k].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<f64>>();
+    let ids: Vec<u32> = nums("ids").into_iter().map(|v| v as u32).collect();
+    let logits = m.forward(&ids, &mut m.new_cache(ids.len())).unwrap();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let want_ids: Vec<usize> = nums("top10_ids").into_iter().map(|v| v as usize).collect();
+    assert_eq!(&order[..10], &want_ids[..], "{key}: top-10 ids");
+    let err = want_ids
+        .iter()
+        .zip(nums("top10_logits"))
+        .fold(0f64, |e, (&i, w)| e.max((logits[i] as f64 - w).abs() / w.abs()));
+    println!("{key}: text top-10 max rel err {err:.2e}");
+    assert!(err <= 1e-3, "{key}: top-10 logits rel err {err}");
+}
+
+/// The committed LLaVaOLMoBitnet1B-style fixture (`tests/fixtures/bitnet/tiny`: OLMo config
+/// format, latent f32 weights) against the fixture's numpy BitNet reference decoder.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn bitnet_fixture_text_matches_numpy_reference() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let gold: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("tests/decoder_variants/text_goldens.json")).unwrap())
-            .unwrap();
-    let g = &gold["bitnet/tiny"];
     let ck = webvlm::io::open(&root.join("tests/fixtures/bitnet/tiny")).unwrap();
     let cfg = LlamaConfig::from_value(&ck.config).unwrap();
     assert!(cfg.arch.ternary && cfg.arch.bitlinear_norm);
     let m = Llama::load(cfg, ck.weights.as_ref(), "", &LoadOptions::default()).unwrap();
-    let ids: Vec<u32> = g["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-    let logits = m.forward(&ids, &mut m.new_cache(64)).unwrap();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    let want_ids: Vec<usize> =
-        g["top10_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-    let want: Vec<f32> = g["top10_logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-    assert_eq!(&order[..10], &want_ids[..], "top-10 ids");
-    let err = want_ids.iter().zip(&want).fold(0f32, |e, (&i, &w)| e.max((logits[i] - w).abs() / w.abs()));
-    println!("bitnet/tiny text top-10 max rel err {err:.2e}");
-    assert!(err <= 1e-3, "top-10 logits rel err {err}");
+    check_text_golden("bitnet/tiny", &m);
+}
+
+/// The committed LLaVA-Gemma fixture's Gemma decoder (weights under `language_model.`,
+/// head_dim 32 from `text_config`) against transformers on a prompt without image tokens.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn llava_gemma_fixture_text_matches_transformers() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ck = webvlm::io::open(&root.join("tests/fixtures/llava/llava-gemma")).unwrap();
+    let cfg = LlamaConfig::from_value(&ck.config["text_config"]).unwrap();
+    assert!(cfg.arch.embed_scale);
+    let m = Llama::load(cfg, ck.weights.as_ref(), "language_model.", &LoadOptions::default()).unwrap();
+    check_text_golden("llava/llava-gemma", &m);
 }
