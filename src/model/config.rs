@@ -160,7 +160,7 @@ impl LlamaConfig {
                 c.sliding_window = None;
             }
         }
-        if c.n_heads() % c.n_kv_heads() != 0 {
+        if !c.n_heads().is_multiple_of(c.n_kv_heads()) {
             return Err(Error::format(
                 "config.json",
                 format!("{} heads is not a multiple of {} KV heads", c.n_heads(), c.n_kv_heads()),

@@ -92,6 +92,7 @@ fn attention(q: &[Vec<f64>], k: &[Vec<f64>], v: &[Vec<f64>], t: usize, hd: usize
 }
 
 /// Logits `[V]` of the last of `n` input embeddings `x: [n, D]`.
+#[allow(clippy::needless_range_loop)] // token index t addresses h, qs, ks and vs alike
 pub fn reference_logits(m: &Model, x: &[f32], n: usize) -> Vec<f32> {
     let fam = m.fam;
     let bit = fam == Family::Bitnet;
