@@ -4,5 +4,6 @@
 pub mod anyres;
 pub mod clip;
 pub mod image;
+pub mod ops;
 pub mod preprocess;
 pub mod projector;
