@@ -196,6 +196,7 @@ pub fn convert(
         model_type,
         config: ckpt.config,
         tokenizer: ManifestTokenizer { spec: ckpt.tokenizer, file: tok_file.file.clone() },
+        preprocessor: ckpt.preprocessor,
         tensors,
         shards,
         files: vec![tok_file],

@@ -3,7 +3,10 @@
 //! `model.safetensors.index.json` (`weight_map`), `tokenizer.json`, `tokenizer_config.json`
 //! (chat template, BOS/EOS tokens, `add_bos_token`), `chat_template.jinja` /
 //! `chat_template.json` (newer transformers keep the template there) and
-//! `generation_config.json` (`eos_token_id`, int or list).
+//! `generation_config.json` (`eos_token_id`, int or list). Vision models add
+//! `preprocessor_config.json` (the image processor's fields, flat) and/or `processor_config.json`
+//! (processor fields such as `patch_size`, with the image processor's fields nested under
+//! `image_processor` in transformers 5); [`merge_preprocessor`] makes one flat object of them.
 //!
 //! LLaVA-style configs (with `text_config`) are kept whole; model code picks what it needs.
 
@@ -133,8 +136,42 @@ pub fn tokenizer_spec(files: TokenizerFiles) -> Result<TokenizerSpec> {
     Ok(TokenizerSpec { json: files.tokenizer_json, add_bos, bos_id, bos_token, eos_ids, eos_token, chat_template })
 }
 
+/// One flat image-processor object from `preprocessor_config.json` (`pre`) and
+/// `processor_config.json` (`proc`): `pre`'s fields, then `proc`'s top-level fields other than
+/// nested sub-processor objects (`patch_size`, `vision_feature_select_strategy`, ...), then the
+/// fields of `proc.image_processor`, later ones winning (transformers prefers the nested config).
+/// `None` when neither file exists; an error naming the file when one is not a JSON object.
+pub fn merge_preprocessor(pre: Option<Value>, proc: Option<Value>) -> Result<Option<Value>> {
+    if pre.is_none() && proc.is_none() {
+        return Ok(None);
+    }
+    let object = |v: Value, file: &str| match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(Error::format(file, "not a JSON object")),
+    };
+    let mut out = match pre {
+        Some(v) => object(v, "preprocessor_config.json")?,
+        None => serde_json::Map::new(),
+    };
+    if let Some(v) = proc {
+        let mut proc = object(v, "processor_config.json")?;
+        let nested = match proc.remove("image_processor") {
+            Some(v) => Some(object(v, "processor_config.json: image_processor")?),
+            None => None,
+        };
+        for (k, v) in proc {
+            let sub_processor = v.is_object() && (k.ends_with("_processor") || k.ends_with("tokenizer"));
+            if !sub_processor {
+                out.insert(k, v);
+            }
+        }
+        out.extend(nested.into_iter().flatten());
+    }
+    Ok(Some(Value::Object(out)))
+}
+
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::{open_dir, read_tokenizer, HfWeights};
+pub use native::{open_dir, read_preprocessor, read_tokenizer, HfWeights};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -181,8 +218,19 @@ mod native {
             return Err(Error::format(dir.join("config.json").display().to_string(), "not a JSON object"));
         }
         let tokenizer = read_tokenizer(dir)?;
+        let preprocessor = read_preprocessor(dir)?;
         let weights = HfWeights::open(dir)?;
-        Ok(Checkpoint { config, tokenizer, weights: Box::new(weights) })
+        Ok(Checkpoint { config, tokenizer, weights: Box::new(weights), preprocessor })
+    }
+
+    /// `preprocessor_config.json` and `processor_config.json`, merged ([`merge_preprocessor`]).
+    pub fn read_preprocessor(dir: &Path) -> Result<Option<Value>> {
+        let pre = read_opt_json(&dir.join("preprocessor_config.json"))?;
+        let proc = read_opt_json(&dir.join("processor_config.json"))?;
+        merge_preprocessor(pre, proc).map_err(|e| match e {
+            Error::Format { what, msg } => Error::format(dir.join(what).display().to_string(), msg),
+            e => e,
+        })
     }
 
     /// Memory-mapped safetensors files of an HF folder; dense F32/F16/BF16 tensors → f32.

@@ -78,6 +78,9 @@ pub struct Checkpoint {
     pub config: serde_json::Value,
     pub tokenizer: TokenizerSpec,
     pub weights: Box<dyn WeightSource>,
+    /// The image processor's settings, for vision models: `preprocessor_config.json` merged
+    /// with `processor_config.json` (see [`hf::merge_preprocessor`]); `None` for text-only models.
+    pub preprocessor: Option<serde_json::Value>,
 }
 
 /// Open `path`: a GGUF file, a converted folder (`manifest.json`) or an HF folder (`config.json`).

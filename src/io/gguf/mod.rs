@@ -132,7 +132,7 @@ pub fn open_bytes(bytes: Bytes, what: &str, opts: OpenOptions) -> Result<Checkpo
     let config = config::synthesize(&header, &arch_name, what)?;
     let tokenizer = tokenizer::spec(&header, what)?;
     let weights = GgufSource::new(bytes, &header, arch, &config, what, opts)?;
-    Ok(Checkpoint { config, tokenizer, weights: Box::new(weights) })
+    Ok(Checkpoint { config, tokenizer, weights: Box::new(weights), preprocessor: None })
 }
 
 /// Open a `.gguf` file (memory-mapped) as a [`Checkpoint`] with HF tensor names and config;

@@ -413,9 +413,11 @@ fn check_tensor(
     let offset = data_offset.checked_add(rel);
     match offset.and_then(|o| o.checked_add(nbytes)) {
         Some(end) if end <= file_len => {}
-        _ => return Err(bad(format!(
+        _ => {
+            return Err(bad(format!(
             "data [{data_offset} + {rel}, +{nbytes} bytes) runs past the end of the {file_len}-byte file (truncated?)"
-        ))),
+        )))
+        }
     }
     Ok(TensorInfo { name, dims, ty, offset: data_offset + rel, nbytes })
 }

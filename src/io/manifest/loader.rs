@@ -77,7 +77,12 @@ impl ManifestLoader {
         }
         super::check_hash(entry, tokenizer_json.as_bytes())?;
         let tokenizer = m.tokenizer_spec(tokenizer_json);
-        Ok(Checkpoint { config: m.config, tokenizer, weights: Box::new(MemWeights::new(self.tensors)) })
+        Ok(Checkpoint {
+            config: m.config,
+            tokenizer,
+            weights: Box::new(MemWeights::new(self.tensors)),
+            preprocessor: m.preprocessor,
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! The converted format: `manifest.json` + safetensors shards (`model-00000.safetensors`, ...).
 //!
-//! `manifest.json` holds the HF config, the tokenizer spec, and for every tensor its shape,
-//! weight format and segments (`q`, `scales`, `mins` or `w`), each located by shard index,
+//! `manifest.json` holds the HF config, the tokenizer spec, the image processor's settings
+//! (vision models), and for every tensor its shape, weight format and segments (`q`, `scales`, `mins` or `w`), each located by shard index,
 //! *absolute* byte offset in the shard file and length. The offsets are multiples of 16, so a
 //! segment can go to a GPU storage buffer straight from the file bytes. Every shard is also a
 //! plain safetensors file in which segment `s` of tensor `t` is the tensor `t.s` (layouts in
@@ -43,6 +43,9 @@ pub struct Manifest {
     /// The HF `config.json` document.
     pub config: serde_json::Value,
     pub tokenizer: ManifestTokenizer,
+    /// The image processor's settings (vision models only; absent in text-only manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocessor: Option<serde_json::Value>,
     pub tensors: Vec<TensorEntry>,
     pub shards: Vec<FileEntry>,
     /// Side files (`tokenizer.json`).
@@ -163,6 +166,9 @@ impl Manifest {
             if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
                 return Err(err(format!("{}: sha256 `{}` is not 64 lowercase hex digits", f.file, f.sha256)));
             }
+        }
+        if self.preprocessor.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(err("`preprocessor` is not a JSON object".into()));
         }
         if !self.files.iter().any(|f| f.file == self.tokenizer.file) {
             return Err(err(format!("tokenizer file `{}` is not listed in `files`", self.tokenizer.file)));

@@ -30,6 +30,7 @@ pub fn open_dir(dir: &Path) -> Result<Checkpoint> {
         config: manifest.config.clone(),
         tokenizer: manifest.tokenizer_spec(tok),
         weights: Box::new(weights),
+        preprocessor: manifest.preprocessor.clone(),
     })
 }
 
