@@ -12,6 +12,7 @@ pub mod config;
 pub mod kv;
 pub mod linear;
 pub mod llama;
+pub mod llava;
 pub mod ops;
 pub mod rope;
 #[cfg(test)]

@@ -183,7 +183,13 @@ impl VisionTower {
 
     /// `hidden_states[i]` for each `i` in `wanted` (0 = encoder input, `i` = after layer `i`),
     /// each `[tokens, hidden]`, for one image `pixels: [channels, height, width]`.
-    pub fn hidden_states(&self, pixels: &[f32], height: usize, width: usize, wanted: &[usize]) -> Result<Vec<Vec<f32>>> {
+    pub fn hidden_states(
+        &self,
+        pixels: &[f32],
+        height: usize,
+        width: usize,
+        wanted: &[usize],
+    ) -> Result<Vec<Vec<f32>>> {
         let last = wanted.iter().copied().max().unwrap_or(0);
         if last > self.layers.len() {
             return Err(Error::Invalid(format!(
@@ -258,7 +264,9 @@ impl VisionTower {
         let layers: usize = self
             .layers
             .iter()
-            .map(|l| [&l.q, &l.k, &l.v, &l.o, &l.fc1, &l.fc2].iter().map(|x| lin(x)).sum::<usize>() + 16 * l.ln1.0.len())
+            .map(|l| {
+                [&l.q, &l.k, &l.v, &l.o, &l.fc1, &l.fc2].iter().map(|x| lin(x)).sum::<usize>() + 16 * l.ln1.0.len()
+            })
             .sum();
         layers + lin(&self.patch) + 4 * self.position.len()
     }
@@ -337,10 +345,16 @@ mod tests {
     #[test]
     fn config_defaults_follow_transformers() {
         let d = VisionDims::from_value(&serde_json::json!({"hidden_size": 64, "num_attention_heads": 4})).unwrap();
-        assert_eq!((d.kind, d.patch_size, d.image_size, d.act, d.layers), (TowerKind::Clip, 32, 224, Activation::QuickGelu, 12));
+        assert_eq!(
+            (d.kind, d.patch_size, d.image_size, d.act, d.layers),
+            (TowerKind::Clip, 32, 224, Activation::QuickGelu, 12)
+        );
         assert_eq!(d.num_positions(), 50);
         let s = VisionDims::from_value(&serde_json::json!({"model_type": "siglip_vision_model"})).unwrap();
-        assert_eq!((s.kind, s.patch_size, s.act, s.num_positions()), (TowerKind::Siglip, 16, Activation::GeluTanh, 196));
+        assert_eq!(
+            (s.kind, s.patch_size, s.act, s.num_positions()),
+            (TowerKind::Siglip, 16, Activation::GeluTanh, 196)
+        );
         assert!(VisionDims::from_value(&serde_json::json!({"hidden_size": 10, "num_attention_heads": 4})).is_err());
         assert!(VisionDims::from_value(&serde_json::json!({"model_type": "vit"})).is_err());
     }
