@@ -49,28 +49,32 @@ pub struct LlavaNames {
 }
 
 impl LlavaNames {
-    /// Detect the naming from the tensors present.
+    /// Detect the naming from the tensors present: transformers 5.x in memory
+    /// (`model.vision_tower.*`, `model.language_model.*`, `lm_head.*`), as saved by 5.x and
+    /// 4.x (`vision_tower.*`, `multi_modal_projector.*`, `language_model.model.*`,
+    /// `language_model.lm_head.*`), with or without CLIP's `vision_model.` level.
     pub fn detect(src: &dyn WeightSource) -> Result<LlavaNames> {
-        let v5 = "model.vision_tower.vision_model.embeddings.patch_embedding.weight";
-        let v4 = "vision_tower.vision_model.embeddings.patch_embedding.weight";
-        let rules = |r: &[(&str, &str)]| r.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        if src.contains(v5) {
-            Ok(LlavaNames {
-                vision: "model.vision_tower.vision_model.".into(),
-                projector: "model.multi_modal_projector.".into(),
-                text: rules(&[("model.", "model.language_model."), ("lm_head.", "lm_head.")]),
-                newline: "model.image_newline".into(),
-            })
-        } else if src.contains(v4) {
-            Ok(LlavaNames {
-                vision: "vision_tower.vision_model.".into(),
-                projector: "multi_modal_projector.".into(),
-                text: rules(&[("model.", "language_model.model."), ("lm_head.", "language_model.lm_head.")]),
-                newline: "image_newline".into(),
-            })
-        } else {
-            Err(Error::MissingTensor(format!("{v5}` (or `{v4}")))
+        fn find(src: &dyn WeightSource, cands: &[&'static str], suffix: &str) -> Option<&'static str> {
+            cands.iter().find(|p| src.contains(&format!("{p}{suffix}"))).copied()
         }
+        let patch = "embeddings.patch_embedding.weight";
+        let towers =
+            ["model.vision_tower.vision_model.", "model.vision_tower.", "vision_tower.vision_model.", "vision_tower."];
+        let vision = find(src, &towers, patch)
+            .ok_or_else(|| Error::MissingTensor(format!("vision_tower.{patch}` (under any known prefix")))?;
+        let projector = find(src, &["model.multi_modal_projector.", "multi_modal_projector."], "linear_1.weight")
+            .ok_or_else(|| Error::MissingTensor("multi_modal_projector.linear_1.weight".into()))?;
+        let embed = "embed_tokens.weight";
+        let body = find(src, &["model.language_model.", "language_model.model."], embed)
+            .ok_or_else(|| Error::MissingTensor(format!("language_model.model.{embed}")))?;
+        let head = find(src, &["lm_head.", "language_model.lm_head."], "weight").unwrap_or("lm_head.");
+        let newline = find(src, &["model.", ""], "image_newline").unwrap_or("model.");
+        Ok(LlavaNames {
+            vision: vision.into(),
+            projector: projector.into(),
+            text: vec![("model.".into(), body.into()), ("lm_head.".into(), head.into())],
+            newline: format!("{newline}image_newline"),
+        })
     }
 }
 
