@@ -15,6 +15,7 @@ use super::llama::Llama;
 use super::{KvCache, LlamaConfig, LoadOptions};
 use crate::error::{Error, Result};
 use crate::io::{Tensor, WeightSource};
+use crate::vision::anyres;
 use crate::vision::clip::{VisionDims, VisionTower};
 use crate::vision::ops::Activation;
 use crate::vision::projector::Projector;
@@ -204,9 +205,16 @@ impl LlavaConfig {
     /// NeXT: the tile grid for an image of `orig` `(height, width)` and the crop `unpad_image`
     /// keeps of the reassembled feature map.
     pub fn next_layout(&self, orig: (usize, usize), pinpoints: &[(usize, usize)]) -> Result<NextLayout> {
-        let size = self.vision.image_size;
-        let (bh, bw) = select_best_resolution(orig, pinpoints)?;
-        let grid = (bh / size, bw / size);
+        let u = |x: usize| u32::try_from(x).map_err(|_| Error::Invalid(format!("image side {x} is too large")));
+        let pins = pinpoints.iter().map(|&(h, w)| Ok((u(h)?, u(w)?))).collect::<Result<Vec<_>>>()?;
+        let o = (u(orig.0)?, u(orig.1)?);
+        if o.0 == 0 || o.1 == 0 {
+            return Err(Error::Invalid(format!("image of {}x{} pixels", o.0, o.1)));
+        }
+        let size = u(self.vision.image_size)?;
+        let (bh, bw) = anyres::select_best_resolution(o, &pins)
+            .ok_or_else(|| Error::format("config.json", "empty image_grid_pinpoints"))?;
+        let grid = ((bh / size) as usize, (bw / size) as usize);
         if grid.0 == 0 || grid.1 == 0 {
             return Err(Error::format(
                 "config.json",
@@ -214,8 +222,8 @@ impl LlavaConfig {
             ));
         }
         let g = self.vision.grid();
-        let (crop_off, crop) = unpad_crop((grid.0 * g, grid.1 * g), orig)?;
-        Ok(NextLayout { grid, crop_off, crop })
+        let (rows, cols) = anyres::unpad_ranges((u(grid.0 * g)?, u(grid.1 * g)?), o);
+        Ok(NextLayout { grid, crop_off: (rows.start as usize, cols.start as usize), crop: (rows.len(), cols.len()) })
     }
 }
 
@@ -315,45 +323,6 @@ pub struct NextLayout {
     /// The unpadded crop of the `(rows*g, cols*g)` feature map: offset and size, in patches.
     pub crop_off: (usize, usize),
     pub crop: (usize, usize),
-}
-
-/// `select_best_resolution`: the pinpoint `(height, width)` that keeps the most of an
-/// `orig` `(height, width)` image when it is scaled to fit, ties broken by the least waste.
-pub fn select_best_resolution(orig: (usize, usize), pinpoints: &[(usize, usize)]) -> Result<(usize, usize)> {
-    let (oh, ow) = (orig.0 as f64, orig.1 as f64);
-    let mut best = None;
-    let (mut max_eff, mut min_waste) = (0usize, usize::MAX);
-    for &(h, w) in pinpoints {
-        let scale = (w as f64 / ow).min(h as f64 / oh);
-        let (dw, dh) = ((ow * scale) as usize, (oh * scale) as usize);
-        let eff = (dw * dh).min(orig.0 * orig.1);
-        let waste = w * h - eff;
-        if eff > max_eff || (eff == max_eff && waste < min_waste) {
-            (max_eff, min_waste, best) = (eff, waste, Some((h, w)));
-        }
-    }
-    best.ok_or_else(|| Error::Invalid(format!("no grid pinpoint fits a {}x{} image", orig.0, orig.1)))
-}
-
-/// `unpad_image` on a feature map of `cur` `(height, width)` for an image of `orig`
-/// `(height, width)`: the crop's offset and size `((row0, col0), (rows, cols))`.
-pub fn unpad_crop(cur: (usize, usize), orig: (usize, usize)) -> Result<((usize, usize), (usize, usize))> {
-    let (ch, cw) = cur;
-    let (oh, ow) = orig;
-    if oh == 0 || ow == 0 || ch == 0 || cw == 0 {
-        return Err(Error::Invalid(format!("unpad of a {ch}x{cw} map for a {oh}x{ow} image")));
-    }
-    // Python: `int(round(x, 7))`
-    let round7 = |x: f64| ((x * 1e7).round() / 1e7) as usize;
-    if ow as f64 / oh as f64 > cw as f64 / ch as f64 {
-        let new_h = round7(oh as f64 * (cw as f64 / ow as f64)).min(ch);
-        let pad = (ch - new_h) / 2;
-        Ok(((pad, 0), (ch - 2 * pad, cw)))
-    } else {
-        let new_w = round7(ow as f64 * (ch as f64 / oh as f64)).min(cw);
-        let pad = (cw - new_w) / 2;
-        Ok(((0, pad), (ch, cw - 2 * pad)))
-    }
 }
 
 impl Llava {
