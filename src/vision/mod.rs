@@ -3,6 +3,7 @@
 
 pub mod anyres;
 pub mod clip;
+pub mod features;
 pub mod image;
 pub mod ops;
 pub mod preprocess;
