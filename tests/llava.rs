@@ -1,0 +1,154 @@
+//! LLaVA-family checkpoints end to end against the goldens of `tests/fixtures/llava/<name>/`
+//! (HF transformers 5.23, f32 compute on the f16-stored weights; see
+//! `tests/fixtures/make_fixtures.py`): prompt ids with `<image>` expanded, pixel values,
+//! first-step top-10 logits, 12 greedy ids; and after `convert` (INT8 vision tower, INT4
+//! language model) the first generated id.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use webvlm::convert::{ConvertOptions, WeightChoice};
+use webvlm::engine::{ChatTurn, Engine, GenerateParams};
+use webvlm::model::LoadOptions;
+use webvlm::vision::features::{self, PreparedImage};
+use webvlm::vision::image::{decode, Image, DEFAULT_MAX_PIXELS};
+use webvlm::vision::preprocess::PixelValues;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    let p = root().join("tests/fixtures/llava").join(name);
+    assert!(p.join("golden.json").exists(), "{} is missing: see tests/fixtures/make_fixtures.py", p.display());
+    p
+}
+
+fn golden(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn image(case: &Value) -> Image {
+    let bytes = std::fs::read(root().join(case["image"].as_str().unwrap())).unwrap();
+    decode(&bytes, DEFAULT_MAX_PIXELS).unwrap()
+}
+
+fn params(n: usize) -> GenerateParams {
+    GenerateParams { max_new_tokens: n, ..Default::default() }
+}
+
+/// The prompt the fixture's processor saw, rendered through the chat template.
+fn prompt(e: &Engine, g: &Value) -> Vec<u32> {
+    let turn = ChatTurn { role: "user".into(), text: g["prompt"].as_str().unwrap().into(), images: 1 };
+    e.chat_prompt_ids_with_images(&[turn]).unwrap()
+}
+
+/// Top-10 of the first step against the golden: same ids, logits within 1e-3 relative.
+fn check_logits(e: &Engine, case: &Value, what: &str) {
+    let want_ids = ids(&case["top10_ids"]);
+    let want = floats(&case["top10_logits"]);
+    let logits = e.first_logits();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let got_ids: Vec<u32> = order[..10].iter().map(|&i| i as u32).collect();
+    assert_eq!(got_ids, want_ids, "{what}: top-10 ids");
+    for (&id, &w) in want_ids.iter().zip(&want) {
+        let got = logits[id as usize];
+        assert!((got - w).abs() <= 1e-3 * w.abs().max(1.0), "{what}: logit of {id}: {got} vs {w}");
+    }
+}
+
+/// Every case of a fixture in f32: ids, pixels, logits, greedy ids.
+fn check_fixture(name: &str) {
+    let dir = fixture(name);
+    let g = golden(&dir);
+    let mut e = Engine::new(webvlm::io::open(&dir).unwrap(), &LoadOptions::default()).unwrap();
+    let llava = e.llava().expect("a LLaVA checkpoint");
+    assert_eq!(llava.cfg.image_token_id as u64, g["image_token_id"].as_u64().unwrap());
+    for case in g["cases"].as_array().unwrap() {
+        let what = format!("{name}/{}", case["name"].as_str().unwrap());
+        let img = image(case);
+        let cfg = features::processor_config(webvlm::io::open(&dir).unwrap().preprocessor.as_ref(), e.llava().unwrap())
+            .unwrap();
+        let prepared = features::prepare(&img, &cfg, e.llava().unwrap()).unwrap();
+        let px = &prepared.tiles;
+        let mean = px.iter().map(|t| t.mean()).sum::<f64>() / px.len() as f64;
+        let want_mean = case["pixel_values"]["mean"].as_f64().unwrap();
+        assert!((mean - want_mean).abs() < 1e-3, "{what}: pixel mean {mean} vs {want_mean}");
+        e.reset();
+        e.start_with_images(&prompt(&e, &g), &[img], params(12)).unwrap();
+        let mut got = Vec::new();
+        while let Some(ev) = e.step().unwrap() {
+            got.push(ev.id);
+        }
+        assert_eq!(e.prompt_ids(), ids(&case["input_ids"]), "{what}: input_ids");
+        assert_eq!(e.image_tokens() as u64, case["num_image_tokens"].as_u64().unwrap());
+        check_logits(&e, case, &what);
+        let want = ids(&case["greedy_ids_stop_at_eos"]);
+        assert_eq!(got, want, "{what}: greedy ids");
+    }
+}
+
+#[test]
+fn llava15_llama_matches_transformers() {
+    check_fixture("llava15-llama");
+}
+
+/// The model on the reference pixel values themselves (no preprocessing in the loop).
+#[test]
+fn llava15_llama_on_reference_pixels() {
+    let dir = fixture("llava15-llama");
+    let g = golden(&dir);
+    let case = g["cases"].as_array().unwrap().iter().find(|c| c["pixel_values"].get("file").is_some()).unwrap();
+    let shape: Vec<usize> =
+        case["pixel_values"]["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let raw = std::fs::read(dir.join(case["pixel_values"]["file"].as_str().unwrap())).unwrap();
+    let data: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    let tile = PixelValues { channels: shape[1], height: shape[2], width: shape[3], data };
+    let orig = (case["image_height"].as_u64().unwrap() as usize, case["image_width"].as_u64().unwrap() as usize);
+    let prepared = PreparedImage { tiles: vec![tile], orig };
+    let mut e = Engine::new(webvlm::io::open(&dir).unwrap(), &LoadOptions::default()).unwrap();
+    let p = prompt(&e, &g);
+    e.start_with_prepared(&p, &[prepared], params(12)).unwrap();
+    let mut got = Vec::new();
+    while let Some(ev) = e.step().unwrap() {
+        got.push(ev.id);
+    }
+    assert_eq!(e.prompt_ids(), ids(&case["input_ids"]));
+    check_logits(&e, case, "reference pixels");
+    assert_eq!(got, ids(&case["greedy_ids_stop_at_eos"]));
+}
+
+/// INT8 vision tower + INT4 language model through `convert`: the first generated id is the
+/// reference's; the logit error is printed.
+#[test]
+fn llava15_llama_converted_int8_vision_int4_text() {
+    let dir = fixture("llava15-llama");
+    let g = golden(&dir);
+    let out = root().join(".cache/tmp-vis/llava15-llama-int4");
+    let opts = ConvertOptions { weights: WeightChoice::Int4, force: true, ..Default::default() };
+    let report = webvlm::convert::convert(&dir, &out, &opts, &mut |_| {}).unwrap();
+    assert!(report.formats.contains_key("int8") && report.formats.contains_key("f16"), "{:?}", report.formats);
+    let mut e = Engine::new(webvlm::io::open(&out).unwrap(), &LoadOptions::default()).unwrap();
+    for case in g["cases"].as_array().unwrap() {
+        let img = image(case);
+        e.start_with_images(&prompt(&e, &g), &[img], params(1)).unwrap();
+        let first = e.step().unwrap().unwrap().id;
+        let want = ids(&case["top10_ids"]);
+        let err = want
+            .iter()
+            .zip(floats(&case["top10_logits"]))
+            .map(|(&i, w)| (e.first_logits()[i as usize] - w).abs())
+            .fold(0f32, f32::max);
+        println!("{}: converted top-10 logit max abs error {err:.4}", case["name"].as_str().unwrap());
+        assert_eq!(first, want[0]);
+    }
+}
