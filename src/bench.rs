@@ -22,7 +22,7 @@ pub const READ_BUFFER_BYTES: usize = 512 << 20;
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct GemvOptions {
-    /// Formats to run (default: INT4 sym g64 / g32 / g128, INT4 asym g64, INT8).
+    /// Formats to run (default: INT4 sym g64 / g32 / g128, INT4 asym g64, INT8, ternary).
     pub formats: Vec<WeightFormat>,
     /// `(rows, cols)` = `(out, in)` shapes (default 4096×4096, 4096×14336, 14336×4096).
     pub shapes: Vec<(usize, usize)>,
@@ -50,6 +50,7 @@ impl Default for GemvOptions {
                 WeightFormat::Int4 { group: 128, sym: true },
                 WeightFormat::Int4 { group: 64, sym: false },
                 WeightFormat::Int8,
+                WeightFormat::Ternary,
             ],
             shapes: vec![(4096, 4096), (4096, 14336), (14336, 4096)],
             threads,
@@ -210,7 +211,7 @@ fn scale(r: &mut Rng) -> f16 {
     f16::from_f32(0.001 + r.next_f32() * 0.01)
 }
 
-/// A random weight matrix `[rows, cols]` in `fmt` (only INT4 / INT8 / f16 / f32 layouts).
+/// A random weight matrix `[rows, cols]` in `fmt`.
 pub fn random_weights(fmt: WeightFormat, rows: usize, cols: usize, seed: u64) -> QTensor {
     let mut r = Rng::new(seed);
     let n = rows * cols;
@@ -227,6 +228,16 @@ pub fn random_weights(fmt: WeightFormat, rows: usize, cols: usize, seed: u64) ->
         },
         WeightFormat::F16 => QData::F16((0..n).map(|_| scale(&mut r)).collect()),
         WeightFormat::F32 => QData::F32((0..n).map(|_| scale(&mut r).to_f32()).collect()),
+        WeightFormat::Ternary => QData::Ternary {
+            // random 2-bit codes with 3 (invalid) turned into 2
+            q: (0..rows * cols.div_ceil(16))
+                .map(|_| {
+                    let w = r.next_u32();
+                    w ^ (w & (w >> 1) & 0x5555_5555)
+                })
+                .collect(),
+            scale: scale(&mut r).to_f32(),
+        },
     };
     QTensor { rows, cols, data }
 }

@@ -21,6 +21,8 @@ pub enum WeightChoice {
     Int8,
     F16,
     F32,
+    /// BitNet b1.58 ternary (2-bit) weights.
+    Ternary,
 }
 
 impl std::str::FromStr for WeightChoice {
@@ -31,7 +33,8 @@ impl std::str::FromStr for WeightChoice {
             "int8" => WeightChoice::Int8,
             "f16" => WeightChoice::F16,
             "f32" => WeightChoice::F32,
-            _ => return Err(Error::Invalid(format!("weights `{s}`: choose int4, int8, f16 or f32"))),
+            "ternary" => WeightChoice::Ternary,
+            _ => return Err(Error::Invalid(format!("weights `{s}`: choose int4, int8, f16, f32 or ternary"))),
         })
     }
 }
@@ -85,6 +88,7 @@ pub fn target_format(name: &str, shape: &[usize], opts: &ConvertOptions, warning
         WeightChoice::F32 => WeightFormat::F32,
         WeightChoice::F16 => WeightFormat::F16,
         WeightChoice::Int8 => WeightFormat::Int8,
+        WeightChoice::Ternary => WeightFormat::Ternary,
         WeightChoice::Int4 => {
             let sym = opts.sym;
             if cols % opts.group_size == 0 {

@@ -28,6 +28,7 @@ fn formats() -> Vec<WeightFormat> {
             f.push(WeightFormat::Int4 { group, sym });
         }
     }
+    f.push(WeightFormat::Ternary);
     f
 }
 
@@ -118,6 +119,9 @@ fn reference_matches_dense_math() {
         let wd = w.dequantize();
         let xd: Vec<f32> = if matches!(fmt, WeightFormat::F32 | WeightFormat::F16) {
             x.clone()
+        } else if fmt == WeightFormat::Ternary {
+            let a = kernels::ternary::TernAct::new(&x, 1, cols);
+            (0..cols).map(|c| a.q[c] as f32 * a.s[0]).collect()
         } else {
             let a = ActQ::new(&x, 1, cols);
             (0..cols).map(|c| a.q[c] as f32 * a.s[c / 32]).collect()

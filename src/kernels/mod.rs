@@ -3,7 +3,8 @@
 //! Quantized formats (INT4, INT8) quantize the activations to int8 in blocks of 32 (one f32
 //! scale per block, round-to-nearest of `x / (absmax/127)`, see [`act`]) and accumulate
 //! integer dot products per block, as llama.cpp does (`ggml_vec_dot_q4_0_q8_0`); f32 and f16
-//! weights multiply f32 activations. The scalar reference in [`scalar`] defines the exact
+//! weights multiply f32 activations. Ternary weights quantize the activations per token, as
+//! BitNet b1.58 does ([`ternary`]; AVX2/VNNI in [`ternary_avx2`], simd128 in `ternary_simd128`). The scalar reference in [`scalar`] defines the exact
 //! arithmetic; SIMD paths must equal it within 1e-5 relative: natively [`avx2`] (AVX2+FMA+F16C,
 //! optionally AVX-VNNI) and [`avx512`] (AVX-512 VNNI, INT4 only), chosen by runtime detection
 //! ([`Isa::best`]); in wasm [`simd128`], chosen by `cfg(target_feature = "simd128")`. Every
@@ -24,6 +25,11 @@ pub mod avx512;
 pub mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod simd128;
+pub mod ternary;
+#[cfg(target_arch = "x86_64")]
+pub mod ternary_avx2;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod ternary_simd128;
 
 use crate::error::{Error, Result};
 use crate::quant::{QData, QTensor};
@@ -37,6 +43,8 @@ pub enum Input<'a> {
     /// Quantized activations for INT8 / INT4 weights, and for asymmetric INT4 the per-group
     /// offset term `[n, cols/group]` ([`ActQ::group_corr`]; empty otherwise).
     Q { a: ActQ, gcorr: Vec<f32> },
+    /// Per-token int8 activations for ternary weights ([`ternary`]).
+    T { a: ternary::TernAct },
 }
 
 impl Input<'_> {
@@ -44,6 +52,7 @@ impl Input<'_> {
         match self {
             Input::F32 { n, .. } => *n,
             Input::Q { a, .. } => a.n,
+            Input::T { a } => a.n,
         }
     }
 }
@@ -165,6 +174,7 @@ pub fn prepare<'a>(w: &QTensor, x: &'a [f32], n: usize) -> Input<'a> {
             let gcorr = if mins.is_some() { a.group_corr(*group) } else { Vec::new() };
             Input::Q { a, gcorr }
         }
+        QData::Ternary { .. } => Input::T { a: ternary::TernAct::new(x, n, w.cols) },
     }
 }
 
@@ -190,6 +200,9 @@ fn run_rows(isa: Isa, w: &QTensor, inp: &Input, out: &mut [f32]) {
 
 /// One ISA's kernel over rows `r0 .. r0 + out.len()/n`, `out: [nrows, n]`.
 pub fn rows_on(isa: Isa, w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
+    if let (QData::Ternary { q, scale }, Input::T { a }) = (&w.data, inp) {
+        return ternary_rows_on(isa, q, *scale, w.cols, a, r0, out);
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
@@ -212,5 +225,21 @@ pub fn rows_on(isa: Isa, w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Isa::Simd128 => simd128::rows(w, inp, r0, out),
         _ => scalar::rows(w, inp, r0, out),
+    }
+}
+
+/// The ternary kernel of one ISA (AVX-512 uses the AVX-VNNI kernel: 256-bit `vpdpbusd`).
+fn ternary_rows_on(isa: Isa, q: &[u32], gamma: f32, cols: usize, a: &ternary::TernAct, r0: usize, out: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 => {
+            let vnni = isa != Isa::Avx2 && avx2::detected_vnni();
+            assert!(avx2::detected(), "AVX2/FMA/F16C not available");
+            // SAFETY: AVX2 (and AVX-VNNI when `vnni`) were checked just above.
+            unsafe { ternary_avx2::rows(q, gamma, cols, a, r0, out, vnni) }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => ternary_simd128::rows(q, gamma, cols, a, r0, out),
+        _ => ternary::rows_scalar(q, gamma, cols, a, r0, out),
     }
 }

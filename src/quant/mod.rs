@@ -12,13 +12,16 @@
 //! | `int8`        | 8 + 32/cols     | `q: i8[rows*cols]`, `scales: f32[rows]`    | `q * scales[r]`                     |
 //! | `int4_sym_gG` | 4 + 16/G        | `q: u32[rows*cols/8]`, `scales: f16[rows*cols/G]` | `(q - 8) * s`              |
 //! | `int4_asym_gG`| 4 + 32/G        | `q`, `scales`, `mins: f16[rows*cols/G]`    | `q * s + m`                         |
+//! | `ternary`     | 2 (+ row pad)   | `q: u32[rows*ceil(cols/16)]`, `scale: f32[1]` | `(code - 1) * scale`            |
 //!
 //! INT4 packing: word `k` of a row holds weights `8k .. 8k+7`, weight `8k + j` in bits
 //! `4j .. 4j+3` (little-endian, so byte `b` holds weights `8k+2b` (low nibble) and `8k+2b+1`).
+//! Ternary packing: see [`ternary`] (16 two-bit codes per word, each row padded to whole words).
 
 pub mod float;
 pub mod int4;
 pub mod int8;
+pub mod ternary;
 
 use crate::error::{Error, Result};
 use half::f16;
@@ -36,6 +39,8 @@ pub enum WeightFormat {
         group: usize,
         sym: bool,
     },
+    /// BitNet b1.58 ternary weights, 2 bits each, one f32 absmean scale per tensor.
+    Ternary,
 }
 
 pub const INT4_GROUPS: [usize; 3] = [32, 64, 128];
@@ -46,6 +51,7 @@ impl WeightFormat {
             WeightFormat::F32 => "f32".into(),
             WeightFormat::F16 => "f16".into(),
             WeightFormat::Int8 => "int8".into(),
+            WeightFormat::Ternary => "ternary".into(),
             WeightFormat::Int4 { group, sym } => {
                 format!("int4_{}_g{group}", if *sym { "sym" } else { "asym" })
             }
@@ -58,6 +64,7 @@ impl WeightFormat {
             "f32" => WeightFormat::F32,
             "f16" => WeightFormat::F16,
             "int8" => WeightFormat::Int8,
+            "ternary" => WeightFormat::Ternary,
             _ => {
                 let rest = s.strip_prefix("int4_").ok_or_else(bad)?;
                 let (kind, g) = rest.split_once("_g").ok_or_else(bad)?;
@@ -82,6 +89,7 @@ impl WeightFormat {
             WeightFormat::F16 => 16.0,
             WeightFormat::Int8 => 8.0 + 32.0 / cols as f64,
             WeightFormat::Int4 { group, sym } => 4.0 + if *sym { 16.0 } else { 32.0 } / *group as f64,
+            WeightFormat::Ternary => 32.0 * ternary::words_per_row(cols) as f64 / cols.max(1) as f64,
         }
     }
 }
@@ -111,6 +119,9 @@ pub enum QData {
     /// `q: [rows*cols/8]` packed nibbles, `scales: [rows*cols/group]`,
     /// `mins: [rows*cols/group]` for the asymmetric variant, `None` for symmetric.
     Int4 { group: usize, q: Vec<u32>, scales: Vec<f16>, mins: Option<Vec<f16>> },
+    /// `q: [rows * ceil(cols/16)]` packed 2-bit codes ([`ternary`]), `scale`: the tensor's
+    /// absmean scale.
+    Ternary { q: Vec<u32>, scale: f32 },
 }
 
 /// A weight matrix `[rows, cols]` in one of the runtime's formats.
@@ -128,6 +139,7 @@ impl QTensor {
             QData::F16(_) => WeightFormat::F16,
             QData::Int8 { .. } => WeightFormat::Int8,
             QData::Int4 { group, mins, .. } => WeightFormat::Int4 { group: *group, sym: mins.is_none() },
+            QData::Ternary { .. } => WeightFormat::Ternary,
         }
     }
 
@@ -150,6 +162,10 @@ impl QTensor {
                 let (q, scales, mins) = int4::quantize(w, rows, cols, group, sym);
                 QData::Int4 { group, q, scales, mins }
             }
+            WeightFormat::Ternary => {
+                let (q, scale) = ternary::quantize(w, rows, cols);
+                QData::Ternary { q, scale }
+            }
         };
         Ok(QTensor { rows, cols, data })
     }
@@ -161,6 +177,7 @@ impl QTensor {
             QData::F16(w) => float::to_f32(w),
             QData::Int8 { q, scales } => int8::dequantize(q, scales, self.cols),
             QData::Int4 { group, q, scales, mins } => int4::dequantize(q, scales, mins.as_deref(), self.cols, *group),
+            QData::Ternary { q, scale } => ternary::dequantize(q, *scale, self.rows, self.cols),
         }
     }
 
@@ -184,6 +201,10 @@ impl QTensor {
                 let words = &q[r * c / 8..(r + 1) * c / 8];
                 let ng = c / group;
                 int4::dequantize_into(words, &scales[g0..g0 + ng], mins.as_ref().map(|m| &m[g0..g0 + ng]), *group, out);
+            }
+            QData::Ternary { q, scale } => {
+                let wpr = ternary::words_per_row(c);
+                ternary::dequantize_row(&q[r * wpr..(r + 1) * wpr], *scale, out);
             }
         }
     }
@@ -211,6 +232,9 @@ impl QTensor {
                 }
                 v
             }
+            QData::Ternary { q, scale } => {
+                vec![("q", bytemuck::cast_slice(q)), ("scale", bytemuck::bytes_of(scale))]
+            }
         }
     }
 
@@ -228,6 +252,7 @@ impl QTensor {
                 }
                 v
             }
+            WeightFormat::Ternary => vec![("q", 4 * rows * ternary::words_per_row(cols)), ("scale", 4)],
         }
     }
 
@@ -265,6 +290,17 @@ impl QTensor {
                 scales: pod_vec(get("scales")?),
                 mins: if sym { None } else { Some(pod_vec(get("mins")?)) },
             },
+            WeightFormat::Ternary => {
+                let q: Vec<u32> = pod_vec(get("q")?);
+                let scale: f32 = pod_vec::<f32>(get("scale")?)[0];
+                if ternary::has_invalid_code(&q) {
+                    return Err(Error::format("ternary", "segment `q` holds the invalid code 3"));
+                }
+                if !scale.is_finite() {
+                    return Err(Error::format("ternary", format!("scale {scale} is not finite")));
+                }
+                QData::Ternary { q, scale }
+            }
         };
         Ok(QTensor { rows, cols, data })
     }

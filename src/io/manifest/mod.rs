@@ -114,6 +114,7 @@ pub fn segment_layout(
         WeightFormat::F32 => unreachable!("handled above"),
         WeightFormat::F16 => vec![("w", Dtype::F16, vec![r, c])],
         WeightFormat::Int8 => vec![("q", Dtype::I8, vec![r, c]), ("scales", Dtype::F32, vec![r])],
+        WeightFormat::Ternary => vec![("q", Dtype::U32, vec![r, c.div_ceil(16)]), ("scale", Dtype::F32, vec![1])],
         WeightFormat::Int4 { group, sym } => {
             if c % group != 0 {
                 return Err(Error::Shape(format!("tensor `{name}`: group {group} does not divide {c} columns")));
