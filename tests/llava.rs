@@ -102,29 +102,52 @@ fn llava15_llama_matches_transformers() {
 }
 
 /// The model on the reference pixel values themselves (no preprocessing in the loop).
+fn check_reference_pixels(name: &str) {
+    let dir = fixture(name);
+    let g = golden(&dir);
+    let mut e = Engine::new(webvlm::io::open(&dir).unwrap(), &LoadOptions::default()).unwrap();
+    for case in g["cases"].as_array().unwrap() {
+        let what = format!("{name}/{} (reference pixels)", case["name"].as_str().unwrap());
+        let pv = &case["pixel_values"];
+        let shape: Vec<usize> = pv["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+        let raw = std::fs::read(dir.join(pv["file"].as_str().unwrap())).unwrap();
+        let data: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        assert_eq!(data.len(), shape.iter().product::<usize>());
+        // [1, C, H, W] (LLaVA-1.5) or [1, tiles, C, H, W] (NeXT)
+        let (c, h, w) = (shape[shape.len() - 3], shape[shape.len() - 2], shape[shape.len() - 1]);
+        let tiles =
+            data.chunks_exact(c * h * w).map(|t| PixelValues { channels: c, height: h, width: w, data: t.to_vec() });
+        let orig = (case["image_height"].as_u64().unwrap() as usize, case["image_width"].as_u64().unwrap() as usize);
+        let prepared = PreparedImage { tiles: tiles.collect(), orig };
+        e.start_with_prepared(&prompt(&e, &g), &[prepared], params(12)).unwrap();
+        let mut got = Vec::new();
+        while let Some(ev) = e.step().unwrap() {
+            got.push(ev.id);
+        }
+        assert_eq!(e.prompt_ids(), ids(&case["input_ids"]), "{what}: input_ids");
+        check_logits(&e, case, &what);
+        assert_eq!(got, ids(&case["greedy_ids_stop_at_eos"]), "{what}: greedy ids");
+    }
+}
+
 #[test]
 fn llava15_llama_on_reference_pixels() {
-    let dir = fixture("llava15-llama");
-    let g = golden(&dir);
-    let case = g["cases"].as_array().unwrap().iter().find(|c| c["pixel_values"].get("file").is_some()).unwrap();
-    let shape: Vec<usize> =
-        case["pixel_values"]["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
-    let raw = std::fs::read(dir.join(case["pixel_values"]["file"].as_str().unwrap())).unwrap();
-    let data: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    assert_eq!(data.len(), shape.iter().product::<usize>());
-    let tile = PixelValues { channels: shape[1], height: shape[2], width: shape[3], data };
-    let orig = (case["image_height"].as_u64().unwrap() as usize, case["image_width"].as_u64().unwrap() as usize);
-    let prepared = PreparedImage { tiles: vec![tile], orig };
-    let mut e = Engine::new(webvlm::io::open(&dir).unwrap(), &LoadOptions::default()).unwrap();
-    let p = prompt(&e, &g);
-    e.start_with_prepared(&p, &[prepared], params(12)).unwrap();
-    let mut got = Vec::new();
-    while let Some(ev) = e.step().unwrap() {
-        got.push(ev.id);
-    }
-    assert_eq!(e.prompt_ids(), ids(&case["input_ids"]));
-    check_logits(&e, case, "reference pixels");
-    assert_eq!(got, ids(&case["greedy_ids_stop_at_eos"]));
+    check_reference_pixels("llava15-llama");
+}
+
+#[test]
+fn llavanext_mistral_on_reference_pixels() {
+    check_reference_pixels("llavanext-mistral");
+}
+
+#[test]
+fn llavanext_mistral_matches_transformers() {
+    check_fixture("llavanext-mistral");
+}
+
+#[test]
+fn llavanext_mistral_converted_int8() {
+    check_converted("llavanext-mistral", WeightChoice::Int8);
 }
 
 /// Convert `name` (INT8 vision tower, f16 projector, `weights` language model), run every

@@ -136,7 +136,8 @@ impl LlavaConfig {
     pub fn from_value(c: &Value) -> Result<LlavaConfig> {
         let err = |m: String| Error::format("config.json", m);
         let vision = VisionDims::from_value(c.get("vision_config").ok_or_else(|| err("no vision_config".into()))?)?;
-        let text = LlamaConfig::from_value(c.get("text_config").ok_or_else(|| err("no text_config".into()))?)?;
+        let text =
+            LlamaConfig::from_value(&text_config(c.get("text_config").ok_or_else(|| err("no text_config".into()))?))?;
         let architecture = c
             .get("architectures")
             .and_then(|a| a.get(0))
@@ -225,6 +226,23 @@ impl LlavaConfig {
         let (rows, cols) = anyres::unpad_ranges((u(grid.0 * g)?, u(grid.1 * g)?), o);
         Ok(NextLayout { grid, crop_off: (rows.start as usize, cols.start as usize), crop: (rows.len(), cols.len()) })
     }
+}
+
+/// `text_config` with transformers 5.x's `rope_parameters` (`rope_theta`, `rope_type`) also
+/// written as the 4.x fields the decoder's config reads.
+fn text_config(v: &Value) -> Value {
+    let mut v = v.clone();
+    let rp = v.get("rope_parameters").cloned();
+    if let (Some(obj), Some(rp)) = (v.as_object_mut(), rp) {
+        if let Some(theta) = rp.get("rope_theta").filter(|_| !obj.contains_key("rope_theta")) {
+            obj.insert("rope_theta".into(), theta.clone());
+        }
+        let kind = rp.get("rope_type").and_then(Value::as_str).unwrap_or("default");
+        if kind != "default" && !obj.contains_key("rope_scaling") {
+            obj.insert("rope_scaling".into(), rp.clone());
+        }
+    }
+    v
 }
 
 /// `image_grid_pinpoints` `[[h, w], ...]`, with `LlavaNextConfig`'s default.
