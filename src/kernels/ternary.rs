@@ -108,10 +108,8 @@ pub fn rows_scalar(q: &[u32], gamma: f32, cols: usize, a: &TernAct, r0: usize, o
         let row = &q[(r0 + i) * wpr..(r0 + i + 1) * wpr];
         for (t, y) in o.iter_mut().enumerate() {
             let qa = a.q_tok(t);
-            let mut d = 0i32;
-            for c in 0..cols {
-                d += crate::quant::ternary::value(row, c) * qa[c] as i32;
-            }
+            let d: i32 =
+                qa[..cols].iter().enumerate().map(|(c, &x)| crate::quant::ternary::value(row, c) * x as i32).sum();
             *y = d as f32 * (gamma * a.s[t]);
         }
     }

@@ -1,6 +1,12 @@
 //! Llama-family text-model configuration, read from an HF `config.json` with serde.
 //! Missing fields take the defaults transformers uses; nothing about a model's size is
 //! hard-coded anywhere else.
+//!
+//! One decoder serves several families; [`Arch`] records how they differ, derived from
+//! `model_type` (`llama`/`mistral`/… as Llama, `gemma` as transformers' `modeling_gemma.py`,
+//! `olmo` as `modeling_olmo.py`) or, for configs in OLMo's own format (`d_model`, `n_heads`,
+//! `mlp_ratio`, … as written by allenai/OLMo's `hf_olmo` and NousResearch/OLMo-Bitnet-1B), by
+//! [`olmo_native`].
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -67,13 +73,84 @@ pub struct LlamaConfig {
     pub attention_bias: bool,
     #[serde(default)]
     pub mlp_bias: bool,
+    /// Gemma: the MLP activation (Gemma-1 ignores `hidden_act`; unset means
+    /// `gelu_pytorch_tanh`, as transformers does).
+    pub hidden_activation: Option<String>,
+    /// OLMo: clamp q, k and v to `±clip_qkv` after their projections.
+    pub clip_qkv: Option<f64>,
+    /// How this family differs from Llama (derived, not read).
+    #[serde(skip)]
+    pub arch: Arch,
+}
+
+/// Normalization layers of a family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NormKind {
+    /// `w * x / sqrt(mean(x²) + eps)` (LlamaRMSNorm).
+    #[default]
+    Rms,
+    /// Gemma: `(1 + w) * x / sqrt(mean(x²) + eps)`.
+    RmsPlusOne,
+    /// LayerNorm `(x - mean) / sqrt(var + eps)` (then `* w + b` when the checkpoint has them).
+    Layer,
+}
+
+/// MLP gate activation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Act {
+    #[default]
+    Silu,
+    /// `gelu_pytorch_tanh` / `gelu_new` (tanh approximation).
+    GeluTanh,
+    /// Exact (erf) GELU.
+    Gelu,
+}
+
+/// Tensor naming scheme.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Names {
+    /// HF Llama names (`model.layers.N.self_attn.q_proj.weight`, …).
+    #[default]
+    Hf,
+    /// OLMo's own names (`model.transformer.blocks.N.att_proj.weight`, fused q/k/v and
+    /// fused up/gate `ff_proj`).
+    Olmo,
+}
+
+/// The family-specific parts of the decoder.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Arch {
+    pub norm: NormKind,
+    /// Norm epsilon when the family fixes it (OLMo: 1e-5), else `rms_norm_eps`.
+    pub norm_eps: Option<f64>,
+    /// Gemma: input embeddings × `sqrt(hidden_size)` (in f32) inside `forward_embeds`.
+    pub embed_scale: bool,
+    pub act: Act,
+    pub names: Names,
+    /// BitNet b1.58: block linears are `BitLinear158` (ternary weights, per-token int8
+    /// activations).
+    pub ternary: bool,
+    /// `BitLinear158` normalizes its input with a weightless RMSNorm (eps 1e-5) first.
+    pub bitlinear_norm: bool,
+    /// OLMo `scale_logits`: logits × `1 / sqrt(d_model)`.
+    pub scale_logits: bool,
 }
 
 impl LlamaConfig {
     /// Parse from a config document. For LLaVA-style configs pass the `text_config` object.
     pub fn from_value(v: &serde_json::Value) -> Result<Self> {
+        if v.get("d_model").is_some() {
+            return super::olmo_config::olmo_native(v);
+        }
         let mut c: LlamaConfig =
             serde_json::from_value(v.clone()).map_err(|e| Error::format("config.json", e.to_string()))?;
+        c.arch = Arch::for_model_type(&c)?;
+        c.check()
+    }
+
+    /// Checks shared by every config path.
+    pub(crate) fn check(self) -> Result<Self> {
+        let mut c = self;
         if c.num_attention_heads == 0 || c.hidden_size == 0 || c.num_hidden_layers == 0 {
             return Err(Error::format("config.json", "zero-sized model dimension"));
         }
@@ -83,7 +160,7 @@ impl LlamaConfig {
                 c.sliding_window = None;
             }
         }
-        if c.n_heads() % c.n_kv_heads() != 0 {
+        if !c.n_heads().is_multiple_of(c.n_kv_heads()) {
             return Err(Error::format(
                 "config.json",
                 format!("{} heads is not a multiple of {} KV heads", c.n_heads(), c.n_kv_heads()),
@@ -99,5 +176,31 @@ impl LlamaConfig {
     }
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+    /// Epsilon of the normalization layers.
+    pub fn norm_eps(&self) -> f32 {
+        self.arch.norm_eps.unwrap_or(self.rms_norm_eps) as f32
+    }
+}
+
+impl Arch {
+    /// The family of an HF-format config, from `model_type`.
+    fn for_model_type(c: &LlamaConfig) -> Result<Arch> {
+        let act = |name: &str| match name {
+            "silu" | "swish" => Ok(Act::Silu),
+            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(Act::GeluTanh),
+            "gelu" => Ok(Act::Gelu),
+            other => Err(Error::Unsupported(format!("activation `{other}` (silu, gelu, gelu_pytorch_tanh)"))),
+        };
+        Ok(match c.model_type.as_str() {
+            "gemma" => Arch {
+                norm: NormKind::RmsPlusOne,
+                embed_scale: true,
+                act: act(c.hidden_activation.as_deref().unwrap_or("gelu_pytorch_tanh"))?,
+                ..Arch::default()
+            },
+            "olmo" => Arch { norm: NormKind::Layer, norm_eps: Some(1e-5), act: act(&c.hidden_act)?, ..Arch::default() },
+            _ => Arch { act: act(&c.hidden_act)?, ..Arch::default() },
+        })
     }
 }

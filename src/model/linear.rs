@@ -5,7 +5,7 @@ use super::LoadOptions;
 use crate::error::{Error, Result};
 use crate::io::{TensorData, WeightSource};
 use crate::kernels;
-use crate::quant::{QTensor, WeightFormat, INT4_GROUPS};
+use crate::quant::{ternary, QData, QTensor, WeightFormat, INT4_GROUPS};
 
 /// `nn.Linear`: weight `[out, in]` in a runtime format, optional bias `[out]`.
 #[derive(Clone, Debug)]
@@ -96,6 +96,57 @@ pub fn load_linear(src: &dyn WeightSource, prefix: &str, out: usize, inp: usize,
     let bname = format!("{prefix}.bias");
     let bias = if src.contains(&bname) { Some(load_vector(src, &bname, out)?) } else { None };
     Ok(Linear { w, bias })
+}
+
+/// Load a fused linear `prefix.weight` `[Σ parts, inp]` (and its bias) and split its rows into
+/// one [`Linear`] per part (OLMo's `att_proj` = q|k|v, `ff_proj` = up|gate). The weight is
+/// brought to its runtime format *before* the split, so a ternary scale is the fused tensor's.
+pub fn load_fused(
+    src: &dyn WeightSource,
+    prefix: &str,
+    parts: &[usize],
+    inp: usize,
+    opts: &LoadOptions,
+) -> Result<Vec<Linear>> {
+    let out: usize = parts.iter().sum();
+    let whole = load_linear(src, prefix, out, inp, opts)?;
+    let mut r0 = 0;
+    Ok(parts
+        .iter()
+        .map(|&p| {
+            let l = Linear {
+                w: slice_rows(&whole.w, r0, r0 + p),
+                bias: whole.bias.as_ref().map(|b| b[r0..r0 + p].to_vec()),
+            };
+            r0 += p;
+            l
+        })
+        .collect())
+}
+
+/// Rows `r0 .. r1` of a matrix, in its format (every format stores rows contiguously; a
+/// ternary slice keeps the whole tensor's scale).
+pub fn slice_rows(w: &QTensor, r0: usize, r1: usize) -> QTensor {
+    let c = w.cols;
+    let data = match &w.data {
+        QData::F32(v) => QData::F32(v[r0 * c..r1 * c].to_vec()),
+        QData::F16(v) => QData::F16(v[r0 * c..r1 * c].to_vec()),
+        QData::Int8 { q, scales } => QData::Int8 { q: q[r0 * c..r1 * c].to_vec(), scales: scales[r0..r1].to_vec() },
+        QData::Int4 { group, q, scales, mins } => {
+            let g = c / group;
+            QData::Int4 {
+                group: *group,
+                q: q[r0 * c / 8..r1 * c / 8].to_vec(),
+                scales: scales[r0 * g..r1 * g].to_vec(),
+                mins: mins.as_ref().map(|m| m[r0 * g..r1 * g].to_vec()),
+            }
+        }
+        QData::Ternary { q, scale } => {
+            let wpr = ternary::words_per_row(c);
+            QData::Ternary { q: q[r0 * wpr..r1 * wpr].to_vec(), scale: *scale }
+        }
+    };
+    QTensor { rows: r1 - r0, cols: c, data }
 }
 
 /// Load a 1-D tensor of length `len` as dense f32 (norm weights, biases).

@@ -1,20 +1,63 @@
-//! The Llama-family decoder (Llama, Mistral with sliding window, SmolLM2), following
-//! transformers' `LlamaForCausalLM`: embed → N × (RMSNorm → attention → residual,
-//! RMSNorm → SwiGLU MLP → residual) → RMSNorm → lm_head. Weights are read by their HF
-//! names under an optional prefix (`language_model.` inside LLaVA).
+//! The one decoder of every Llama-family text model, following transformers'
+//! `LlamaForCausalLM`: embed → N × (norm → attention → residual, norm → gated MLP → residual)
+//! → norm → lm_head, with the family differences of [`super::config::Arch`]:
+//! - Gemma-1 (`modeling_gemma.py`): input embeddings × `sqrt(hidden_size)` (computed in f32) in
+//!   [`Llama::forward_embeds`], so image features LLaVA places among them are scaled too, as
+//!   Gemma's forward does to every `inputs_embeds`; RMSNorm with `(1 + w)`; GeGLU
+//!   (`gelu_pytorch_tanh`); `head_dim` from the config; tied embeddings.
+//! - OLMo (`modeling_olmo.py`): weightless LayerNorm (eps 1e-5), SwiGLU, q/k/v clamped to
+//!   `±clip_qkv`; also OLMo's own checkpoint names and fused `att_proj` / `ff_proj`
+//!   ([`super::olmo_config`]).
+//! - BitNet b1.58 (NousResearch/OLMo-Bitnet-1B, IntelLabs' LLaVaOLMoBitnet1B): every block
+//!   linear is a `BitLinear158`: a weightless RMSNorm (eps 1e-5) of its input, per-token int8
+//!   absmax activations and absmean-ternarized weights ([`crate::quant::ternary`],
+//!   [`crate::kernels::ternary`]). The embedding and the (tied) output layer stay dense.
+//!
+//! Weights are read by their HF names under an optional prefix (`language_model.` inside
+//! LLaVA); loading is in [`super::load`].
 
 use super::attention::{attend, AttnShape};
-use super::linear::{load_linear, load_matrix, load_vector, Linear};
-use super::ops::{add_inplace, rms_norm, swiglu};
+use super::config::NormKind;
+use super::linear::Linear;
+use super::ops::{add_inplace, glu, layer_norm, rms_norm, rms_norm_plain};
 use super::rope::Rope;
 use super::{KvCache, LlamaConfig, LoadOptions};
 use crate::error::{Error, Result};
 use crate::io::WeightSource;
 
+/// Epsilon of the RMSNorm inside BitLinear158 (OLMo `RMSLayerNorm` default).
+const BITLINEAR_EPS: f32 = 1e-5;
+
+/// A normalization layer's weights; its kind and epsilon come from the config. Gemma's
+/// `(1 + w)` is folded into `w` when loading.
+#[derive(Clone, Debug, Default)]
+pub struct Norm {
+    /// `[hidden]`, `None` for weightless norms (OLMo).
+    pub w: Option<Vec<f32>>,
+    /// `[hidden]`, LayerNorm bias if the checkpoint has one.
+    pub b: Option<Vec<f32>>,
+}
+
+impl Norm {
+    /// `x`, `y`: `[n, d]`.
+    pub fn apply(&self, kind: NormKind, eps: f32, x: &[f32], d: usize, y: &mut [f32]) {
+        match (kind, &self.w) {
+            (NormKind::Layer, w) => layer_norm(x, d, w.as_deref(), self.b.as_deref(), eps, y),
+            (_, Some(w)) => rms_norm(x, w, eps, y),
+            (_, None) => {
+                y.copy_from_slice(x);
+                rms_norm_plain(y, d, eps);
+            }
+        }
+    }
+    pub fn nbytes(&self) -> usize {
+        4 * (self.w.as_ref().map_or(0, Vec::len) + self.b.as_ref().map_or(0, Vec::len))
+    }
+}
+
 /// One decoder layer.
 pub struct Layer {
-    /// `[hidden]`
-    pub input_norm: Vec<f32>,
+    pub input_norm: Norm,
     /// `[heads*head_dim, hidden]`
     pub q: Linear,
     /// `[kv_heads*head_dim, hidden]`
@@ -23,8 +66,7 @@ pub struct Layer {
     pub v: Linear,
     /// `[hidden, heads*head_dim]`
     pub o: Linear,
-    /// `[hidden]`
-    pub post_norm: Vec<f32>,
+    pub post_norm: Norm,
     /// `[ffn, hidden]`
     pub gate: Linear,
     /// `[ffn, hidden]`
@@ -38,36 +80,16 @@ pub struct Llama {
     /// `[vocab, hidden]`; also the output projection when embeddings are tied.
     pub embed: Linear,
     pub layers: Vec<Layer>,
-    /// `[hidden]`
-    pub norm: Vec<f32>,
+    pub norm: Norm,
     /// `[vocab, hidden]`, `None` when tied to `embed`.
     pub lm_head: Option<Linear>,
     pub rope: Rope,
 }
 
 impl Llama {
-    /// Build from a checkpoint's weights (HF names, after `prefix`).
+    /// Build from a checkpoint's weights (HF or OLMo names, after `prefix`).
     pub fn load(cfg: LlamaConfig, src: &dyn WeightSource, prefix: &str, opts: &LoadOptions) -> Result<Llama> {
-        if cfg.hidden_act != "silu" {
-            return Err(Error::Unsupported(format!("hidden_act `{}` (only silu)", cfg.hidden_act)));
-        }
-        let (d, v) = (cfg.hidden_size, cfg.vocab_size);
-        let embed =
-            Linear { w: load_matrix(src, &format!("{prefix}model.embed_tokens.weight"), v, d, opts)?, bias: None };
-        let head_name = format!("{prefix}lm_head.weight");
-        // No `lm_head.weight` means tied embeddings (GGUF files of tied models omit
-        // `output.weight` whatever the config says).
-        let lm_head = if src.contains(&head_name) {
-            Some(load_linear(src, &format!("{prefix}lm_head"), v, d, opts)?)
-        } else {
-            None
-        };
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| load_layer(&cfg, src, &format!("{prefix}model.layers.{i}."), opts))
-            .collect::<Result<Vec<_>>>()?;
-        let norm = load_vector(src, &format!("{prefix}model.norm.weight"), d)?;
-        let rope = Rope::new(&cfg)?;
-        Ok(Llama { cfg, embed, layers, norm, lm_head, rope })
+        super::load::load(cfg, src, prefix, opts)
     }
 
     /// A KV cache for this model holding up to `capacity` positions.
@@ -108,6 +130,10 @@ impl Llama {
             return Err(Error::Shape(format!("{} embedding values for [{n}, {d}]", x.len())));
         }
         kv.check_room(n)?;
+        if self.cfg.arch.embed_scale {
+            let normalizer = (d as f64).sqrt() as f32; // Gemma: sqrt(hidden) in the hidden dtype
+            x.iter_mut().for_each(|v| *v *= normalizer);
+        }
         let pos0 = kv.len();
         let inv_freq = self.rope.frequencies(pos0 + n, &mut kv.rope_max_seq);
         for (l, layer) in self.layers.iter().enumerate() {
@@ -116,8 +142,13 @@ impl Llama {
         kv.advance(n);
         let last = &x[(n - 1) * d..];
         let mut h = vec![0f32; d];
-        rms_norm(last, &self.norm, self.cfg.rms_norm_eps as f32, &mut h);
-        Ok(self.lm_head.as_ref().unwrap_or(&self.embed).apply(&h, 1))
+        self.norm.apply(self.cfg.arch.norm, self.cfg.norm_eps(), last, d, &mut h);
+        let mut logits = self.lm_head.as_ref().unwrap_or(&self.embed).apply(&h, 1);
+        if self.cfg.arch.scale_logits {
+            let s = 1.0 / (d as f32).sqrt();
+            logits.iter_mut().for_each(|v| *v *= s);
+        }
+        Ok(logits)
     }
 
     /// One decoder layer in place on the residual stream `x: [n, hidden]`.
@@ -133,28 +164,46 @@ impl Llama {
         kv: &mut KvCache,
     ) {
         let c = &self.cfg;
-        let eps = c.rms_norm_eps as f32;
+        let (d, eps, kind) = (c.hidden_size, c.norm_eps(), c.arch.norm);
         let (heads, kvh, hd) = (c.n_heads(), c.n_kv_heads(), c.head_dim());
         let mut h = vec![0f32; x.len()]; // [n, hidden]
-        rms_norm(x, &layer.input_norm, eps, &mut h);
+        layer.input_norm.apply(kind, eps, x, d, &mut h);
+        self.bitlinear_input(&mut h, d);
         let mut q = layer.q.apply(&h, n); // [n, heads, hd]
         let mut k = layer.k.apply(&h, n); // [n, kv_heads, hd]
-        let v = layer.v.apply(&h, n); // [n, kv_heads, hd]
+        let mut v = layer.v.apply(&h, n); // [n, kv_heads, hd]
+        if let Some(clip) = c.clip_qkv {
+            let m = clip as f32;
+            for t in [&mut q, &mut k, &mut v] {
+                t.iter_mut().for_each(|e| *e = e.clamp(-m, m));
+            }
+        }
         self.rope.apply(&mut q, heads, pos0, inv_freq);
         self.rope.apply(&mut k, kvh, pos0, inv_freq);
         kv.append(l, &k, &v);
         let shape = AttnShape { heads, kv_heads: kvh, head_dim: hd, pos0, window: c.sliding_window };
         let mut att = vec![0f32; n * heads * hd]; // [n, heads, hd]
         attend(&q, &kv.k[l], &kv.v[l], shape, &mut att);
+        self.bitlinear_input(&mut att, heads * hd);
         let o = layer.o.apply(&att, n); // [n, hidden]
         add_inplace(x, &o);
 
-        rms_norm(x, &layer.post_norm, eps, &mut h);
+        layer.post_norm.apply(kind, eps, x, d, &mut h);
+        self.bitlinear_input(&mut h, d);
         let mut gate = layer.gate.apply(&h, n); // [n, ffn]
         let up = layer.up.apply(&h, n); // [n, ffn]
-        swiglu(&mut gate, &up);
+        glu(c.arch.act, &mut gate, &up);
+        self.bitlinear_input(&mut gate, c.intermediate_size);
         let down = layer.down.apply(&gate, n); // [n, hidden]
         add_inplace(x, &down);
+    }
+
+    /// BitLinear158's own input normalization (weightless RMSNorm over rows of `width`), for
+    /// models trained that way; a no-op otherwise.
+    fn bitlinear_input(&self, x: &mut [f32], width: usize) {
+        if self.cfg.arch.bitlinear_norm {
+            rms_norm_plain(x, width, BITLINEAR_EPS);
+        }
     }
 
     /// Bytes held by all weights.
@@ -165,26 +214,10 @@ impl Llama {
             .iter()
             .map(|y| {
                 [&y.q, &y.k, &y.v, &y.o, &y.gate, &y.up, &y.down].iter().map(|l| lin(l)).sum::<usize>()
-                    + 4 * (y.input_norm.len() + y.post_norm.len())
+                    + y.input_norm.nbytes()
+                    + y.post_norm.nbytes()
             })
             .sum();
-        layers + lin(&self.embed) + self.lm_head.as_ref().map_or(0, lin) + 4 * self.norm.len()
+        layers + lin(&self.embed) + self.lm_head.as_ref().map_or(0, lin) + self.norm.nbytes()
     }
-}
-
-fn load_layer(cfg: &LlamaConfig, src: &dyn WeightSource, p: &str, opts: &LoadOptions) -> Result<Layer> {
-    let (d, f) = (cfg.hidden_size, cfg.intermediate_size);
-    let (qd, kvd) = (cfg.n_heads() * cfg.head_dim(), cfg.n_kv_heads() * cfg.head_dim());
-    let lin = |name: &str, o, i| load_linear(src, &format!("{p}{name}"), o, i, opts);
-    Ok(Layer {
-        input_norm: load_vector(src, &format!("{p}input_layernorm.weight"), d)?,
-        q: lin("self_attn.q_proj", qd, d)?,
-        k: lin("self_attn.k_proj", kvd, d)?,
-        v: lin("self_attn.v_proj", kvd, d)?,
-        o: lin("self_attn.o_proj", d, qd)?,
-        post_norm: load_vector(src, &format!("{p}post_attention_layernorm.weight"), d)?,
-        gate: lin("mlp.gate_proj", f, d)?,
-        up: lin("mlp.up_proj", f, d)?,
-        down: lin("mlp.down_proj", d, f)?,
-    })
 }

@@ -1,9 +1,11 @@
 //! Models. One Llama-family decoder for every weight format.
 //!
-//! Follows HF transformers' `modeling_llama.py` / `modeling_mistral.py`: the same weights,
-//! names and arithmetic (RMSNorm in f32, rotate-half RoPE, GQA, SwiGLU MLP). Every linear
-//! layer is a [`Linear`] over a [`crate::quant::QTensor`], so f32, f16, INT8 and INT4
-//! checkpoints all run through this single implementation.
+//! Follows HF transformers' `modeling_llama.py` / `modeling_mistral.py` /
+//! `modeling_gemma.py` / `modeling_olmo.py` (and OLMo's own `olmo/model.py` with BitNet b1.58
+//! linears): the same weights, names and arithmetic (norms in f32, rotate-half RoPE, GQA,
+//! gated MLP). Every linear layer is a [`Linear`] over a [`crate::quant::QTensor`], so f32,
+//! f16, INT8, INT4 and ternary checkpoints all run through this single implementation; the
+//! family differences are data ([`config::Arch`]).
 
 pub mod attention;
 #[cfg(not(target_arch = "wasm32"))]
@@ -13,15 +15,18 @@ pub mod kv;
 pub mod linear;
 pub mod llama;
 pub mod llava;
+mod load;
+pub mod olmo_config;
 pub mod ops;
 pub mod rope;
 #[cfg(test)]
 mod tests;
 
-pub use config::LlamaConfig;
+pub use config::{Arch, LlamaConfig};
 pub use kv::KvCache;
 pub use linear::Linear;
 pub use llama::Llama;
+pub use llama::Norm;
 
 use crate::quant::WeightFormat;
 
