@@ -17,9 +17,11 @@ use crate::model::llava::{is_llava, Llava, VisionLoadOptions};
 use crate::model::{KvCache, Llama, LlamaConfig, LoadOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
-use crate::vision::features::{self, image_hash, FeatureCache, PreparedImage};
+use crate::vision::features::{self, image_hash, prepared_hash, FeatureCache, PreparedImage};
 use crate::vision::image::Image;
 use crate::vision::preprocess::ClipProcessorConfig;
+use crate::vision::prompt::render_turns;
+pub use crate::vision::prompt::ChatTurn;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -36,15 +38,6 @@ impl Default for GenerateParams {
     fn default() -> Self {
         GenerateParams { max_new_tokens: 256, sampling: SamplerConfig::default(), stop: Vec::new() }
     }
-}
-
-/// A chat message with `images` images shown with its text (LLaVA).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ChatTurn {
-    pub role: String,
-    pub text: String,
-    #[serde(default)]
-    pub images: usize,
 }
 
 /// One step's outcome.
@@ -128,18 +121,6 @@ struct ImageSpan {
 enum ImageInput<'a> {
     Image(&'a Image),
     Prepared(&'a PreparedImage),
-}
-
-/// Cache key of preprocessed pixels (kept apart from [`image_hash`] keys by a tag).
-fn prepared_hash(p: &PreparedImage) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ("prepared", p.orig, p.tiles.len()).hash(&mut h);
-    for t in &p.tiles {
-        (t.channels, t.height, t.width).hash(&mut h);
-        t.data.iter().for_each(|v| v.to_bits().hash(&mut h));
-    }
-    h.finish()
 }
 
 /// The decoder alone, or a LLaVA model around it.
@@ -294,22 +275,7 @@ impl Engine {
             spec.chat_template.as_deref().ok_or_else(|| Error::Template("the model ships no chat template".into()))?;
         let bos = spec.bos_token.as_deref().unwrap_or("");
         let eos = spec.eos_token.as_deref().unwrap_or("");
-        let messages: Vec<serde_json::Value> = turns
-            .iter()
-            .map(|t| {
-                let mut parts = vec![serde_json::json!({"type": "image"}); t.images];
-                parts.push(serde_json::json!({"type": "text", "text": t.text}));
-                serde_json::json!({"role": t.role, "content": parts})
-            })
-            .collect();
-        let env = chat::environment();
-        let ctx = minijinja::context! {
-            messages => minijinja::Value::from_serialize(&messages),
-            add_generation_prompt => true,
-            bos_token => bos,
-            eos_token => eos,
-        };
-        let text = env.render_str(tpl, ctx).map_err(|e| Error::Template(format!("{e:#}")))?;
+        let text = render_turns(tpl, turns, bos, eos)?;
         let add_bos = spec.add_bos && !(bos.is_empty() || text.starts_with(bos));
         self.tokenizer.encode(&text, add_bos)
     }

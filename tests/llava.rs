@@ -231,3 +231,18 @@ fn image_cache_and_kv_reuse() {
     assert_eq!(e.image_tokens(), 0);
     assert!(e.step().unwrap().is_some());
 }
+
+#[test]
+fn llava_gemma_matches_transformers() {
+    check_fixture("llava-gemma");
+}
+
+#[test]
+fn llava_gemma_on_reference_pixels() {
+    check_reference_pixels("llava-gemma");
+}
+
+#[test]
+fn llava_gemma_converted_int8() {
+    check_converted("llava-gemma", WeightChoice::Int8);
+}

@@ -20,6 +20,17 @@ pub fn image_hash(img: &Image) -> u64 {
     h.finish()
 }
 
+/// Cache key of preprocessed pixels (kept apart from [`image_hash`] keys by a tag).
+pub fn prepared_hash(p: &PreparedImage) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ("prepared", p.orig, p.tiles.len()).hash(&mut h);
+    for t in &p.tiles {
+        (t.channels, t.height, t.width).hash(&mut h);
+        t.data.iter().for_each(|v| v.to_bits().hash(&mut h));
+    }
+    h.finish()
+}
+
 /// One image preprocessed for a model: its tiles (LLaVA-1.5: one; NeXT: base image first) and
 /// its original `(height, width)`.
 #[derive(Clone, Debug)]

@@ -8,3 +8,4 @@ pub mod image;
 pub mod ops;
 pub mod preprocess;
 pub mod projector;
+pub mod prompt;
