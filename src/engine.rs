@@ -125,7 +125,7 @@ enum ImageInput<'a> {
 
 /// The decoder alone, or a LLaVA model around it.
 enum Model {
-    Text(Llama),
+    Text(Box<Llama>),
     Llava(Box<Llava>),
 }
 
@@ -180,7 +180,7 @@ impl Engine {
             (Model::Llava(Box::new(m)), p.transpose()?)
         } else {
             let cfg = LlamaConfig::from_value(&ckpt.config)?;
-            (Model::Text(Llama::load(cfg, ckpt.weights.as_ref(), "", opts)?), None)
+            (Model::Text(Box::new(Llama::load(cfg, ckpt.weights.as_ref(), "", opts)?)), None)
         };
         let lm = match &model {
             Model::Text(m) => m,

@@ -84,7 +84,7 @@ impl VisionDims {
             act: Activation::parse(c.hidden_act.as_deref().unwrap_or(act))?,
             eps: c.layer_norm_eps.unwrap_or(eps) as f32,
         };
-        if d.hidden == 0 || d.heads == 0 || d.hidden % d.heads != 0 {
+        if d.hidden == 0 || d.heads == 0 || !d.hidden.is_multiple_of(d.heads) {
             return Err(Error::format("vision_config", format!("hidden_size {} over {} heads", d.hidden, d.heads)));
         }
         if d.patch_size == 0 || d.image_size < d.patch_size || d.channels == 0 {
