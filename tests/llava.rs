@@ -246,3 +246,26 @@ fn llava_gemma_on_reference_pixels() {
 fn llava_gemma_converted_int8() {
     check_converted("llava-gemma", WeightChoice::Int8);
 }
+
+/// `webvlm generate --image --chat --json` on the LLaVA-1.5 photo: the golden ids, and
+/// `image_tokens` / `image_encode_ms` in the output.
+#[test]
+fn cli_generate_with_image() {
+    let dir = fixture("llava15-llama");
+    let g = golden(&dir);
+    let case = &g["cases"][0];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_webvlm"))
+        .args(["generate", "--chat", "--json", "--max-new-tokens", "12", "--prompt", g["prompt"].as_str().unwrap()])
+        .arg("--model")
+        .arg(&dir)
+        .arg("--image")
+        .arg(root().join(case["image"].as_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids(&doc["prompt_ids"]), ids(&case["input_ids"]));
+    assert_eq!(ids(&doc["generated_ids"]), ids(&case["greedy_ids_stop_at_eos"]));
+    assert_eq!(doc["image_tokens"], case["num_image_tokens"]);
+    assert!(doc["timings"]["image_encode_ms"].as_f64().unwrap() > 0.0);
+}
