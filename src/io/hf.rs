@@ -325,3 +325,30 @@ mod native {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn preprocessor_files_merge() {
+        assert_eq!(merge_preprocessor(None, None).unwrap(), None);
+        let pre = json!({"crop_size": 224, "size": 224, "image_processor_type": "CLIPImageProcessor"});
+        let proc = json!({
+            "image_processor": {"crop_size": {"height": 336, "width": 336}},
+            "tokenizer": {"x": 1},
+            "patch_size": 14,
+            "processor_class": "LlavaProcessor"
+        });
+        let m = merge_preprocessor(Some(pre.clone()), Some(proc)).unwrap().unwrap();
+        // Nested image-processor fields win, processor fields are kept, sub-processors dropped.
+        assert_eq!(m["crop_size"], json!({"height": 336, "width": 336}));
+        assert_eq!(m["size"], 224);
+        assert_eq!(m["patch_size"], 14);
+        assert!(m.get("tokenizer").is_none() && m.get("image_processor").is_none());
+        assert_eq!(merge_preprocessor(Some(pre), None).unwrap().unwrap()["size"], 224);
+        let e = merge_preprocessor(None, Some(json!([1]))).unwrap_err().to_string();
+        assert!(e.contains("processor_config.json"), "{e}");
+    }
+}

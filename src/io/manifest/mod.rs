@@ -292,3 +292,35 @@ pub fn decode_tensor(t: &TensorEntry, header: &Header, bytes: &[u8]) -> Result<T
     };
     Ok(Tensor { shape: t.shape.clone(), data })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal(preprocessor: Option<serde_json::Value>) -> Manifest {
+        let sha = "0".repeat(64);
+        Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            model_type: "llava".into(),
+            config: serde_json::json!({}),
+            tokenizer: ManifestTokenizer { spec: TokenizerSpec::default(), file: "tokenizer.json".into() },
+            preprocessor,
+            tensors: vec![],
+            shards: vec![],
+            files: vec![FileEntry { file: "tokenizer.json".into(), size: 2, sha256: sha }],
+        }
+    }
+
+    #[test]
+    fn preprocessor_round_trips_and_is_optional() {
+        let text = minimal(None).to_json();
+        assert!(!text.contains("preprocessor"), "text-only manifests carry no `preprocessor` key");
+        assert_eq!(Manifest::parse(&text).unwrap().preprocessor, None);
+        let pre = serde_json::json!({"crop_size": {"height": 336, "width": 336}, "patch_size": 14});
+        let back = Manifest::parse(&minimal(Some(pre.clone())).to_json()).unwrap();
+        assert_eq!(back.preprocessor, Some(pre));
+        let e = Manifest::parse(&minimal(Some(serde_json::json!([1, 2]))).to_json()).unwrap_err().to_string();
+        assert!(e.contains("preprocessor"), "{e}");
+    }
+}
