@@ -5,6 +5,10 @@
 //! 2-D `*.weight` tensors (linear layers, embeddings, `lm_head`) take the chosen weight format;
 //! everything else (norms, biases, convolution kernels) stays f32. Quantization is RTN
 //! ([`QTensor::quantize`]).
+//!
+//! LLaVA checkpoints (a config with `vision_config` and `text_config`) split three ways: the
+//! language model takes the chosen format, the vision tower INT8 per output channel (or
+//! `vision_weights`), the projector f16; the tower's position embeddings stay f32.
 
 use crate::error::{Error, Result};
 use crate::io::manifest::writer::{shard_name, write_file, ShardWriter};
@@ -50,11 +54,20 @@ pub struct ConvertOptions {
     pub shard_bytes: usize,
     /// Write into a non-empty output folder.
     pub force: bool,
+    /// LLaVA vision tower's format; `None`: INT8.
+    pub vision_weights: Option<WeightChoice>,
 }
 
 impl Default for ConvertOptions {
     fn default() -> Self {
-        ConvertOptions { weights: WeightChoice::Int4, group_size: 64, sym: true, shard_bytes: 64 << 20, force: false }
+        ConvertOptions {
+            weights: WeightChoice::Int4,
+            group_size: 64,
+            sym: true,
+            shard_bytes: 64 << 20,
+            force: false,
+            vision_weights: None,
+        }
     }
 }
 
@@ -80,11 +93,55 @@ pub struct ConvertReport {
 
 /// The format tensor `name` of `shape` is stored in; explains fallbacks in `warnings`.
 pub fn target_format(name: &str, shape: &[usize], opts: &ConvertOptions, warnings: &mut Vec<String>) -> WeightFormat {
+    choice_format(opts.weights, name, shape, opts, warnings)
+}
+
+/// What part of a LLaVA checkpoint a tensor belongs to, by its name (transformers 4.x/5.x
+/// and original LLaVA naming).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Vision,
+    Projector,
+    Text,
+}
+
+pub fn llava_part(name: &str) -> Part {
+    if name.contains("vision_tower.") {
+        Part::Vision
+    } else if name.contains("multi_modal_projector.") || name.contains("mm_projector.") {
+        Part::Projector
+    } else {
+        Part::Text
+    }
+}
+
+/// [`target_format`] for a LLaVA checkpoint: per [`Part`], position embeddings kept f32.
+pub fn llava_target_format(
+    name: &str,
+    shape: &[usize],
+    opts: &ConvertOptions,
+    warnings: &mut Vec<String>,
+) -> WeightFormat {
+    match llava_part(name) {
+        Part::Vision if name.ends_with("position_embedding.weight") => WeightFormat::F32,
+        Part::Vision => choice_format(opts.vision_weights.unwrap_or(WeightChoice::Int8), name, shape, opts, warnings),
+        Part::Projector => choice_format(WeightChoice::F16, name, shape, opts, warnings),
+        Part::Text => choice_format(opts.weights, name, shape, opts, warnings),
+    }
+}
+
+fn choice_format(
+    choice: WeightChoice,
+    name: &str,
+    shape: &[usize],
+    opts: &ConvertOptions,
+    warnings: &mut Vec<String>,
+) -> WeightFormat {
     let cols = match shape {
         [_, c] if name.ends_with(".weight") => *c,
         _ => return WeightFormat::F32,
     };
-    match opts.weights {
+    match choice {
         WeightChoice::F32 => WeightFormat::F32,
         WeightChoice::F16 => WeightFormat::F16,
         WeightChoice::Int8 => WeightFormat::Int8,
@@ -160,7 +217,8 @@ fn prepare_out(src: &Path, out: &Path, force: bool) -> Result<()> {
 }
 
 fn check_options(opts: &ConvertOptions) -> Result<()> {
-    if opts.weights == WeightChoice::Int4 && !INT4_GROUPS.contains(&opts.group_size) {
+    let int4 = opts.weights == WeightChoice::Int4 || opts.vision_weights == Some(WeightChoice::Int4);
+    if int4 && !INT4_GROUPS.contains(&opts.group_size) {
         return Err(Error::Invalid(format!("group size {}: choose one of {INT4_GROUPS:?}", opts.group_size)));
     }
     if opts.shard_bytes == 0 {
@@ -183,9 +241,14 @@ pub fn convert(
     let mut report = ConvertReport::default();
     let names = ckpt.weights.names();
     let mut writer = ShardWriter::new(out, opts.shard_bytes);
+    let llava = crate::model::llava::is_llava(&ckpt.config);
     for (i, name) in names.iter().enumerate() {
         let shape = ckpt.weights.shape(name)?;
-        let fmt = target_format(name, &shape, opts, &mut report.warnings);
+        let fmt = if llava {
+            llava_target_format(name, &shape, opts, &mut report.warnings)
+        } else {
+            target_format(name, &shape, opts, &mut report.warnings)
+        };
         let tensor = to_format(name, ckpt.weights.load(name)?, fmt)?;
         writer.push(name, tensor)?;
         *report.formats.entry(fmt.name()).or_default() += 1;

@@ -4,14 +4,26 @@
 //! browser can yield to its event loop between tokens (to stream and to honour "stop").
 //! The engine remembers which tokens its KV cache holds; a new prompt that extends them
 //! (the next chat turn) is prefilled from the first token that differs.
+//!
+//! LLaVA checkpoints take images with the prompt ([`Engine::start_with_images`]): each image
+//! token of the prompt is expanded to the image's feature count as the model's processor
+//! does, and the prefill replaces those embeddings by the image features (cached by image
+//! hash). The KV cache is reused only across positions whose tokens *and* images agree.
 
 use crate::chat::{self, Message};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
+use crate::model::llava::{is_llava, Llava, VisionLoadOptions};
 use crate::model::{KvCache, Llama, LlamaConfig, LoadOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::vision::features::{self, image_hash, prepared_hash, FeatureCache, PreparedImage};
+use crate::vision::image::Image;
+use crate::vision::preprocess::ClipProcessorConfig;
+use crate::vision::prompt::render_turns;
+pub use crate::vision::prompt::ChatTurn;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -47,6 +59,8 @@ pub struct Timings {
     pub decode_ms: f64,
     pub decode_tokens: usize,
     pub decode_tokens_per_s: f64,
+    /// Preprocessing and encoding the run's images (0 when all came from the cache).
+    pub image_encode_ms: f64,
 }
 
 /// Why generation ended.
@@ -95,11 +109,34 @@ fn now_ms() -> f64 {
         .unwrap_or_else(js_sys::Date::now)
 }
 
+/// An image's place in a prompt: its first position, its token count, its hash.
+#[derive(Clone, Debug, PartialEq)]
+struct ImageSpan {
+    start: usize,
+    len: usize,
+    hash: u64,
+}
+
+/// An image as the caller hands it over.
+enum ImageInput<'a> {
+    Image(&'a Image),
+    Prepared(&'a PreparedImage),
+}
+
+/// The decoder alone, or a LLaVA model around it.
+enum Model {
+    Text(Box<Llama>),
+    Llava(Box<Llava>),
+}
+
 /// State of the generation in progress.
 struct Run {
     params: GenerateParams,
     sampler: Sampler,
+    /// With image tokens expanded.
     prompt: Vec<u32>,
+    images: Vec<ImageSpan>,
+    features: Vec<Arc<Vec<f32>>>,
     /// Prompt tokens already in the KV cache when the run started.
     reused: usize,
     prefilled: bool,
@@ -112,11 +149,16 @@ struct Run {
 }
 
 pub struct Engine {
-    model: Llama,
+    model: Model,
     tokenizer: Tokenizer,
     kv: KvCache,
     /// The tokens whose keys and values `kv` holds, in order.
     cached: Vec<u32>,
+    /// The images among `cached`.
+    cached_images: Vec<ImageSpan>,
+    /// The image processor's settings (LLaVA checkpoints that ship them).
+    processor: Option<ClipProcessorConfig>,
+    feature_cache: FeatureCache,
     run: Option<Run>,
     first_logits: Vec<f32>,
     timings: Timings,
@@ -125,27 +167,65 @@ pub struct Engine {
 impl Engine {
     /// Load the model (converting weights per `opts`), the tokenizer and an empty KV cache.
     pub fn new(ckpt: Checkpoint, opts: &LoadOptions) -> Result<Engine> {
+        Engine::new_with_vision(ckpt, opts, &VisionLoadOptions::default())
+    }
+
+    /// [`Engine::new`] with the vision tower's load-time format chosen apart (LLaVA).
+    pub fn new_with_vision(ckpt: Checkpoint, opts: &LoadOptions, vopts: &VisionLoadOptions) -> Result<Engine> {
         let t0 = now_ms();
-        let cfg = LlamaConfig::from_value(&ckpt.config)?;
-        let ctx = opts.context_len.unwrap_or(cfg.max_position_embeddings);
+        let (model, processor) = if is_llava(&ckpt.config) {
+            let m = Llava::load(&ckpt.config, ckpt.weights.as_ref(), opts, vopts)?;
+            // A broken processor config only matters once an image comes.
+            let p = ckpt.preprocessor.as_ref().map(|_| features::processor_config(ckpt.preprocessor.as_ref(), &m));
+            (Model::Llava(Box::new(m)), p.transpose()?)
+        } else {
+            let cfg = LlamaConfig::from_value(&ckpt.config)?;
+            (Model::Text(Box::new(Llama::load(cfg, ckpt.weights.as_ref(), "", opts)?)), None)
+        };
+        let lm = match &model {
+            Model::Text(m) => m,
+            Model::Llava(m) => &m.lm,
+        };
+        let ctx = opts.context_len.unwrap_or(lm.cfg.max_position_embeddings);
         if ctx == 0 {
             return Err(Error::Invalid("context length must be positive".into()));
         }
         let tokenizer = Tokenizer::from_spec(ckpt.tokenizer)?;
-        let model = Llama::load(cfg, ckpt.weights.as_ref(), "", opts)?;
-        let kv = model.new_cache(ctx);
+        let kv = lm.new_cache(ctx);
         let timings = Timings { load_ms: now_ms() - t0, ..Default::default() };
-        Ok(Engine { model, tokenizer, kv, cached: Vec::new(), run: None, first_logits: Vec::new(), timings })
+        Ok(Engine {
+            model,
+            tokenizer,
+            kv,
+            cached: Vec::new(),
+            cached_images: Vec::new(),
+            processor,
+            feature_cache: FeatureCache::new(8),
+            run: None,
+            first_logits: Vec::new(),
+            timings,
+        })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
     pub fn config(&self) -> &LlamaConfig {
-        &self.model.cfg
+        &self.model().cfg
     }
+    /// The text decoder (of a LLaVA model, its language model).
     pub fn model(&self) -> &Llama {
-        &self.model
+        match &self.model {
+            Model::Text(m) => m,
+            Model::Llava(m) => &m.lm,
+        }
+    }
+    /// The LLaVA model, when the checkpoint is one.
+    pub fn llava(&self) -> Option<&Llava> {
+        match &self.model {
+            Model::Text(_) => None,
+            Model::Llava(m) => Some(m),
+        }
     }
     /// Most tokens (prompt + generated) one conversation may hold.
     pub fn context_len(&self) -> usize {
@@ -159,6 +239,7 @@ impl Engine {
     pub fn reset(&mut self) {
         self.kv.clear();
         self.cached.clear();
+        self.cached_images.clear();
         self.run = None;
     }
 
@@ -174,33 +255,101 @@ impl Engine {
         self.tokenizer.encode(&text, false)
     }
 
+    /// Render chat turns whose content may hold images with the model's chat template and
+    /// tokenize the result (one image token per image, unexpanded: pass the images to
+    /// [`Engine::start_with_images`]). LLaVA templates get every content as a list of parts,
+    /// `{"type": "image"}` for each image then `{"type": "text", "text": ...}`, as transformers'
+    /// processors hand it to them; BOS is added as the processor's tokenizer adds it, unless
+    /// the template wrote it.
+    pub fn chat_prompt_ids_with_images(&self, turns: &[ChatTurn]) -> Result<Vec<u32>> {
+        if self.llava().is_none() {
+            if turns.iter().any(|t| t.images > 0) {
+                return Err(Error::Unsupported("images: this model is text-only".into()));
+            }
+            let msgs: Vec<Message> =
+                turns.iter().map(|t| Message { role: t.role.clone(), content: t.text.clone() }).collect();
+            return self.chat_prompt_ids(&msgs);
+        }
+        let spec = &self.tokenizer.spec;
+        let tpl =
+            spec.chat_template.as_deref().ok_or_else(|| Error::Template("the model ships no chat template".into()))?;
+        let bos = spec.bos_token.as_deref().unwrap_or("");
+        let eos = spec.eos_token.as_deref().unwrap_or("");
+        let text = render_turns(tpl, turns, bos, eos)?;
+        let add_bos = spec.add_bos && !(bos.is_empty() || text.starts_with(bos));
+        self.tokenizer.encode(&text, add_bos)
+    }
+
     /// Begin generating after `prompt_ids`. The KV cache is reused for the longest common
     /// prefix with the tokens it already holds; the first [`Engine::step`] prefills the rest.
     pub fn start(&mut self, prompt_ids: &[u32], params: GenerateParams) -> Result<()> {
+        self.start_with_images(prompt_ids, &[], params)
+    }
+
+    /// [`Engine::start`] with images (LLaVA): `prompt_ids` hold one image token per image, in
+    /// the order of `images`, as the tokenizer writes `<image>`; each is expanded to the
+    /// image's feature count. Features come from the cache when the same image was encoded
+    /// before.
+    pub fn start_with_images(&mut self, prompt_ids: &[u32], images: &[Image], params: GenerateParams) -> Result<()> {
+        let inputs: Vec<ImageInput> = images.iter().map(ImageInput::Image).collect();
+        self.start_with_inputs(prompt_ids, &inputs, params)
+    }
+
+    /// [`Engine::start_with_images`] with images already preprocessed (pixel values).
+    pub fn start_with_prepared(
+        &mut self,
+        prompt_ids: &[u32],
+        images: &[PreparedImage],
+        params: GenerateParams,
+    ) -> Result<()> {
+        let inputs: Vec<ImageInput> = images.iter().map(ImageInput::Prepared).collect();
+        self.start_with_inputs(prompt_ids, &inputs, params)
+    }
+
+    fn start_with_inputs(&mut self, prompt_ids: &[u32], images: &[ImageInput], params: GenerateParams) -> Result<()> {
         self.run = None;
         if prompt_ids.is_empty() {
             return Err(Error::Invalid("empty prompt".into()));
         }
+        let t0 = now_ms();
+        let feats = self.image_features(images)?;
+        let encode_ms = if images.is_empty() { 0.0 } else { now_ms() - t0 };
+        let (prompt, spans) = self.expand(prompt_ids, &feats)?;
         let limit = self.context_len();
-        if prompt_ids.len() > limit {
-            return Err(Error::ContextOverflow { tokens: prompt_ids.len(), limit });
+        if prompt.len() > limit {
+            return Err(Error::ContextOverflow { tokens: prompt.len(), limit });
         }
-        let vocab = self.model.cfg.vocab_size;
-        if let Some(&bad) = prompt_ids.iter().find(|&&t| t as usize >= vocab) {
+        let vocab = self.config().vocab_size;
+        let image_id = self.llava().map(|m| m.cfg.image_token_id);
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab && Some(t) != image_id) {
             return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary of {vocab} tokens")));
         }
-        let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count();
+        let mut common = self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        // Positions of an image count as equal only when the image is the same.
+        for s in self
+            .cached_images
+            .iter()
+            .filter(|s| !spans.contains(s))
+            .chain(spans.iter().filter(|s| !self.cached_images.contains(s)))
+        {
+            if s.start < common {
+                common = s.start;
+            }
+        }
         // Keep at least one prompt token to run: its logits pick the first new token.
-        let reused = common.min(prompt_ids.len() - 1);
+        let reused = common.min(prompt.len() - 1);
         self.kv.truncate(reused);
         self.cached.truncate(reused);
-        self.timings = Timings { load_ms: self.timings.load_ms, ..Default::default() };
+        self.cached_images.retain(|s| s.start < reused);
+        self.timings = Timings { load_ms: self.timings.load_ms, image_encode_ms: encode_ms, ..Default::default() };
         self.first_logits.clear();
         let stop = (params.max_new_tokens == 0).then_some(StopReason::MaxNewTokens);
         self.run = Some(Run {
             sampler: Sampler::new(params.sampling.clone()),
             params,
-            prompt: prompt_ids.to_vec(),
+            prompt,
+            images: spans,
+            features: feats.into_iter().map(|(_, f)| f).collect(),
             reused,
             prefilled: false,
             generated: Vec::new(),
@@ -210,6 +359,65 @@ impl Engine {
             stop,
         });
         Ok(())
+    }
+
+    /// Each image's hash and projected features `[tokens, hidden]`, from the cache or encoded.
+    fn image_features(&mut self, images: &[ImageInput]) -> Result<Vec<(u64, Arc<Vec<f32>>)>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Model::Llava(model) = &self.model else {
+            return Err(Error::Unsupported("images: this model is text-only".into()));
+        };
+        let mut out = Vec::with_capacity(images.len());
+        for img in images {
+            let key = match img {
+                ImageInput::Image(i) => image_hash(i),
+                ImageInput::Prepared(p) => prepared_hash(p),
+            };
+            let f = match self.feature_cache.get(key) {
+                Some(f) => f,
+                None => {
+                    let f = Arc::new(match img {
+                        ImageInput::Image(i) => {
+                            let cfg = self.processor.as_ref().ok_or_else(|| {
+                                Error::Invalid(
+                                    "the checkpoint has no image processor config (preprocessor_config.json)".into(),
+                                )
+                            })?;
+                            features::encode(&features::prepare(i, cfg, model)?, model)?
+                        }
+                        ImageInput::Prepared(p) => features::encode(p, model)?,
+                    });
+                    self.feature_cache.insert(key, f.clone());
+                    f
+                }
+            };
+            out.push((key, f));
+        }
+        Ok(out)
+    }
+
+    /// Expand the image tokens of `ids` to the features' lengths; where each image lies.
+    fn expand(&self, ids: &[u32], feats: &[(u64, Arc<Vec<f32>>)]) -> Result<(Vec<u32>, Vec<ImageSpan>)> {
+        let Some(model) = self.llava() else {
+            return Ok((ids.to_vec(), Vec::new()));
+        };
+        let d = model.cfg.text.hidden_size;
+        let counts: Vec<usize> = feats.iter().map(|(_, f)| f.len() / d).collect();
+        let prompt = model.expand_image_tokens(ids, &counts)?;
+        let mut spans = Vec::with_capacity(counts.len());
+        let mut pos = 0;
+        for &t in ids {
+            if t == model.cfg.image_token_id {
+                let k = spans.len();
+                spans.push(ImageSpan { start: pos, len: counts[k], hash: feats[k].0 });
+                pos += counts[k];
+            } else {
+                pos += 1;
+            }
+        }
+        Ok((prompt, spans))
     }
 
     /// Advance by one token: the first call prefills the prompt, later calls decode the
@@ -227,7 +435,7 @@ impl Engine {
         } else {
             run.prompt[run.reused..].to_vec()
         };
-        let logits = match self.model.forward(&input, &mut self.kv) {
+        let logits = match forward(&self.model, run, &input, &mut self.kv) {
             Ok(l) => l,
             Err(e) => {
                 // The cache may be half-written; start clean next time.
@@ -245,6 +453,7 @@ impl Engine {
             self.timings.decode_tokens_per_s = self.timings.decode_tokens as f64 / (self.timings.decode_ms / 1e3);
         } else {
             run.prefilled = true;
+            self.cached_images = run.images.clone();
             self.timings.prefill_ms = dt;
             self.timings.prefill_tokens = input.len();
             self.first_logits = logits;
@@ -280,6 +489,18 @@ impl Engine {
     /// the first step).
     pub fn first_logits(&self) -> &[f32] {
         &self.first_logits
+    }
+    /// The current run's prompt, image tokens expanded.
+    pub fn prompt_ids(&self) -> &[u32] {
+        self.run.as_ref().map_or(&[], |r| &r.prompt)
+    }
+    /// Image tokens in the current run's prompt.
+    pub fn image_tokens(&self) -> usize {
+        self.run.as_ref().map_or(0, |r| r.images.iter().map(|s| s.len).sum())
+    }
+    /// Images whose features are cached.
+    pub fn cached_images(&self) -> usize {
+        self.feature_cache.len()
     }
     pub fn timings(&self) -> &Timings {
         &self.timings
@@ -319,6 +540,22 @@ impl Engine {
             stop: self.stop_reason_of_run(),
             timings: self.timings.clone(),
         })
+    }
+}
+
+/// Run `input` (the prompt's uncached tail on prefill, else the last token) through the
+/// model; a LLaVA prefill with images embeds the whole prompt with the image features and
+/// runs its uncached rows.
+fn forward(model: &Model, run: &Run, input: &[u32], kv: &mut KvCache) -> Result<Vec<f32>> {
+    match model {
+        Model::Llava(m) if !run.prefilled && !run.images.is_empty() => {
+            let feats: Vec<&[f32]> = run.features.iter().map(|f| f.as_slice()).collect();
+            let x = m.embed_with_images(&run.prompt, &feats)?; // [prompt, hidden]
+            let d = m.cfg.text.hidden_size;
+            m.forward_embeds(x[run.reused * d..].to_vec(), input.len(), kv)
+        }
+        Model::Llava(m) => m.lm.forward(input, kv),
+        Model::Text(m) => m.forward(input, kv),
     }
 }
 

@@ -23,11 +23,13 @@ mod cli {
     use std::path::PathBuf;
     use webvlm::chat::Message;
     use webvlm::convert::{ConvertOptions, WeightChoice};
-    use webvlm::engine::{Engine, GenerateParams};
+    use webvlm::engine::{ChatTurn, Engine, GenerateParams};
     use webvlm::model::bench_decode::{decode_bench, DecodeBench};
+    use webvlm::model::llava::VisionLoadOptions;
     use webvlm::model::LoadOptions;
     use webvlm::quant::WeightFormat;
     use webvlm::sampler::SamplerConfig;
+    use webvlm::vision::image::decode;
     use webvlm::{Error, Result};
 
     #[derive(Parser)]
@@ -54,9 +56,12 @@ mod cli {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
-        /// int4, int8, f16 or f32.
+        /// int4, int8, f16, f32 or ternary (LLaVA: the language model).
         #[arg(long, default_value = "int4")]
         weights: String,
+        /// LLaVA vision tower: int8 (the default), int4, f16, f32 or ternary. The projector is f16.
+        #[arg(long)]
+        vision_weights: Option<String>,
         /// INT4 group size (32, 64 or 128).
         #[arg(long, default_value_t = 64)]
         group_size: usize,
@@ -78,6 +83,13 @@ mod cli {
         model: PathBuf,
         #[arg(long)]
         prompt: String,
+        /// An image for a LLaVA model (repeatable). Without --chat, a prompt with no `<image>`
+        /// gets one `<image>\n` per image in front.
+        #[arg(long = "image")]
+        images: Vec<PathBuf>,
+        /// Refuse images with more pixels than this (checked from the header).
+        #[arg(long, default_value_t = webvlm::vision::image::DEFAULT_MAX_PIXELS)]
+        max_pixels: u64,
         /// Wrap the prompt as a user message in the model's chat template.
         #[arg(long)]
         chat: bool,
@@ -114,6 +126,9 @@ mod cli {
         /// Asymmetric INT4 for `--weights int4`.
         #[arg(long)]
         asym: bool,
+        /// Quantize a LLaVA vision tower on load (same names as --weights). Default: as stored.
+        #[arg(long)]
+        vision_weights: Option<String>,
         /// Worker threads (default: all cores; `bench` measures 1 and all cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -162,8 +177,8 @@ mod cli {
     }
 
     impl LoadArgs {
-        fn options(&self) -> Result<LoadOptions> {
-            let weights = match self.weights.as_deref() {
+        fn format(&self, name: Option<&str>) -> Result<Option<WeightFormat>> {
+            Ok(match name {
                 None => None,
                 Some("int4") => Some(WeightFormat::parse(&format!(
                     "int4_{}_g{}",
@@ -171,8 +186,13 @@ mod cli {
                     self.group_size
                 ))?),
                 Some(s) => Some(WeightFormat::parse(s)?),
-            };
-            Ok(LoadOptions { weights, context_len: None })
+            })
+        }
+        fn options(&self) -> Result<LoadOptions> {
+            Ok(LoadOptions { weights: self.format(self.weights.as_deref())?, context_len: None })
+        }
+        fn vision(&self) -> Result<VisionLoadOptions> {
+            Ok(VisionLoadOptions { tower: self.format(self.vision_weights.as_deref())? })
         }
     }
 
@@ -182,6 +202,7 @@ mod cli {
             group_size: a.group_size,
             sym: !a.asym,
             force: a.force,
+            vision_weights: a.vision_weights.as_deref().map(str::parse::<WeightChoice>).transpose()?,
             ..Default::default()
         };
         let bar = std::io::stderr().is_terminal().then(|| {
@@ -216,14 +237,37 @@ mod cli {
         Ok(())
     }
 
+    /// Prompt ids with one image token per image (unexpanded).
+    fn prompt_ids(engine: &Engine, a: &GenerateArgs) -> Result<Vec<u32>> {
+        let n = a.images.len();
+        if a.chat {
+            if engine.llava().is_some() {
+                let turn = ChatTurn { role: "user".into(), text: a.prompt.clone(), images: n };
+                return engine.chat_prompt_ids_with_images(&[turn]);
+            }
+            return engine.chat_prompt_ids(&[Message { role: "user".into(), content: a.prompt.clone() }]);
+        }
+        let tag = "<image>";
+        let text = if n > 0 && !a.prompt.contains(tag) {
+            format!("{}{}", format!("{tag}\n").repeat(n), a.prompt)
+        } else {
+            a.prompt.clone()
+        };
+        engine.tokenizer().encode(&text, true)
+    }
+
     fn generate(a: GenerateArgs) -> Result<()> {
         let ckpt = webvlm::io::open(&a.model)?;
-        let mut engine = Engine::new(ckpt, &a.load.options()?)?;
-        let prompt_ids = if a.chat {
-            engine.chat_prompt_ids(&[Message { role: "user".into(), content: a.prompt.clone() }])?
-        } else {
-            engine.tokenizer().encode(&a.prompt, true)?
-        };
+        let mut engine = Engine::new_with_vision(ckpt, &a.load.options()?, &a.load.vision()?)?;
+        let images = a
+            .images
+            .iter()
+            .map(|p| {
+                let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+                decode(&bytes, a.max_pixels).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let prompt_ids = prompt_ids(&engine, &a)?;
         let params = GenerateParams {
             max_new_tokens: a.max_new_tokens,
             sampling: SamplerConfig {
@@ -237,32 +281,46 @@ mod cli {
         };
         let json = a.json;
         let mut stdout = std::io::stdout();
-        let out = engine.generate(&prompt_ids, params, &mut |ev| {
-            if !json {
-                // A closed pipe (`| head`) stops generation instead of panicking.
-                return write!(stdout, "{}", ev.text).and_then(|_| stdout.flush()).is_ok();
+        engine.start_with_images(&prompt_ids, &images, params)?;
+        let mut stop = None;
+        while let Some(ev) = engine.step()? {
+            // A closed pipe (`| head`) stops generation instead of panicking.
+            if !json && write!(stdout, "{}", ev.text).and_then(|_| stdout.flush()).is_err() {
+                stop = Some(webvlm::engine::StopReason::Caller);
+                break;
             }
-            true
-        })?;
+        }
+        let stop = stop.or(engine.stop_reason_of_run());
+        let t = engine.timings().clone();
         if json {
             let mut top: Vec<(u32, f32)> =
                 engine.first_logits().iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
             top.sort_by(|x, y| y.1.total_cmp(&x.1));
             top.truncate(10);
             let doc = serde_json::json!({
-                "prompt_ids": prompt_ids,
-                "generated_ids": out.generated_ids,
-                "text": out.text,
-                "stop": out.stop,
+                "prompt_ids": engine.prompt_ids(),
+                "image_tokens": engine.image_tokens(),
+                "generated_ids": engine.generated_ids(),
+                "text": engine.generated_text(),
+                "stop": stop,
                 "top_logits": top,
-                "timings": out.timings,
+                "timings": t,
             });
             println!("{doc}");
         } else {
             println!();
-            let t = &out.timings;
+            let img = if images.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{} images ({} tokens) encoded in {:.0} ms, ",
+                    images.len(),
+                    engine.image_tokens(),
+                    t.image_encode_ms
+                )
+            };
             eprintln!(
-                "[load {:.0} ms, prefill {} tokens in {:.0} ms, decode {:.1} tokens/s]",
+                "[load {:.0} ms, {img}prefill {} tokens in {:.0} ms, decode {:.1} tokens/s]",
                 t.load_ms, t.prefill_tokens, t.prefill_ms, t.decode_tokens_per_s
             );
         }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod kv;
 pub mod linear;
 pub mod llama;
+pub mod llava;
 mod load;
 pub mod olmo_config;
 pub mod ops;

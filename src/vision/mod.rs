@@ -3,6 +3,9 @@
 
 pub mod anyres;
 pub mod clip;
+pub mod features;
 pub mod image;
+pub mod ops;
 pub mod preprocess;
 pub mod projector;
+pub mod prompt;
