@@ -17,7 +17,7 @@ function gemvTable(native) {
   const { read: bw, gemv, llc_mib: llc } = native.gemv;
   const bw1 = bw.find((r) => r.threads === 1);
   const lines = [
-    `Read bandwidth (sum over a buffer well beyond the ${fix(llc, 0)} MiB last-level cache): ` +
+    `Read bandwidth (sum over a buffer several times the last-level cache; detected L3 ${fix(llc, 0)} MiB, 105 MiB assumed at least): ` +
       bw.map((r) => `${r.threads} thread(s) ${fix(r.gbs)} GB/s wall` +
         (r.gbs_on_cpu ? ` (${fix(r.gbs_on_cpu)} GB/s on-CPU)` : '')).join(', ') + '.',
     '',
