@@ -200,7 +200,11 @@ async function send() {
     setState('ready');
   } catch (e) {
     history.pop(); // the user turn had no answer; drop it so the history stays well-formed
-    fail(e);
+    // The engine outlives a failed request (a bad image, a too-long prompt): say why and
+    // stay usable.
+    body.textContent = '(no answer)';
+    setState('ready');
+    ui.status.textContent = `Error: ${e.message || e}`;
   } finally {
     generatingId = null;
     li.removeAttribute('aria-busy');

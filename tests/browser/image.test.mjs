@@ -136,12 +136,44 @@ test('an attached image is previewed, shown in the conversation and answered lik
     const ids = JSON.parse(await page.evaluate(() => document.querySelector('#log .msg.assistant').dataset.ids));
     const cli = await native;
     assert.equal(cli.image_tokens, photo.num_image_tokens);
+    // f32 weights: the CLI itself reproduces transformers' greedy ids for this case.
+    assert.deepEqual(cli.generated_ids, photo.greedy_ids.slice(0, MAX_NEW));
     assert.ok(ids.length > 0, 'the page answered');
     assert.deepEqual(ids, cli.generated_ids, `page ids ${JSON.stringify(ids)} vs CLI ${JSON.stringify(cli.generated_ids)}`);
     const answer = await page.evaluate(() => document.querySelector('#log .msg.assistant .body').textContent);
     assert.equal(answer, cli.text);
     assert.match(status, new RegExp(`${photo.num_image_tokens} image tokens, encoded in \\d+ ms`));
   });
+
+test('a file that is not an image gives a clear error and the page stays usable', { timeout: TIMEOUT }, async () => {
+  const bubbles = await page.locator('#log .msg').count();
+  // A PNG name and type over bytes that are no image: the picker accepts it, wasm refuses it.
+  await page.locator('#image-input').setInputFiles({ name: 'broken.png', mimeType: 'image/png',
+    buffer: Buffer.from('definitely not a PNG file') });
+  await page.locator('#prompt').fill(golden.prompt);
+  await page.locator('#prompt').press('Enter');
+  await page.waitForFunction((n) => document.querySelectorAll('#log .msg').length === n + 2
+    && document.body.dataset.state === 'ready', bubbles, { timeout: TIMEOUT, polling: 100 });
+  const status = await page.locator('#status').textContent();
+  await page.screenshot({ path: path.join(SHOTS, 'image-3-bad-file.png') });
+  assert.match(status, /^Error: image 2: /, 'the error names the image (the conversation\'s second)');
+  assert.equal(await page.locator('#send').isEnabled(), true);
+  assert.equal(await page.locator('#image-input').isEnabled(), true);
+});
+
+test('a text-only model hides the image picker', { timeout: TIMEOUT }, async () => {
+  const text = await browser.newPage();
+  try {
+    await text.goto(baseUrl); // the default model, SmolLM2 (scripts/setup.sh)
+    await text.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
+      null, { timeout: TIMEOUT, polling: 200 });
+    assert.equal(await text.evaluate(() => document.body.dataset.state), 'ready');
+    assert.equal(await text.locator('#attach').isVisible(), false);
+    assert.equal(await text.locator('#image-input').isEnabled(), false);
+  } finally {
+    await text.close();
+  }
+});
 
 test('no page errors and no request left the local server', () => {
   assert.deepEqual(pageErrors, []);
