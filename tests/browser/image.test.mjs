@@ -161,6 +161,22 @@ test('a file that is not an image gives a clear error and the page stays usable'
   assert.equal(await page.locator('#image-input').isEnabled(), true);
 });
 
+test('a follow-up question reuses the encoded image', { timeout: TIMEOUT }, async () => {
+  const before = await page.locator('#log .msg.assistant').count();
+  await page.locator('#prompt').fill('Describe it in more detail.');
+  await page.locator('#prompt').press('Enter');
+  await page.waitForFunction((n) => document.querySelectorAll('#log .msg.assistant').length === n + 1
+    && document.body.dataset.state === 'ready', before, { timeout: TIMEOUT, polling: 100 });
+  const status = await page.locator('#status').textContent();
+  assert.match(status, /^Done/, status);
+  // The conversation still shows the first image (sent again with the history); its
+  // features come from the engine's cache, so nothing is encoded again.
+  const n = golden.cases.find((c) => c.name === 'photo').num_image_tokens;
+  assert.match(status, new RegExp(`${n} image tokens, encoded in 0 ms`));
+  const ids = await page.evaluate(() => [...document.querySelectorAll('#log .msg.assistant')].at(-1).dataset.ids);
+  assert.ok(JSON.parse(ids).length > 0);
+});
+
 test('a text-only model hides the image picker', { timeout: TIMEOUT }, async () => {
   const text = await browser.newPage();
   try {
