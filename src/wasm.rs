@@ -9,17 +9,26 @@
 //! a message posted through a fresh `MessageChannel` (no 4 ms timer clamping), which lets the
 //! worker's `onmessage` handler run, so a "stop" request is seen before the next token.
 //!
+//! Images (LLaVA models): a message carries `images: n`, the number of images shown with it;
+//! `chat_prompt` renders one image token per image with the model's template, and
+//! `generate_with_images` takes the bytes of every image of the conversation, in order (a
+//! `js_sys::Array` of `Uint8Array`/`ArrayBuffer`), decodes them here with
+//! [`crate::vision::image::decode`] (pixel limit checked from the header) and expands each
+//! image token to the image's features. Images already encoded come from the engine's
+//! feature cache, so sending the whole conversation again each turn costs no re-encode.
+//!
 //! Reference followed: the wasm-bindgen guide (`--target web`, `js_sys::Promise`,
 //! `wasm_bindgen_futures::future_to_promise`) and the WHATWG Streams spec
 //! (`ReadableStreamDefaultReader.read()` resolving to `{ done, value }`).
 
-use crate::chat::Message;
 use crate::engine::{Engine, GenerateParams, StopReason, Timings};
 use crate::error::Error;
 use crate::io::manifest::ManifestLoader;
 use crate::model::LoadOptions;
-use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
-use serde::Serialize;
+use crate::vision::image::{decode, Image, DEFAULT_MAX_PIXELS};
+use crate::vision::prompt::ChatTurn;
+use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
@@ -209,6 +218,36 @@ struct GenerateResult {
     timings: Timings,
     /// Download, checks and build, from `load` to a ready engine.
     load_total_ms: f64,
+    /// Positions the run's images took in the prompt (0 without images).
+    image_tokens: usize,
+}
+
+/// A chat message from JavaScript: `{ role, content, images? }`, `images` being how many
+/// images the message shows (they come before its text, as transformers' processors order them).
+#[derive(Deserialize)]
+struct WireMessage {
+    role: String,
+    content: String,
+    #[serde(default)]
+    images: usize,
+}
+
+/// Decode each element of `images` (a `Uint8Array` or an `ArrayBuffer` of an encoded JPEG,
+/// PNG or WebP file) to RGB.
+fn decode_images(images: &Array) -> Result<Vec<Image>, JsValue> {
+    let mut out = Vec::with_capacity(images.length() as usize);
+    for (i, v) in images.iter().enumerate() {
+        let bytes = if let Some(a) = v.dyn_ref::<Uint8Array>() {
+            a.to_vec()
+        } else if let Some(b) = v.dyn_ref::<ArrayBuffer>() {
+            Uint8Array::new(b).to_vec()
+        } else {
+            return Err(js_msg(format!("image {}: expected a Uint8Array or ArrayBuffer", i + 1)));
+        };
+        let img = decode(&bytes, DEFAULT_MAX_PIXELS).map_err(|e| js_msg(format!("image {}: {e}", i + 1)))?;
+        out.push(img);
+    }
+    Ok(out)
 }
 
 /// Clears `busy` however the generation loop exits.
@@ -225,6 +264,7 @@ impl Drop for BusyGuard {
 async fn generate_impl(
     state: Rc<RefCell<State>>,
     prompt_ids: Vec<u32>,
+    images: Vec<Image>,
     params: GenerateParams,
     on_token: Function,
 ) -> Result<JsValue, JsValue> {
@@ -236,7 +276,7 @@ async fn generate_impl(
         s.busy = true;
     }
     let _guard = BusyGuard(state.clone());
-    state.borrow_mut().engine.start(&prompt_ids, params).map_err(js_err)?;
+    state.borrow_mut().engine.start_with_images(&prompt_ids, &images, params).map_err(js_err)?;
     let mut text = String::new();
     let mut aborted = false;
     loop {
@@ -262,6 +302,7 @@ async fn generate_impl(
         finish_reason,
         timings: s.engine.timings().clone(),
         load_total_ms: s.load_ms,
+        image_tokens: s.engine.image_tokens(),
     };
     let json = serde_json::to_string(&result).map_err(|e| js_err(e.into()))?;
     Ok(JsValue::from_str(&json))
@@ -284,13 +325,23 @@ impl WasmEngine {
         future_to_promise(async move { load_impl(base_url, on_progress).await.map(JsValue::from) })
     }
 
-    /// Token ids of `messages_json` (`[{ role, content }, ...]`) rendered with the model's chat
-    /// template, assistant header appended.
+    /// Token ids of `messages_json` (`[{ role, content, images? }, ...]`) rendered with the
+    /// model's chat template, assistant header appended. `images` (default 0) is how many
+    /// images the message shows: one image token each, before the text, to be expanded by
+    /// `generate_with_images`. A text-only model refuses messages with images.
     pub fn chat_prompt(&self, messages_json: &str) -> Result<Vec<u32>, JsValue> {
-        let messages: Vec<Message> =
+        let messages: Vec<WireMessage> =
             serde_json::from_str(messages_json).map_err(|e| js_msg(format!("messages: {e}")))?;
+        let turns: Vec<ChatTurn> =
+            messages.into_iter().map(|m| ChatTurn { role: m.role, text: m.content, images: m.images }).collect();
         let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
-        s.engine.chat_prompt_ids(&messages).map_err(js_err)
+        s.engine.chat_prompt_ids_with_images(&turns).map_err(js_err)
+    }
+
+    /// Whether the model takes images (a LLaVA-family checkpoint).
+    pub fn supports_images(&self) -> Result<bool, JsValue> {
+        let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
+        Ok(s.engine.llava().is_some())
     }
 
     /// Token ids of raw `text` (BOS as the tokenizer's policy says).
@@ -309,7 +360,32 @@ impl WasmEngine {
             Err(e) => return Promise::reject(&js_msg(format!("generate params: {e}"))),
         };
         let state = self.state.clone();
-        future_to_promise(generate_impl(state, prompt_ids, params, on_token))
+        future_to_promise(generate_impl(state, prompt_ids, Vec::new(), params, on_token))
+    }
+
+    /// [`WasmEngine::generate`] with images: `images` holds the encoded bytes (`Uint8Array`
+    /// or `ArrayBuffer`; JPEG, PNG or WebP) of every image the conversation shows, in the
+    /// order of the image tokens in `prompt_ids` (from `chat_prompt`). Bad or oversized
+    /// images reject with an `Error` naming the image. `timings.image_encode_ms` reports the
+    /// vision tower's time (0 when every image came from the feature cache).
+    pub fn generate_with_images(
+        &self,
+        prompt_ids: Vec<u32>,
+        images: Array,
+        params_json: &str,
+        on_token: Function,
+    ) -> Promise {
+        let params: GenerateParams = match serde_json::from_str(if params_json.is_empty() { "{}" } else { params_json })
+        {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&js_msg(format!("generate params: {e}"))),
+        };
+        let images = match decode_images(&images) {
+            Ok(v) => v,
+            Err(e) => return Promise::reject(&e),
+        };
+        let state = self.state.clone();
+        future_to_promise(generate_impl(state, prompt_ids, images, params, on_token))
     }
 
     /// Timings of the last generation as a JSON string (the engine's, plus `load_total_ms`:

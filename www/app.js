@@ -1,6 +1,8 @@
 // UI thread: talks to worker.js (which owns the wasm engine) with typed, id-tagged messages.
 // Model text is only ever inserted with textContent / text nodes, never as HTML.
 // Nothing the user types leaves the page: the only network traffic is the model download.
+// Images (models that take them) are read from the file picker, a drop or a paste, shown with
+// object URLs, and their bytes go only to the worker (ArrayBuffers, transferred).
 
 const DEFAULT_MODEL = 'models/smollm2-135m-int4/';
 const BACKEND_NAMES = { cpu: 'CPU (wasm SIMD)' };
@@ -19,7 +21,11 @@ const ui = {
   reset: $('reset'),
   maxTokens: $('max-tokens'),
   temperature: $('temperature'),
+  attach: $('attach'),
+  imageInput: $('image-input'),
+  attachments: $('attachments'),
 };
+const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/webp'];
 
 /** The model folder: `?model=` (same origin only) or the default, as an absolute URL. */
 function modelUrl() {
@@ -42,15 +48,17 @@ let nextId = 1;
 const pending = new Map(); // id -> { onProgress, onToken, resolve, reject }
 let backendLabel = '';
 let generatingId = null;
-const history = []; // [{ role, content }] sent through the model's chat template
+const history = []; // [{ role, content, images?: [{ file, url }] }] sent through the chat template
+let supportsImages = false;
+let pendingImages = []; // [{ file, url }] attached to the next message
 
-function request(msg, handlers = {}) {
+function request(msg, handlers = {}, transfer = []) {
   const id = nextId++;
   return {
     id,
     done: new Promise((resolve, reject) => {
       pending.set(id, { ...handlers, resolve, reject });
-      worker.postMessage({ ...msg, id });
+      worker.postMessage({ ...msg, id }, transfer);
     }),
   };
 }
@@ -85,6 +93,7 @@ function setState(state) {
   ui.send.disabled = !ready;
   ui.reset.disabled = !ready;
   ui.stop.disabled = state !== 'generating';
+  ui.imageInput.disabled = !(supportsImages && (ready || state === 'generating'));
 }
 
 function fail(e) {
@@ -92,8 +101,8 @@ function fail(e) {
   ui.status.textContent = `Error: ${e.message || e}`;
 }
 
-/** Append a message bubble; returns the element that receives its text. */
-function addMessage(role, text) {
+/** Append a message bubble (with its images' object URLs); returns the element that receives its text. */
+function addMessage(role, text, imageUrls = []) {
   const li = document.createElement('li');
   li.className = `msg ${role}`;
   const who = document.createElement('span');
@@ -102,7 +111,19 @@ function addMessage(role, text) {
   const body = document.createElement('span');
   body.className = 'body';
   body.textContent = text;
-  li.append(who, body);
+  li.append(who);
+  if (imageUrls.length) {
+    const box = document.createElement('div');
+    box.className = 'images';
+    imageUrls.forEach((url, i) => {
+      const img = document.createElement('img');
+      img.src = url;
+      img.alt = `attached image ${i + 1}`;
+      box.append(img);
+    });
+    li.append(box);
+  }
+  li.append(body);
   ui.log.append(li);
   li.scrollIntoView({ block: 'end' });
   return { li, body };
@@ -124,6 +145,8 @@ async function loadModel() {
   const { done } = request({ type: 'load', url }, { onProgress });
   const loaded = await done;
   backendLabel = BACKEND_NAMES[loaded.backend] || loaded.backend;
+  supportsImages = Boolean(loaded.supportsImages);
+  ui.attach.hidden = !supportsImages;
   ui.status.textContent = `Ready · backend: ${backendLabel} · loaded in ${(loaded.loadMs / 1000).toFixed(1)} s`;
   setState('ready');
   ui.prompt.focus();
@@ -139,8 +162,11 @@ async function send() {
   const text = ui.prompt.value.trim();
   if (!text || document.body.dataset.state !== 'ready') return;
   ui.prompt.value = '';
-  history.push({ role: 'user', content: text });
-  addMessage('user', text);
+  const images = pendingImages;
+  pendingImages = [];
+  renderAttachments();
+  history.push({ role: 'user', content: text, images });
+  addMessage('user', text, images.map((im) => im.url));
   const { li, body } = addMessage('assistant', '');
   li.setAttribute('aria-busy', 'true');
   const node = document.createTextNode('');
@@ -149,6 +175,10 @@ async function send() {
   const t0 = performance.now();
   setState('generating');
   ui.status.textContent = `Generating · backend: ${backendLabel}`;
+  // Every image of the conversation, in order (the engine's feature cache skips re-encoding).
+  const files = history.flatMap((m) => (m.images || []).map((im) => im.file));
+  const buffers = await Promise.all(files.map((f) => f.arrayBuffer()));
+  const messages = history.map((m) => ({ role: m.role, content: m.content, images: (m.images || []).length }));
   const onToken = (piece) => {
     node.appendData(piece);
     tokens += 1;
@@ -156,19 +186,25 @@ async function send() {
     ui.status.textContent = `Generating · backend: ${backendLabel} · ${tokens} tokens · ${(tokens / s).toFixed(1)} tokens/s`;
     li.scrollIntoView({ block: 'end' });
   };
-  const req = request({ type: 'generate', messages: history.slice(), params: generationParams() }, { onToken });
+  const req = request({ type: 'generate', messages, images: buffers, params: generationParams() }, { onToken }, buffers);
   generatingId = req.id;
   try {
     const { result } = await req.done;
     history.push({ role: 'assistant', content: result.text });
+    li.dataset.ids = JSON.stringify(result.ids);
     const t = result.timings;
+    const img = result.image_tokens ? ` · ${result.image_tokens} image tokens, encoded in ${t.image_encode_ms.toFixed(0)} ms` : '';
     const how = result.finish_reason === 'aborted' ? 'Stopped' : 'Done';
     ui.status.textContent = `${how} · backend: ${backendLabel} · ${result.ids.length} tokens · ` +
-      `${t.decode_tokens_per_s.toFixed(1)} tokens/s decode · prefill ${t.prefill_tokens} tokens in ${t.prefill_ms.toFixed(0)} ms`;
+      `${t.decode_tokens_per_s.toFixed(1)} tokens/s decode · prefill ${t.prefill_tokens} tokens in ${t.prefill_ms.toFixed(0)} ms${img}`;
     setState('ready');
   } catch (e) {
     history.pop(); // the user turn had no answer; drop it so the history stays well-formed
-    fail(e);
+    // The engine outlives a failed request (a bad image, a too-long prompt): say why and
+    // stay usable.
+    body.textContent = '(no answer)';
+    setState('ready');
+    ui.status.textContent = `Error: ${e.message || e}`;
   } finally {
     generatingId = null;
     li.removeAttribute('aria-busy');
@@ -178,12 +214,12 @@ async function send() {
 
 ui.form.addEventListener('submit', (e) => {
   e.preventDefault();
-  send();
+  send().catch(fail);
 });
 ui.prompt.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
-    send();
+    send().catch(fail);
   }
 });
 ui.stop.addEventListener('click', () => {
@@ -191,6 +227,7 @@ ui.stop.addEventListener('click', () => {
   ui.stop.disabled = true;
 });
 ui.reset.addEventListener('click', () => {
+  for (const m of history) for (const im of m.images || []) URL.revokeObjectURL(im.url);
   history.length = 0;
   ui.log.replaceChildren();
   ui.status.textContent = `Ready · backend: ${backendLabel}`;
@@ -200,4 +237,65 @@ document.addEventListener('keydown', (e) => {
   if (e.key === 'Escape' && generatingId !== null) ui.stop.click();
 });
 
+/** Show the images waiting to be sent, each with a remove button. */
+function renderAttachments() {
+  ui.attachments.replaceChildren(...pendingImages.map((im, i) => {
+    const li = document.createElement('li');
+    const img = document.createElement('img');
+    img.src = im.url;
+    img.alt = `image to send: ${im.file.name || 'pasted image'}`;
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.textContent = '×';
+    remove.setAttribute('aria-label', `remove ${im.file.name || 'image'}`);
+    remove.addEventListener('click', () => {
+      URL.revokeObjectURL(im.url);
+      pendingImages.splice(i, 1);
+      renderAttachments();
+    });
+    li.append(img, remove);
+    return li;
+  }));
+}
+
+/** Queue image files for the next message (other file types are reported, not sent). */
+function attachFiles(files) {
+  if (!supportsImages) return;
+  for (const file of files) {
+    if (!IMAGE_TYPES.includes(file.type)) {
+      ui.status.textContent = `Not attached: ${file.name || 'file'} is not a PNG, JPEG or WebP image`;
+      continue;
+    }
+    pendingImages.push({ file, url: URL.createObjectURL(file) });
+  }
+  renderAttachments();
+}
+
+ui.imageInput.addEventListener('change', () => {
+  attachFiles([...ui.imageInput.files]);
+  ui.imageInput.value = '';
+});
+ui.prompt.addEventListener('paste', (e) => {
+  const files = [...(e.clipboardData?.files || [])];
+  if (supportsImages && files.length) {
+    e.preventDefault();
+    attachFiles(files);
+  }
+});
+document.addEventListener('dragover', (e) => {
+  if (!supportsImages || !e.dataTransfer?.types.includes('Files')) return;
+  e.preventDefault();
+  document.body.classList.add('dragging');
+});
+document.addEventListener('dragleave', (e) => {
+  if (e.relatedTarget === null) document.body.classList.remove('dragging');
+});
+document.addEventListener('drop', (e) => {
+  document.body.classList.remove('dragging');
+  if (!supportsImages || !e.dataTransfer?.files.length) return;
+  e.preventDefault();
+  attachFiles([...e.dataTransfer.files]);
+});
+
 loadModel().catch(fail);
+

@@ -1,11 +1,14 @@
 // Module Web Worker that owns the wasm engine. Protocol (every request carries an `id`):
 //   UI -> worker  { type: 'load', id, url }
-//                 { type: 'generate', id, messages: [{ role, content }], params }
+//                 { type: 'generate', id, messages: [{ role, content, images? }], images?, params }
+//                   (`images` in a message: how many images it shows; `images` in the request:
+//                   the encoded bytes (ArrayBuffer, transferred) of every image of the
+//                   conversation, in order; decoded inside wasm)
 //                 { type: 'stop', id }            (id of the generate request to stop)
 //   worker -> UI  { type: 'progress', id, loaded, total, file }
-//                 { type: 'loaded', id, backend, loadMs }
+//                 { type: 'loaded', id, backend, loadMs, supportsImages }
 //                 { type: 'token', id, text, tokenId }
-//                 { type: 'done', id, result: { text, ids, finish_reason, timings } }
+//                 { type: 'done', id, result: { text, ids, finish_reason, timings, image_tokens } }
 //                 { type: 'error', id, message }
 // Stop is handled here, in JavaScript: the wasm generation loop yields to the event loop
 // between tokens, so this handler runs and the next on_token call returns false.
@@ -27,10 +30,11 @@ async function load({ id, url }) {
   }
   const t0 = performance.now();
   engine = await loading;
-  reply({ type: 'loaded', id, backend: engine.backend(), loadMs: performance.now() - t0 });
+  reply({ type: 'loaded', id, backend: engine.backend(), loadMs: performance.now() - t0,
+    supportsImages: engine.supports_images() });
 }
 
-async function generate({ id, messages, params }) {
+async function generate({ id, messages, images, params }) {
   if (!engine) {
     if (!loading) throw new Error('no model loaded');
     engine = await loading;
@@ -41,7 +45,10 @@ async function generate({ id, messages, params }) {
     return !stopRequested.has(id);
   };
   try {
-    const json = await engine.generate(promptIds, JSON.stringify(params || {}), onToken);
+    const p = JSON.stringify(params || {});
+    const json = images && images.length
+      ? await engine.generate_with_images(promptIds, images.map((b) => new Uint8Array(b)), p, onToken)
+      : await engine.generate(promptIds, p, onToken);
     reply({ type: 'done', id, result: JSON.parse(json) });
   } finally {
     stopRequested.delete(id);
