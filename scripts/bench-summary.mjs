@@ -71,6 +71,6 @@ let wasmVision = null;
 try { wasmVision = read('bench-wasm-vision.json'); } catch { /* not measured */ }
 const sections = [];
 if (native.gemv) sections.push(`## GEMV kernels\n\n${gemvTable(native)}`);
-sections.push(`## SmolLM2-135M-Instruct decode\n\n${decodeTable(native, wasm)}`);
+if (native.decode || wasm) sections.push(`## SmolLM2-135M-Instruct decode\n\n${decodeTable(native, wasm)}`);
 if (native.vision || wasmVision) sections.push(`## Vision tower encode\n\n${visionTable(native, wasmVision)}`);
 console.log(sections.join('\n\n'));
