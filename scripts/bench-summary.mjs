@@ -49,7 +49,28 @@ function decodeTable(native, wasm) {
   return lines.join('\n');
 }
 
+function visionTable(native, wasmVision) {
+  const lines = [
+    'One 336x336 image through CLIP ViT-L/14-336 at LLaVA-1.5-7B\'s shapes (hidden 1024, 16 heads, MLP 4096, ' +
+      '577 tokens; 23 of 24 layers, as LLaVA reads layer -2), random weights. GFLOP/s counts 2 per multiply-add.',
+    '',
+    '| where | format | threads | layers | tokens | encode ms | GFLOP/s |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  const row = (where, v) => lines.push(`| ${where} | ${v.format} | ${v.threads} | ${v.layers} | ${v.tokens} | ` +
+    `${fix(v.encode_ms, 0)} | ${fix(v.gflops)} |`);
+  for (const v of native.vision || []) row('native', v);
+  for (const v of wasmVision?.vision || []) row(`wasm SIMD128 under Node ${wasmVision.node}`, v);
+  return lines.join('\n');
+}
+
 const native = read('bench-native.json');
 let wasm = null;
 try { wasm = read('bench-wasm.json'); } catch { /* native only */ }
-console.log(`## GEMV kernels\n\n${gemvTable(native)}\n\n## SmolLM2-135M-Instruct decode\n\n${decodeTable(native, wasm)}`);
+let wasmVision = null;
+try { wasmVision = read('bench-wasm-vision.json'); } catch { /* not measured */ }
+const sections = [];
+if (native.gemv) sections.push(`## GEMV kernels\n\n${gemvTable(native)}`);
+if (native.decode || wasm) sections.push(`## SmolLM2-135M-Instruct decode\n\n${decodeTable(native, wasm)}`);
+if (native.vision || wasmVision) sections.push(`## Vision tower encode\n\n${visionTable(native, wasmVision)}`);
+console.log(sections.join('\n\n'));

@@ -3,8 +3,15 @@
 // serves the converted model with scripts/serve.mjs, loads it through WasmEngine.load (the
 // streamed-fetch path of the browser), chats once greedily and reports tokens/s as JSON.
 //
+// With --vision it instead times one 336x336 image encode through LLaVA-1.5-7B's vision tower
+// (CLIP ViT-L/14-336, 23 of 24 layers, random weights built in wasm memory; the wasm export
+// `bench_vision` of src/wasm_bench.rs), per --vision-formats (default int8,f32; the f32 tower
+// is 1.16 GB of wasm32's 4 GiB: pass int8 alone where memory is tight), and writes
+// test-results/bench-wasm-vision.json.
+//
 // Usage: node scripts/bench-wasm.mjs [--model DIR_NAME] [--prompt TEXT] [--max-tokens N]
 //                                    [--out FILE]      (default test-results/bench-wasm.json)
+//        node scripts/bench-wasm.mjs --vision [--vision-formats int8,f32] [--out FILE]
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -69,15 +76,40 @@ export async function runWasmChat({ model = 'smollm2-135m-int4', prompt, maxToke
   }
 }
 
+/** Time the vision tower in wasm for each format; returns the report object. */
+export async function runWasmVision({ formats = ['int8'], runs = 1 } = {}) {
+  const glue = await loadWasm();
+  const rows = formats.map((f) => JSON.parse(glue.bench_vision(f, runs, 0)));
+  return {
+    kind: 'wasm-node-vision',
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: os.cpus()[0]?.model,
+    tower: 'CLIP ViT-L/14-336 (LLaVA-1.5-7B), random weights',
+    vision: rows,
+  };
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
+      vision: { type: 'boolean', default: false },
+      'vision-formats': { type: 'string', default: 'int8,f32' },
       model: { type: 'string', default: 'smollm2-135m-int4' },
       prompt: { type: 'string', default: 'Write a short story about a robot who learns to paint.' },
       'max-tokens': { type: 'string', default: '128' },
-      out: { type: 'string', default: path.join(ROOT, 'test-results/bench-wasm.json') },
+      out: { type: 'string' },
     },
   });
+  if (values.vision) {
+    const out = values.out || path.join(ROOT, 'test-results/bench-wasm-vision.json');
+    const report = await runWasmVision({ formats: values['vision-formats'].split(',') });
+    await mkdir(path.dirname(out), { recursive: true });
+    await writeFile(out, JSON.stringify(report, null, 2) + '\n');
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
+  values.out ||= path.join(ROOT, 'test-results/bench-wasm.json');
   const maxTokens = Number(values['max-tokens']);
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new Error(`--max-tokens must be a positive integer`);
   const r = await runWasmChat({ model: values.model, prompt: values.prompt, maxTokens });

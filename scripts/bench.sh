@@ -16,6 +16,8 @@ cat test-results/bench-native.json
 
 echo "bench: wasm under Node" >&2
 node scripts/bench-wasm.mjs --out test-results/bench-wasm.json
+echo "bench: wasm vision tower under Node" >&2
+node scripts/bench-wasm.mjs --vision --out test-results/bench-wasm-vision.json
 
 node scripts/bench-summary.mjs test-results > test-results/bench.md
 echo "bench: summary in test-results/bench.md" >&2

@@ -24,9 +24,12 @@ pub mod vision;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+pub mod bench_vision;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm_bench;
 
 pub use error::{Error, Result};

@@ -145,6 +145,18 @@ mod cli {
         /// Skip the GEMV kernel benchmark (only decode speed with --model).
         #[arg(long)]
         no_gemv: bool,
+        /// Only the vision-tower encode benchmark (CLIP ViT-L/14-336, LLaVA-1.5-7B shapes).
+        #[arg(long, conflicts_with = "no_vision")]
+        vision: bool,
+        /// Skip the vision-tower encode benchmark.
+        #[arg(long)]
+        no_vision: bool,
+        /// Vision formats to measure, comma-separated (f32, int8).
+        #[arg(long, default_value = "int8,f32", value_delimiter = ',')]
+        vision_formats: Vec<String>,
+        /// Timed encodes per vision configuration (the best counts).
+        #[arg(long, default_value_t = 1)]
+        vision_runs: usize,
         #[command(flatten)]
         load: LoadArgs,
         #[arg(long)]
@@ -336,14 +348,22 @@ mod cli {
             }
             gopts.threads = vec![t];
         }
-        if !a.no_gemv {
+        if !a.no_gemv && !a.vision {
             let report = webvlm::bench::run(&gopts);
             if !a.json {
                 webvlm::bench::print_report(&report);
             }
             doc.insert("gemv".into(), serde_json::to_value(&report)?);
         }
-        if let Some(path) = &a.model {
+        if !a.no_vision {
+            let formats = a.vision_formats.iter().map(|f| WeightFormat::parse(f)).collect::<Result<Vec<_>>>()?;
+            let rows = webvlm::bench_vision::run_native(&formats, &gopts.threads, a.vision_runs)?;
+            if !a.json {
+                webvlm::bench_vision::print_rows(&rows);
+            }
+            doc.insert("vision".into(), serde_json::to_value(&rows)?);
+        }
+        if let (Some(path), false) = (&a.model, a.vision) {
             let runs = bench_decode(path, &a, &gopts.threads)?;
             doc.insert("decode".into(), serde_json::to_value(&runs)?);
         }
