@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::io::Tensor;
-use std::collections::BTreeMap;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 struct MapSource(BTreeMap<String, Tensor>);
 
