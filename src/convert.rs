@@ -9,6 +9,16 @@
 //! LLaVA checkpoints (a config with `vision_config` and `text_config`) split three ways: the
 //! language model takes the chosen format, the vision tower INT8 per output channel (or
 //! `vision_weights`), the projector f16; the tower's position embeddings stay f32.
+//!
+//! Models whose decoder is BitNet b1.58 (OLMo-Bitnet-1B, LlavaOLMoBitnet1B: the config says
+//! `ternary`, or names BitNet) store full-precision latent weights; their block linears are
+//! always written ternary straight from those (absmean, as `BitLinear158` computes them),
+//! whatever `--weights` says, so they are never re-ternarized from a lossy format. The
+//! embedding / output head takes `--weights` (INT8 when that is `ternary`: it was not trained
+//! ternary), the vision tower its own default. Their projector stays f32: every BitLinear
+//! re-quantizes its input to int8 per token, so the projector's f16 rounding flips those
+//! roundings and moves the tiny fixture's logits by ~6e-3 relative (f32 keeps the reference's
+//! numbers; the projector is ~0.5% of LlavaOLMoBitnet1B's weights).
 
 use crate::error::{Error, Result};
 use crate::io::manifest::writer::{shard_name, write_file, ShardWriter};
@@ -94,6 +104,61 @@ pub struct ConvertReport {
 /// The format tensor `name` of `shape` is stored in; explains fallbacks in `warnings`.
 pub fn target_format(name: &str, shape: &[usize], opts: &ConvertOptions, warnings: &mut Vec<String>) -> WeightFormat {
     choice_format(opts.weights, name, shape, opts, warnings)
+}
+
+/// How [`convert`] picks each tensor's format for one checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FormatPlan {
+    /// LLaVA: split into vision / projector / text ([`llava_target_format`]).
+    pub llava: bool,
+    /// The decoder is BitNet b1.58: its block linears are ternary.
+    pub ternary_blocks: bool,
+}
+
+impl FormatPlan {
+    /// The plan for a checkpoint's config (an unreadable decoder config means not ternary).
+    pub fn from_config(config: &serde_json::Value) -> FormatPlan {
+        let llava = crate::model::llava::is_llava(config);
+        let ternary_blocks = if llava {
+            crate::model::llava::LlavaConfig::from_value(config).map(|c| c.text.arch.ternary)
+        } else {
+            crate::model::LlamaConfig::from_value(config).map(|c| c.arch.ternary)
+        };
+        FormatPlan { llava, ternary_blocks: ternary_blocks.unwrap_or(false) }
+    }
+
+    /// The format tensor `name` of `shape` is stored in under this plan.
+    pub fn format(
+        &self,
+        name: &str,
+        shape: &[usize],
+        opts: &ConvertOptions,
+        warnings: &mut Vec<String>,
+    ) -> WeightFormat {
+        let text = !self.llava || llava_part(name) == Part::Text;
+        if self.ternary_blocks && self.llava && llava_part(name) == Part::Projector {
+            return WeightFormat::F32;
+        }
+        if self.ternary_blocks && text && shape.len() == 2 && name.ends_with(".weight") {
+            if is_block_linear(name) {
+                return WeightFormat::Ternary;
+            }
+            if opts.weights == WeightChoice::Ternary {
+                warnings.push(format!("{name}: not a BitLinear layer of this BitNet model, using int8"));
+                return WeightFormat::Int8;
+            }
+        }
+        if self.llava {
+            llava_target_format(name, shape, opts, warnings)
+        } else {
+            target_format(name, shape, opts, warnings)
+        }
+    }
+}
+
+/// A decoder block's linear (HF `model.layers.N.*`, OLMo `transformer.blocks.N.*`).
+fn is_block_linear(name: &str) -> bool {
+    name.contains(".layers.") || name.contains(".blocks.")
 }
 
 /// What part of a LLaVA checkpoint a tensor belongs to, by its name (transformers 4.x/5.x
@@ -241,14 +306,10 @@ pub fn convert(
     let mut report = ConvertReport::default();
     let names = ckpt.weights.names();
     let mut writer = ShardWriter::new(out, opts.shard_bytes);
-    let llava = crate::model::llava::is_llava(&ckpt.config);
+    let plan = FormatPlan::from_config(&ckpt.config);
     for (i, name) in names.iter().enumerate() {
         let shape = ckpt.weights.shape(name)?;
-        let fmt = if llava {
-            llava_target_format(name, &shape, opts, &mut report.warnings)
-        } else {
-            target_format(name, &shape, opts, &mut report.warnings)
-        };
+        let fmt = plan.format(name, &shape, opts, &mut report.warnings);
         let tensor = to_format(name, ckpt.weights.load(name)?, fmt)?;
         writer.push(name, tensor)?;
         *report.formats.entry(fmt.name()).or_default() += 1;

@@ -13,7 +13,7 @@
 use crate::chat::{self, Message};
 use crate::error::{Error, Result};
 use crate::io::Checkpoint;
-use crate::model::llava::{is_llava, Llava, VisionLoadOptions};
+use crate::model::llava::{is_llava, Llava, VisionLoadOptions, ORIGINAL_IMAGE_TOKEN};
 use crate::model::{KvCache, Llama, LlamaConfig, LoadOptions};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -177,6 +177,9 @@ impl Engine {
             let m = Llava::load(&ckpt.config, ckpt.weights.as_ref(), opts, vopts)?;
             // A broken processor config only matters once an image comes.
             let p = ckpt.preprocessor.as_ref().map(|_| features::processor_config(ckpt.preprocessor.as_ref(), &m));
+            // LLaVA's original `image_aspect_ratio: "pad"` lives in the model config.
+            let p = p
+                .map(|r| r.map(|c| ClipProcessorConfig { pad_to_square: c.pad_to_square || m.cfg.pad_to_square, ..c }));
             (Model::Llava(Box::new(m)), p.transpose()?)
         } else {
             let cfg = LlamaConfig::from_value(&ckpt.config)?;
@@ -278,6 +281,23 @@ impl Engine {
         let text = render_turns(tpl, turns, bos, eos)?;
         let add_bos = spec.add_bos && !(bos.is_empty() || text.starts_with(bos));
         self.tokenizer.encode(&text, add_bos)
+    }
+
+    /// Tokenize raw `text` holding `<image>` markers: LLaVA's original layout as its
+    /// `tokenizer_image_token` does (chunks around `<image>` alone, joined by the -200
+    /// placeholder, BOS per `add_bos`); other models through the tokenizer (`<image>` is a token).
+    pub fn encode_with_images(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
+        let Some(id) = self.llava().map(|m| m.cfg.image_token_id).filter(|&i| i == ORIGINAL_IMAGE_TOKEN) else {
+            return self.tokenizer.encode(text, add_bos);
+        };
+        let mut ids = Vec::new();
+        for (j, chunk) in text.split("<image>").enumerate() {
+            if j > 0 {
+                ids.push(id);
+            }
+            ids.extend(self.tokenizer.encode(chunk, add_bos && j == 0)?);
+        }
+        Ok(ids)
     }
 
     /// Begin generating after `prompt_ids`. The KV cache is reused for the longest common

@@ -265,7 +265,7 @@ mod cli {
         } else {
             a.prompt.clone()
         };
-        engine.tokenizer().encode(&text, true)
+        engine.encode_with_images(&text, true)
     }
 
     fn generate(a: GenerateArgs) -> Result<()> {

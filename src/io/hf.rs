@@ -217,10 +217,31 @@ mod native {
         if !config.is_object() {
             return Err(Error::format(dir.join("config.json").display().to_string(), "not a JSON object"));
         }
+        let mut config = config;
         let tokenizer = read_tokenizer(dir)?;
-        let preprocessor = read_preprocessor(dir)?;
+        let mut preprocessor = read_preprocessor(dir)?;
+        if let Some(tower) = local_tower(dir, &config) {
+            // LLaVA's original layout names its CLIP tower's folder in `mm_vision_tower`.
+            if config.get("vision_config").is_none() {
+                if let Some(vc) = read_opt_json(&tower.join("config.json"))? {
+                    config["vision_config"] = vc;
+                }
+            }
+            if preprocessor.is_none() {
+                preprocessor = read_preprocessor(&tower)?;
+            }
+        }
         let weights = HfWeights::open(dir)?;
         Ok(Checkpoint { config, tokenizer, weights: Box::new(weights), preprocessor })
+    }
+
+    /// The folder `mm_vision_tower` names, when it is a plain relative path inside `dir`.
+    fn local_tower(dir: &Path, config: &Value) -> Option<std::path::PathBuf> {
+        let name = config.get("mm_vision_tower")?.as_str()?;
+        let rel = Path::new(name);
+        let plain = rel.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        let path = dir.join(rel);
+        (plain && path.is_dir()).then_some(path)
     }
 
     /// `preprocessor_config.json` and `processor_config.json`, merged ([`merge_preprocessor`]).

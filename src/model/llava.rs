@@ -10,6 +10,15 @@
 //! `unpad_image` crops the padding the resize added, `image_newline` ends every row, and the
 //! base image's features go first. The prompt holds one `<image>` token per feature; their
 //! embeddings are replaced by the features in order, and the text decoder runs on the result.
+//!
+//! LLaVA's original code base (`llava/model/llava_arch.py`, `LlavaMetaModel`; e.g. IntelLabs'
+//! LlavaOLMoBitnet1B) is read too: config keys `mm_vision_select_layer`,
+//! `mm_vision_select_feature` (`patch` drops the class token), `mm_projector_type`,
+//! `image_aspect_ratio` (`pad`: `expand2square` with the mean colour), the tower's config
+//! under `vision_config` (the HF reader copies it from the `mm_vision_tower` folder), tensors
+//! `model.vision_tower.vision_tower.[vision_model.]*`, `model.mm_projector.{0,2}.*`, and the
+//! decoder's own names. The prompt holds the placeholder `IMAGE_TOKEN_INDEX` (-200, here
+//! [`ORIGINAL_IMAGE_TOKEN`]) where `tokenizer_image_token` put `<image>`.
 
 use super::llama::Llama;
 use super::{KvCache, LlamaConfig, LoadOptions};
@@ -20,6 +29,9 @@ use crate::vision::clip::{VisionDims, VisionTower};
 use crate::vision::ops::Activation;
 use crate::vision::projector::Projector;
 use serde_json::Value;
+
+/// LLaVA's `IMAGE_TOKEN_INDEX` (-200) as a `u32` token id (two's complement).
+pub const ORIGINAL_IMAGE_TOKEN: u32 = (-200i32) as u32;
 
 /// Which image-packing scheme the model uses.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +56,8 @@ pub enum SelectStrategy {
 pub struct LlavaNames {
     pub vision: String,
     pub projector: String,
+    /// The projector's two linears under `projector` (`linear_1`/`linear_2` or `0`/`2`).
+    pub projector_layers: [String; 2],
     /// Prefix rules mapping the decoder's `model.*` / `lm_head.*` names onto the checkpoint's.
     pub text: Vec<(String, String)>,
     pub newline: String,
@@ -59,10 +73,28 @@ impl LlavaNames {
             cands.iter().find(|p| src.contains(&format!("{p}{suffix}"))).copied()
         }
         let patch = "embeddings.patch_embedding.weight";
-        let towers =
-            ["model.vision_tower.vision_model.", "model.vision_tower.", "vision_tower.vision_model.", "vision_tower."];
+        let towers = [
+            "model.vision_tower.vision_model.",
+            "model.vision_tower.",
+            "vision_tower.vision_model.",
+            "vision_tower.",
+            "model.vision_tower.vision_tower.vision_model.",
+            "vision_tower.vision_tower.vision_model.",
+            "model.vision_tower.vision_tower.",
+            "vision_tower.vision_tower.",
+        ];
         let vision = find(src, &towers, patch)
             .ok_or_else(|| Error::MissingTensor(format!("vision_tower.{patch}` (under any known prefix")))?;
+        if let Some(p) = find(src, &["model.mm_projector.", "mm_projector."], "0.weight") {
+            // LLaVA's original code base: the decoder keeps its own names under `model.`.
+            return Ok(LlavaNames {
+                vision: vision.into(),
+                projector: p.into(),
+                projector_layers: ["0".into(), "2".into()],
+                text: vec![("model.".into(), "model.".into()), ("lm_head.".into(), "lm_head.".into())],
+                newline: "model.image_newline".into(),
+            });
+        }
         let projector = find(src, &["model.multi_modal_projector.", "multi_modal_projector."], "linear_1.weight")
             .ok_or_else(|| Error::MissingTensor("multi_modal_projector.linear_1.weight".into()))?;
         let embed = "embed_tokens.weight";
@@ -73,6 +105,7 @@ impl LlavaNames {
         Ok(LlavaNames {
             vision: vision.into(),
             projector: projector.into(),
+            projector_layers: ["linear_1".into(), "linear_2".into()],
             text: vec![("model.".into(), body.into()), ("lm_head.".into(), head.into())],
             newline: format!("{newline}image_newline"),
         })
@@ -125,15 +158,26 @@ pub struct LlavaConfig {
     pub vision: VisionDims,
     pub text: LlamaConfig,
     pub pinpoints: Option<Vec<(usize, usize)>>,
+    /// `image_aspect_ratio: "pad"` (original code base): pad images to a square first.
+    pub pad_to_square: bool,
 }
 
 /// Whether `config` describes a LLaVA-family model.
 pub fn is_llava(config: &Value) -> bool {
-    config.get("vision_config").is_some() && config.get("text_config").is_some()
+    (config.get("vision_config").is_some() && config.get("text_config").is_some()) || is_original(config)
+}
+
+/// Whether `config` is in LLaVA's original layout (`LlavaMetaModel`'s `mm_*` keys).
+pub fn is_original(config: &Value) -> bool {
+    config.get("text_config").is_none()
+        && (config.get("mm_projector_type").is_some() || config.get("mm_vision_tower").is_some())
 }
 
 impl LlavaConfig {
     pub fn from_value(c: &Value) -> Result<LlavaConfig> {
+        if is_original(c) {
+            return Self::from_original(c);
+        }
         let err = |m: String| Error::format("config.json", m);
         let vision = VisionDims::from_value(c.get("vision_config").ok_or_else(|| err("no vision_config".into()))?)?;
         let text =
@@ -183,6 +227,52 @@ impl LlavaConfig {
             vision,
             text,
             pinpoints,
+            pad_to_square: false,
+        })
+    }
+
+    /// LLaVA's original layout: the decoder's config at the top level plus `mm_*` keys.
+    fn from_original(c: &Value) -> Result<LlavaConfig> {
+        let err = |m: String| Error::format("config.json", m);
+        let tower = c.get("mm_vision_tower").and_then(Value::as_str).unwrap_or("?");
+        let vc = c.get("vision_config").ok_or_else(|| {
+            err(format!("no vision_config, and the folder has no `{tower}/config.json` for mm_vision_tower"))
+        })?;
+        let vision = VisionDims::from_value(vc)?;
+        let text = LlamaConfig::from_value(c)?;
+        let architecture =
+            c.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str).unwrap_or("LlavaLlamaForCausalLM");
+        let n = vision.layers as i64;
+        let layer = c.get("mm_vision_select_layer").map_or(Some(-2), Value::as_i64);
+        let layer = layer.ok_or_else(|| err("mm_vision_select_layer is not an integer".into()))?;
+        let abs = if layer < 0 { n + 1 + layer } else { layer };
+        if !(0..=n).contains(&abs) {
+            return Err(err(format!("mm_vision_select_layer {layer} outside a {n}-layer tower")));
+        }
+        let strategy = match c.get("mm_vision_select_feature").and_then(Value::as_str).unwrap_or("patch") {
+            "patch" => SelectStrategy::Default,
+            "cls_patch" => SelectStrategy::Full,
+            s => return Err(err(format!("mm_vision_select_feature `{s}`"))),
+        };
+        let projector_act = match c.get("mm_projector_type").and_then(Value::as_str).unwrap_or("linear") {
+            "linear" | "mlp2x_gelu" => Activation::parse("gelu")?,
+            s => return Err(Error::Unsupported(format!("mm_projector_type `{s}` (linear or mlp2x_gelu)"))),
+        };
+        let pad_to_square = match c.get("image_aspect_ratio").and_then(Value::as_str).unwrap_or("square") {
+            "pad" => true,
+            "square" | "resize" => false,
+            s => return Err(Error::Unsupported(format!("image_aspect_ratio `{s}` (pad or square)"))),
+        };
+        Ok(LlavaConfig {
+            architecture: architecture.to_string(),
+            image_token_id: ORIGINAL_IMAGE_TOKEN,
+            feature_layers: vec![abs as usize],
+            strategy,
+            projector_act,
+            vision,
+            text,
+            pinpoints: None,
+            pad_to_square,
         })
     }
 
@@ -297,10 +387,11 @@ impl Llava {
         let vin = cfg.vision.hidden * cfg.feature_layers.len();
         let d = cfg.text.hidden_size;
         let p = &names.projector;
+        let [l1, l2] = &names.projector_layers;
         let projector = Projector::load(
             src,
-            &format!("{p}linear_1"),
-            &format!("{p}linear_2"),
+            &format!("{p}{l1}"),
+            &format!("{p}{l2}"),
             cfg.projector_act,
             vin,
             d,

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::io::Tensor;
+use serde_json::json;
 use std::collections::BTreeMap;
 
 struct MapSource(BTreeMap<String, Tensor>);
@@ -221,4 +222,36 @@ fn bad_input_is_an_error() {
     assert!(m.embed_with_images(&ids, &[&[0.0; 3 * 64]]).is_err());
     assert!(LlavaConfig::from_value(&config(false, Value::from(-5), "default")).is_err());
     assert!(LlavaConfig::from_value(&config(false, Value::from(-2), "cls")).is_err());
+}
+
+/// LLaVA's original layout: `mm_*` keys read, bad values refused with the key named.
+#[test]
+fn original_layout_config() {
+    let vision = json!({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+        "num_attention_heads": 4, "image_size": 28, "patch_size": 14});
+    let base = json!({"d_model": 32, "n_heads": 4, "n_layers": 1, "vocab_size": 100, "ternary": true,
+        "mm_vision_tower": "tower", "mm_projector_type": "mlp2x_gelu", "mm_vision_select_layer": -2,
+        "mm_vision_select_feature": "patch", "image_aspect_ratio": "pad", "vision_config": vision});
+    assert!(is_llava(&base) && is_original(&base));
+    let c = LlavaConfig::from_value(&base).unwrap();
+    assert_eq!(
+        (c.image_token_id, c.feature_layers.clone(), c.strategy),
+        (ORIGINAL_IMAGE_TOKEN, vec![2], SelectStrategy::Default)
+    );
+    assert!(c.pad_to_square && c.text.arch.ternary && c.pinpoints.is_none());
+    for (k, v, needle) in [
+        ("mm_vision_select_layer", json!(-9), "mm_vision_select_layer"),
+        ("mm_vision_select_feature", json!("cls"), "mm_vision_select_feature"),
+        ("mm_projector_type", json!("mlp3x_gelu"), "mm_projector_type"),
+        ("image_aspect_ratio", json!("anyres"), "image_aspect_ratio"),
+    ] {
+        let mut v2 = base.clone();
+        v2[k] = v;
+        let e = LlavaConfig::from_value(&v2).unwrap_err().to_string();
+        assert!(e.contains(needle), "{k}: {e}");
+    }
+    let mut v2 = base.clone();
+    v2.as_object_mut().unwrap().remove("vision_config");
+    let e = LlavaConfig::from_value(&v2).unwrap_err().to_string();
+    assert!(e.contains("tower/config.json"), "{e}");
 }
