@@ -6,24 +6,9 @@
 //! OLMo / BitNet b1.58 formulas, and prefill must equal token-by-token decoding.
 
 use std::collections::BTreeMap;
-use webvlm::error::{Error, Result};
-use webvlm::io::{Tensor, WeightSource};
+use webvlm::io::Tensor;
 use webvlm::model::{Llama, LlamaConfig, LoadOptions};
 use webvlm::rng::Rng;
-
-struct MapSource(BTreeMap<String, Tensor>);
-
-impl WeightSource for MapSource {
-    fn names(&self) -> Vec<String> {
-        self.0.keys().cloned().collect()
-    }
-    fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        self.0.get(name).map(|t| t.shape.clone()).ok_or_else(|| Error::MissingTensor(name.into()))
-    }
-    fn load(&self, name: &str) -> Result<Tensor> {
-        self.0.get(name).cloned().ok_or_else(|| Error::MissingTensor(name.into()))
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Family {
@@ -118,7 +103,7 @@ fn config(m: &Model) -> LlamaConfig {
 }
 
 /// The checkpoint tensors under the family's names.
-fn checkpoint(m: &Model) -> MapSource {
+fn checkpoint(m: &Model) -> BTreeMap<String, Tensor> {
     let mut t = BTreeMap::new();
     let mut put = |name: String, shape: Vec<usize>, data: Vec<f32>| {
         t.insert(name, Tensor::f32(shape, data));
@@ -161,7 +146,7 @@ fn checkpoint(m: &Model) -> MapSource {
             }
         }
     }
-    MapSource(t)
+    t
 }
 
 #[path = "decoder_variants/reference.rs"]

@@ -55,6 +55,20 @@ pub trait WeightSource: Send + Sync {
     }
 }
 
+/// Dense tensors in a map (tests, benchmarks): `load` hands out a copy, so a tensor may be
+/// loaded more than once.
+impl WeightSource for std::collections::BTreeMap<String, Tensor> {
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        self.get(name).map(|t| t.shape.clone()).ok_or_else(|| crate::Error::MissingTensor(name.into()))
+    }
+    fn load(&self, name: &str) -> Result<Tensor> {
+        self.get(name).cloned().ok_or_else(|| crate::Error::MissingTensor(name.into()))
+    }
+}
+
 /// What the tokenizer needs beyond its `tokenizer.json`.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TokenizerSpec {

@@ -7,20 +7,6 @@ use crate::io::Tensor;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-struct MapSource(BTreeMap<String, Tensor>);
-
-impl WeightSource for MapSource {
-    fn names(&self) -> Vec<String> {
-        self.0.keys().cloned().collect()
-    }
-    fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        self.0.get(name).map(|t| t.shape.clone()).ok_or_else(|| Error::MissingTensor(name.into()))
-    }
-    fn load(&self, name: &str) -> Result<Tensor> {
-        self.0.get(name).cloned().ok_or_else(|| Error::MissingTensor(name.into()))
-    }
-}
-
 const IMG: u32 = 39;
 
 fn config(next: bool, layer: Value, strategy: &str) -> Value {
@@ -39,7 +25,7 @@ fn config(next: bool, layer: Value, strategy: &str) -> Value {
 }
 
 /// Random weights under transformers 5.x names (`v5`) or 4.x names.
-fn weights(vin: usize, v5: bool) -> MapSource {
+fn weights(vin: usize, v5: bool) -> BTreeMap<String, Tensor> {
     let mut m = BTreeMap::new();
     let mut rng = crate::rng::Rng::new(7);
     let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
@@ -99,7 +85,7 @@ fn weights(vin: usize, v5: bool) -> MapSource {
             put(format!("{p}{n}.weight"), vec![o, i], 0.3, 0.0);
         }
     }
-    MapSource(m)
+    m
 }
 
 fn tile(seed: u64) -> Vec<f32> {

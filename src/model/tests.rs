@@ -3,24 +3,10 @@
 //! load-time quantization changes formats but not the answer much.
 
 use super::{Llama, LlamaConfig, LoadOptions};
-use crate::error::{Error, Result};
-use crate::io::{Tensor, WeightSource};
+use crate::error::Error;
+use crate::io::Tensor;
 use crate::quant::WeightFormat;
 use std::collections::BTreeMap;
-
-struct MapSource(BTreeMap<String, Tensor>);
-
-impl WeightSource for MapSource {
-    fn names(&self) -> Vec<String> {
-        self.0.keys().cloned().collect()
-    }
-    fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        self.0.get(name).map(|t| t.shape.clone()).ok_or_else(|| Error::MissingTensor(name.into()))
-    }
-    fn load(&self, name: &str) -> Result<Tensor> {
-        self.0.get(name).cloned().ok_or_else(|| Error::MissingTensor(name.into()))
-    }
-}
 
 /// Deterministic pseudo-random values in [-scale, scale].
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -28,7 +14,7 @@ fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * scale).collect()
 }
 
-fn tiny(layers: usize, window: Option<usize>, tied: bool) -> (LlamaConfig, MapSource) {
+fn tiny(layers: usize, window: Option<usize>, tied: bool) -> (LlamaConfig, BTreeMap<String, Tensor>) {
     let v = serde_json::json!({
         "vocab_size": 40, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": layers,
         "num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 10000.0,
@@ -60,7 +46,7 @@ fn tiny(layers: usize, window: Option<usize>, tied: bool) -> (LlamaConfig, MapSo
             put(format!("{p}mlp.{n}_proj.weight"), vec![o, i], 0.2, 0.0);
         }
     }
-    (cfg, MapSource(m))
+    (cfg, m)
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -122,7 +108,7 @@ fn bad_input_errors() {
     assert!(matches!(m.forward(&[1], &mut kv), Err(Error::ContextOverflow { .. })));
     // A missing tensor is named.
     let (cfg, mut src) = tiny(1, None, true);
-    src.0.remove("model.layers.0.mlp.up_proj.weight");
+    src.remove("model.layers.0.mlp.up_proj.weight");
     match Llama::load(cfg, &src, "", &LoadOptions::default()) {
         Err(Error::MissingTensor(n)) => assert_eq!(n, "model.layers.0.mlp.up_proj.weight"),
         other => panic!("expected a missing tensor, got {:?}", other.err()),
