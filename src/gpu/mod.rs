@@ -1,0 +1,17 @@
+//! The GPU backend: wgpu over WebGPU in the browser and Vulkan/Metal/DX12 natively.
+//!
+//! - [`context`]: adapter and device set-up (limits, `shader-f16`, `subgroups`), buffers,
+//!   pipelines (compiled once per shader + entry + override constants), readback.
+//! - [`shaders`]: the WGSL files of `shaders/`, one op per file.
+//!
+//! Conventions every kernel follows: binding 0 is a uniform of parameter words (u32 or f32
+//! bit patterns, a `struct Params` at the top of the shader), bindings 1.. are storage buffers
+//! (inputs first, the output last). Quantized weights are the same u32 segments as on disk and
+//! in wasm memory (`docs/FORMAT.md`). Every kernel has a CPU reference in `src/kernels` or
+//! `src/model/ops.rs`, and `tests/gpu_*.rs` compare the two over random shapes on whatever
+//! adapter is present (lavapipe in CI).
+
+pub mod context;
+pub mod shaders;
+
+pub use context::{webgpu_present, AdapterSummary, GpuContext, GpuOptions};

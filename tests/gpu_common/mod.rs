@@ -1,0 +1,54 @@
+//! Shared by the GPU test files: one device per test binary, or a skip when asked.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use webvlm::gpu::{GpuContext, GpuOptions};
+
+struct Shared(GpuContext);
+// SAFETY: native wgpu handles are Send + Sync; the pipeline cache's RefCell is only touched
+// by one test at a time through the mutex below.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A GPU context for a test, or `None` when WEBVLM_SKIP_GPU=1. Any other failure to open a
+/// device fails the test: scripts/setup.sh installs lavapipe, so CI always has an adapter.
+pub fn gpu() -> Option<GpuGuard> {
+    if std::env::var("WEBVLM_SKIP_GPU").is_ok_and(|v| v == "1") {
+        eprintln!("WEBVLM_SKIP_GPU=1: skipping a GPU test");
+        return None;
+    }
+    static CTX: OnceLock<Shared> = OnceLock::new();
+    let ctx = CTX.get_or_init(|| {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
+        Shared(
+            GpuContext::new_blocking(&GpuOptions::default())
+                .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh for lavapipe, or set WEBVLM_SKIP_GPU=1)")),
+        )
+    });
+    let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    Some(GpuGuard { ctx: &ctx.0, _guard: guard })
+}
+
+/// A locked reference to the shared context.
+pub struct GpuGuard {
+    ctx: &'static GpuContext,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for GpuGuard {
+    type Target = GpuContext;
+    fn deref(&self) -> &GpuContext {
+        self.ctx
+    }
+}
+
+/// Relative error ‖a − b‖ / max(‖b‖, tiny): the normalized bound every kernel test uses.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num.sqrt() / den.sqrt().max(1e-30)) as f32
+}
