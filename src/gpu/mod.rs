@@ -2,6 +2,7 @@
 //!
 //! - [`context`]: adapter and device set-up (limits, `shader-f16`, `subgroups`), buffers,
 //!   pipelines (compiled once per shader + entry + override constants), readback.
+//! - [`plan`]: recorded dispatches ([`Dispatch`], [`Plan`]) and the per-token [`Step`] uniform.
 //! - [`shaders`]: the WGSL files of `shaders/`, one op per file.
 //!
 //! Conventions every kernel follows: binding 0 is a uniform of parameter words (u32 or f32
@@ -12,6 +13,8 @@
 //! adapter is present (lavapipe in CI).
 
 pub mod context;
+pub mod plan;
 pub mod shaders;
 
 pub use context::{webgpu_present, AdapterSummary, GpuContext, GpuOptions};
+pub use plan::{grid, Dispatch, Plan, Step};
