@@ -5,9 +5,8 @@
 //! `navigator.gpu` is checked *before* any wgpu instance exists: wgpu panics uncatchably when
 //! it creates a WebGPU instance where there is none (Node, browsers without WebGPU).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
@@ -47,7 +46,7 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub info: AdapterSummary,
     pub limits: wgpu::Limits,
-    pipelines: RefCell<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
 }
 
 /// True when this JS global (window or worker) has `navigator.gpu`. Natively: always true
@@ -121,7 +120,7 @@ impl GpuContext {
             max_workgroup_invocations: limits.max_compute_invocations_per_workgroup,
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
         };
-        Ok(GpuContext { device, queue, info, limits, pipelines: RefCell::new(HashMap::new()) })
+        Ok(GpuContext { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()) })
     }
 
     /// [`GpuContext::new`], blocking (native only).
@@ -139,7 +138,7 @@ impl GpuContext {
     /// without `.wgsl`) with `overrides` for its `override` constants; compiled once and kept.
     pub fn pipeline(&self, shader: &str, entry: &str, overrides: &[(&str, f64)]) -> Result<Arc<wgpu::ComputePipeline>> {
         let key = format!("{shader}:{entry}:{overrides:?}");
-        if let Some(p) = self.pipelines.borrow().get(&key) {
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
         }
         let source = shaders::source(shader, &self.info)?;
@@ -160,7 +159,7 @@ impl GpuContext {
             return Err(Error::Gpu(format!("shader `{shader}` entry `{entry}`: {e}")));
         }
         let pipe = Arc::new(pipe);
-        self.pipelines.borrow_mut().insert(key, pipe.clone());
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, pipe.clone());
         Ok(pipe)
     }
 

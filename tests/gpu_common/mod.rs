@@ -6,14 +6,10 @@ use std::sync::OnceLock;
 use webvlm::gpu::{GpuContext, GpuOptions};
 
 struct Shared(GpuContext);
-// SAFETY: native wgpu handles are Send + Sync; the pipeline cache's RefCell is only touched
-// by one test at a time through the mutex below.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
 
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// A GPU context for a test, or `None` when WEBVLM_SKIP_GPU=1. Any other failure to open a
+/// A GPU context for a test (tests of one binary take turns through a lock), or `None` when WEBVLM_SKIP_GPU=1. Any other failure to open a
 /// device fails the test: scripts/setup.sh installs lavapipe, so CI always has an adapter.
 pub fn gpu() -> Option<GpuGuard> {
     if std::env::var("WEBVLM_SKIP_GPU").is_ok_and(|v| v == "1") {
