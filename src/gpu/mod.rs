@@ -4,6 +4,9 @@
 //!   pipelines (compiled once per shader + entry + override constants), readback.
 //! - [`plan`]: recorded dispatches ([`Dispatch`], [`Plan`]) and the per-token [`Step`] uniform.
 //! - [`shaders`]: the WGSL files of `shaders/`, one op per file.
+//! - [`weights`]: weight matrices uploaded segment by segment, split by rows to fit a binding.
+//! - [`linear`]: `y = W x` (GEMV for decode, tiled GEMM for prefill) and the embedding gather.
+//! - [`bench`]: GEMV and copy bandwidth probes.
 //!
 //! Conventions every kernel follows: binding 0 is a uniform of parameter words (u32 or f32
 //! bit patterns, a `struct Params` at the top of the shader), bindings 1.. are storage buffers
@@ -12,9 +15,13 @@
 //! `src/model/ops.rs`, and `tests/gpu_*.rs` compare the two over random shapes on whatever
 //! adapter is present (lavapipe in CI).
 
+pub mod bench;
 pub mod context;
+pub mod linear;
 pub mod plan;
 pub mod shaders;
+pub mod weights;
 
 pub use context::{webgpu_present, AdapterSummary, GpuContext, GpuOptions};
 pub use plan::{grid, Dispatch, Plan, Step};
+pub use weights::{GpuMatrix, MatrixPart};

@@ -1,0 +1,35 @@
+// Shared by the gemv_* kernels (included with `// include: gemv_common`): the workgroup
+// layout and the per-row reduction. A workgroup of WG = 256 invocations handles RPW
+// consecutive output rows with a *team* of TPR = WG / RPW invocations per row (RPW is a power
+// of two chosen on the host from the row length, so short rows do not leave most lanes idle).
+// Each team streams its row with coalesced loads, each lane keeps a partial sum, and the team
+// adds them in workgroup memory (a tree; no subgroup operations needed).
+
+const WG: u32 = 256u;
+override RPW: u32 = 4u;  // rows per workgroup (power of two, 1..256)
+
+var<workgroup> partial: array<f32, 256>;
+
+// Output row of this invocation (the grid is folded into x and y, see `gpu::grid`).
+fn gemv_row(lid: u32, wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wg.y * nwg.x + wg.x) * RPW + lid / (WG / RPW);
+}
+
+// Lane of this invocation inside its row's team.
+fn gemv_lane(lid: u32) -> u32 {
+    return lid % (WG / RPW);
+}
+
+// Sum of `v` over this invocation's team; every invocation of the workgroup must call it.
+fn team_sum(lid: u32, v: f32) -> f32 {
+    let tpr = WG / RPW;
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = tpr / 2u; s > 0u; s = s >> 1u) {
+        if (lid % tpr < s) {
+            partial[lid] = partial[lid] + partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    return partial[lid - lid % tpr];
+}
