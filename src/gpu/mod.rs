@@ -7,6 +7,7 @@
 //! - [`weights`]: weight matrices uploaded segment by segment, split by rows to fit a binding.
 //! - [`linear`]: `y = W x` (GEMV for decode, tiled GEMM for prefill) and the embedding gather.
 //! - [`bench`]: GEMV and copy bandwidth probes.
+//! - [`decoder`]: the Llama-family decoder recorded as plans ([`decoder_weights`]: its weights).
 //!
 //! Conventions every kernel follows: binding 0 is a uniform of parameter words (u32 or f32
 //! bit patterns, a `struct Params` at the top of the shader), bindings 1.. are storage buffers
@@ -17,6 +18,8 @@
 
 pub mod bench;
 pub mod context;
+pub mod decoder;
+pub mod decoder_weights;
 pub mod linear;
 pub mod plan;
 pub mod shaders;
