@@ -4,6 +4,8 @@
 //!   pipelines (compiled once per shader + entry + override constants), readback.
 //! - [`plan`]: recorded dispatches ([`Dispatch`], [`Plan`]) and the per-token [`Step`] uniform.
 //! - [`shaders`]: the WGSL files of `shaders/`, one op per file.
+//! - [`ops`], [`ops_attn`], [`ops_sample`]: plan builders for the non-matmul ops (norms, RoPE,
+//!   KV append, element-wise; attention; greedy and sampled token choice).
 //!
 //! Conventions every kernel follows: binding 0 is a uniform of parameter words (u32 or f32
 //! bit patterns, a `struct Params` at the top of the shader), bindings 1.. are storage buffers
@@ -13,6 +15,9 @@
 //! adapter is present (lavapipe in CI).
 
 pub mod context;
+pub mod ops;
+pub mod ops_attn;
+pub mod ops_sample;
 pub mod plan;
 pub mod shaders;
 
