@@ -8,6 +8,8 @@
 //! - [`linear`]: `y = W x` (GEMV for decode, tiled GEMM for prefill) and the embedding gather.
 //! - [`bench`]: GEMV and copy bandwidth probes.
 //! - [`decoder`]: the Llama-family decoder recorded as plans ([`decoder_weights`]: its weights).
+//! - [`ops`], [`ops_attn`], [`ops_sample`]: plan builders for the non-matmul ops (norms, RoPE,
+//!   KV append, element-wise; attention; greedy and sampled token choice).
 //!
 //! Conventions every kernel follows: binding 0 is a uniform of parameter words (u32 or f32
 //! bit patterns, a `struct Params` at the top of the shader), bindings 1.. are storage buffers
@@ -21,6 +23,9 @@ pub mod context;
 pub mod decoder;
 pub mod decoder_weights;
 pub mod linear;
+pub mod ops;
+pub mod ops_attn;
+pub mod ops_sample;
 pub mod plan;
 pub mod shaders;
 pub mod weights;

@@ -31,6 +31,25 @@ pub const SHADERS: &[(&str, &str)] = shader_table![
     "gemv_int8",
     "gemv_ternary",
     "quantize_act_ternary",
+    // shared helpers (included by the ops below)
+    "wg_reduce",
+    "trig",
+    "act_fns",
+    // non-matmul ops (src/gpu/ops*.rs)
+    "rms_norm",
+    "layer_norm",
+    "rope",
+    "kv_append",
+    "attention_decode",
+    "attention_reduce",
+    "attention_prefill",
+    "add",
+    "glu",
+    "act",
+    "scale",
+    "clamp",
+    "argmax",
+    "sample",
 ];
 
 /// The raw text of `shaders/{name}.wgsl`.

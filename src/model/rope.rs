@@ -59,7 +59,7 @@ impl Rope {
         Ok(rope)
     }
 
-    /// The factor RoPE multiplies cos and sin by (YaRN's attention factor; 1 otherwise).
+    /// The factor multiplying cos and sin (YaRN's attention factor; 1 for other variants).
     pub fn attention_factor(&self) -> f32 {
         self.attention_factor
     }
