@@ -33,7 +33,6 @@ impl Backend {
 pub struct GpuStep {
     pub pending: Pending,
     ctx: Arc<GpuContext>,
-    t0: f64,
 }
 
 impl GpuStep {
@@ -92,8 +91,8 @@ impl Engine {
             match self.gpu_submit(&input) {
                 Ok(pending) => {
                     let ctx = self.gpu.as_ref().expect("checked").context().clone();
-                    self.inflight = Some(input);
-                    return Ok(StepPending::Gpu(GpuStep { pending, ctx, t0 }));
+                    self.inflight = Some((input, t0));
+                    return Ok(StepPending::Gpu(GpuStep { pending, ctx }));
                 }
                 Err(e @ Error::Gpu(_)) => self.leave_gpu(&e),
                 Err(e) => {
@@ -109,10 +108,9 @@ impl Engine {
     /// Second half of a GPU step: sample from the step's logits (or, when the GPU failed,
     /// redo the step on the CPU).
     pub fn step_complete(&mut self, logits: Result<Vec<f32>>) -> Result<Option<TokenEvent>> {
-        let Some(input) = self.inflight.take() else {
+        let Some((input, t0)) = self.inflight.take() else {
             return Err(Error::Invalid("step_complete without a submitted step".into()));
         };
-        let t0 = now_ms();
         match logits {
             Ok(l) => self.finish_step(input, l, t0),
             Err(e @ Error::Gpu(_)) => {

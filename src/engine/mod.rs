@@ -169,8 +169,8 @@ pub struct Engine {
     gpu: Option<Box<crate::gpu::decoder::GpuDecoder>>,
     /// Why the engine left the GPU for the CPU, once it did.
     fallback: Option<String>,
-    /// The input of a step submitted to the GPU and not yet completed.
-    inflight: Option<Vec<u32>>,
+    /// The input of a step submitted to the GPU and not yet completed, and when it started.
+    inflight: Option<(Vec<u32>, f64)>,
 }
 
 impl Engine {

@@ -129,7 +129,9 @@ impl GpuContext {
         }));
         let f = failure.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+            f.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
         });
         Ok(GpuContext { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), failure })
     }

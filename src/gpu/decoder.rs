@@ -194,7 +194,10 @@ impl GpuDecoder {
         }
         if let GpuInput::Tokens(t) = input {
             if let Some(&bad) = t.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-                return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary of {} tokens", self.cfg.vocab_size)));
+                return Err(Error::Invalid(format!(
+                    "token id {bad} is outside the vocabulary of {} tokens",
+                    self.cfg.vocab_size
+                )));
             }
         }
         let need = self.len + n;
@@ -324,7 +327,8 @@ impl GpuDecoder {
     fn record_layer(&self, p: &mut Plan, a: &Acts, l: usize) -> Result<()> {
         let (ctx, c, w) = (&*self.ctx, &self.cfg, &self.w.layers[l]);
         let n = a.n;
-        let (d, heads, kvh, hd) = (c.hidden_size as u32, c.n_heads() as u32, c.n_kv_heads() as u32, c.head_dim() as u32);
+        let (d, heads, kvh, hd) =
+            (c.hidden_size as u32, c.n_heads() as u32, c.n_kv_heads() as u32, c.head_dim() as u32);
         let ffn = c.intermediate_size as u32;
         p.extend(self.norm(&w.input_norm, &a.x, &a.h, n)?);
         self.bitlinear_input(p, &a.h, n, d)?;
@@ -343,7 +347,15 @@ impl GpuDecoder {
         p.extend(ops::kv_append(ctx, &self.step, (&a.k, &a.v), cache, n, kvh * hd)?);
         let dims = AttnDims::new(heads, kvh, hd, c.sliding_window.map(|w| w as u32));
         if n == 1 {
-            p.extend(attention_decode(ctx, &self.step, &a.q, cache, &a.att, dims, decode_splits(self.capacity as u32))?);
+            p.extend(attention_decode(
+                ctx,
+                &self.step,
+                &a.q,
+                cache,
+                &a.att,
+                dims,
+                decode_splits(self.capacity as u32),
+            )?);
         } else {
             p.extend(attention_prefill(ctx, &self.step, &a.q, cache, &a.att, n, dims)?);
         }

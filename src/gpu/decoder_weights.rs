@@ -60,7 +60,11 @@ impl GpuWeights {
 
     pub fn nbytes(&self) -> u64 {
         let lin = |l: &GpuLinear| l.m.nbytes();
-        let layers: u64 = self.layers.iter().map(|y| [&y.q, &y.k, &y.v, &y.o, &y.gate, &y.up, &y.down].map(lin).iter().sum::<u64>()).sum();
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|y| [&y.q, &y.k, &y.v, &y.o, &y.gate, &y.up, &y.down].map(lin).iter().sum::<u64>())
+            .sum();
         layers + self.embed.nbytes() + self.lm_head.as_ref().map_or(0, |h| h.nbytes())
     }
 }
@@ -108,9 +112,14 @@ pub fn footprint(ctx: &GpuContext, lm: &Llama, budget: Option<u64>) -> Result<Fo
     let weights = lm.weight_bytes() as u64;
     let max_positions = (max_binding / row.max(1)) as usize;
     if max_positions == 0 {
-        return Err(Error::Gpu(format!("one KV-cache position ({row} bytes) exceeds the adapter's {max_binding}-byte binding limit")));
+        return Err(Error::Gpu(format!(
+            "one KV-cache position ({row} bytes) exceeds the adapter's {max_binding}-byte binding limit"
+        )));
     }
-    let widest = [c.hidden_size, c.intermediate_size, c.n_heads() * c.head_dim(), c.vocab_size].into_iter().max().unwrap() as u64 * 4;
+    let widest =
+        [c.hidden_size, c.intermediate_size, c.n_heads() * c.head_dim(), c.vocab_size].into_iter().max().unwrap()
+            as u64
+            * 4;
     let prefill_chunk = ((max_binding / widest) as usize).clamp(1, 512);
     let kv_per_position = 2 * row * c.num_hidden_layers as u64;
     if let Some(b) = budget {

@@ -86,8 +86,16 @@ pub fn rms_norm(
         None => ("plain", vec![(1, x), (3, y)]),
     };
     let params = [n, d, fw(eps)];
-    Launch { label: "rms_norm", shader: "rms_norm", entry, overrides: &[], params: &params, buffers: &buffers, groups: grid(n) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: "rms_norm",
+        shader: "rms_norm",
+        entry,
+        overrides: &[],
+        params: &params,
+        buffers: &buffers,
+        groups: grid(n),
+    }
+    .push(ctx, &mut plan)?;
     Ok(plan)
 }
 
@@ -126,8 +134,16 @@ pub fn layer_norm(
     let none = dummy(ctx);
     let params = [n, d, fw(eps), w.is_some() as u32, b.is_some() as u32];
     let buffers = [(1, x), (2, w.unwrap_or(&none)), (3, b.unwrap_or(&none)), (4, y)];
-    Launch { label: "layer_norm", shader: "layer_norm", entry: "main", overrides: &[], params: &params, buffers: &buffers, groups: grid(n) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: "layer_norm",
+        shader: "layer_norm",
+        entry: "main",
+        overrides: &[],
+        params: &params,
+        buffers: &buffers,
+        groups: grid(n),
+    }
+    .push(ctx, &mut plan)?;
     plan.keep.push(none);
     Ok(plan)
 }
@@ -153,8 +169,16 @@ pub fn rope(
     let params = [n, heads, head_dim, fw(attention_factor)];
     let total = n * heads * head_dim / 2;
     let buffers = [(1, step), (2, inv_freq), (3, x)];
-    Launch { label: "rope", shader: "rope", entry: "main", overrides: &[], params: &params, buffers: &buffers, groups: elementwise_grid(total) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: "rope",
+        shader: "rope",
+        entry: "main",
+        overrides: &[],
+        params: &params,
+        buffers: &buffers,
+        groups: elementwise_grid(total),
+    }
+    .push(ctx, &mut plan)?;
     Ok(plan)
 }
 
@@ -172,8 +196,16 @@ pub fn kv_append(
     let mut plan = Plan::default();
     let params = [n * row, row];
     let buffers = [(1, step), (2, k), (3, v), (4, k_cache), (5, v_cache)];
-    Launch { label: "kv_append", shader: "kv_append", entry: "main", overrides: &[], params: &params, buffers: &buffers, groups: elementwise_grid(n * row) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: "kv_append",
+        shader: "kv_append",
+        entry: "main",
+        overrides: &[],
+        params: &params,
+        buffers: &buffers,
+        groups: elementwise_grid(n * row),
+    }
+    .push(ctx, &mut plan)?;
     Ok(plan)
 }
 
@@ -190,8 +222,16 @@ fn elementwise(
     let mut params = vec![len];
     params.extend(extra.map(fw));
     let overrides: Vec<(&str, f64)> = act.map(|a| ("ACT", a as f64)).into_iter().collect();
-    Launch { label: shader, shader, entry: "main", overrides: &overrides, params: &params, buffers, groups: elementwise_grid(len) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: shader,
+        shader,
+        entry: "main",
+        overrides: &overrides,
+        params: &params,
+        buffers,
+        groups: elementwise_grid(len),
+    }
+    .push(ctx, &mut plan)?;
     Ok(plan)
 }
 
