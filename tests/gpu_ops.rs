@@ -162,7 +162,8 @@ fn attention_prefill_matches_cpu() {
     let Some(ctx) = gpu() else { return };
     let mut rng = Rng::new(5);
     for (heads, kvh, hd) in HEADS {
-        for (n, pos0, window) in [(1usize, 0usize, None), (5, 0, None), (37, 0, Some(7usize)), (37, 13, None), (5, 100, Some(16))]
+        for (n, pos0, window) in
+            [(1usize, 0usize, None), (5, 0, None), (37, 0, Some(7usize)), (37, 13, None), (5, 100, Some(16))]
         {
             let len = pos0 + n;
             let cap = len + 3;

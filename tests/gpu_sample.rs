@@ -70,7 +70,8 @@ fn top_k_sampling_matches_cpu() {
     for (vocab, draws) in [(50usize, 30usize), (1000, 30), (32_000, 12), (256_000, 4)] {
         let logits = rng.normals(vocab, 0.0).iter().map(|v| v * 2.5).collect::<Vec<f32>>();
         let history: Vec<u32> = (0..30).map(|_| rng.below(vocab) as u32).collect();
-        for (t, k, p, pen) in [(1.0, 40, 1.0, 1.0), (0.7, 5, 1.0, 1.3), (1.3, 1024, 0.9, 1.0), (1.0, 50, 0.5, 1.2), (0.9, 2, 1.0, 1.0)]
+        for (t, k, p, pen) in
+            [(1.0, 40, 1.0, 1.0), (0.7, 5, 1.0, 1.3), (1.3, 1024, 0.9, 1.0), (1.0, 50, 0.5, 1.2), (0.9, 2, 1.0, 1.0)]
         {
             let c = cfg(t, k, p, pen, total as u64);
             let (bad, _) = compare(&ctx, &logits, &c, &history, draws);

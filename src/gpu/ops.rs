@@ -36,11 +36,17 @@ impl Launch<'_> {
         entries.extend(
             self.buffers.iter().map(|(b, buf)| wgpu::BindGroupEntry { binding: *b, resource: buf.as_entire_binding() }),
         );
+        #[cfg(not(target_arch = "wasm32"))]
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.label),
             layout: &pipe.get_bind_group_layout(0),
             entries: &entries,
         });
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("binding `{}` ({} {}): {e}", self.label, self.shader, self.entry)));
+        }
         plan.push(Dispatch { label: self.label, pipe, bind, groups: self.groups });
         plan.keep.push(params);
         Ok(())
@@ -86,8 +92,16 @@ pub fn rms_norm(
         None => ("plain", vec![(1, x), (3, y)]),
     };
     let params = [n, d, fw(eps)];
-    Launch { label: "rms_norm", shader: "rms_norm", entry, overrides: &[], params: &params, buffers: &buffers, groups: grid(n) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: "rms_norm",
+        shader: "rms_norm",
+        entry,
+        overrides: &[],
+        params: &params,
+        buffers: &buffers,
+        groups: grid(n),
+    }
+    .push(ctx, &mut plan)?;
     Ok(plan)
 }
 
@@ -126,8 +140,16 @@ pub fn layer_norm(
     let none = dummy(ctx);
     let params = [n, d, fw(eps), w.is_some() as u32, b.is_some() as u32];
     let buffers = [(1, x), (2, w.unwrap_or(&none)), (3, b.unwrap_or(&none)), (4, y)];
-    Launch { label: "layer_norm", shader: "layer_norm", entry: "main", overrides: &[], params: &params, buffers: &buffers, groups: grid(n) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: "layer_norm",
+        shader: "layer_norm",
+        entry: "main",
+        overrides: &[],
+        params: &params,
+        buffers: &buffers,
+        groups: grid(n),
+    }
+    .push(ctx, &mut plan)?;
     plan.keep.push(none);
     Ok(plan)
 }
@@ -146,15 +168,23 @@ pub fn rope(
     head_dim: u32,
     attention_factor: f32,
 ) -> Result<Plan> {
-    if head_dim % 2 != 0 || n == 0 || heads == 0 {
+    if !head_dim.is_multiple_of(2) || n == 0 || heads == 0 {
         return Err(Error::Gpu(format!("rope over [{n}, {heads}, {head_dim}]")));
     }
     let mut plan = Plan::default();
     let params = [n, heads, head_dim, fw(attention_factor)];
     let total = n * heads * head_dim / 2;
     let buffers = [(1, step), (2, inv_freq), (3, x)];
-    Launch { label: "rope", shader: "rope", entry: "main", overrides: &[], params: &params, buffers: &buffers, groups: elementwise_grid(total) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: "rope",
+        shader: "rope",
+        entry: "main",
+        overrides: &[],
+        params: &params,
+        buffers: &buffers,
+        groups: elementwise_grid(total),
+    }
+    .push(ctx, &mut plan)?;
     Ok(plan)
 }
 
@@ -172,8 +202,16 @@ pub fn kv_append(
     let mut plan = Plan::default();
     let params = [n * row, row];
     let buffers = [(1, step), (2, k), (3, v), (4, k_cache), (5, v_cache)];
-    Launch { label: "kv_append", shader: "kv_append", entry: "main", overrides: &[], params: &params, buffers: &buffers, groups: elementwise_grid(n * row) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: "kv_append",
+        shader: "kv_append",
+        entry: "main",
+        overrides: &[],
+        params: &params,
+        buffers: &buffers,
+        groups: elementwise_grid(n * row),
+    }
+    .push(ctx, &mut plan)?;
     Ok(plan)
 }
 
@@ -190,8 +228,16 @@ fn elementwise(
     let mut params = vec![len];
     params.extend(extra.map(fw));
     let overrides: Vec<(&str, f64)> = act.map(|a| ("ACT", a as f64)).into_iter().collect();
-    Launch { label: shader, shader, entry: "main", overrides: &overrides, params: &params, buffers, groups: elementwise_grid(len) }
-        .push(ctx, &mut plan)?;
+    Launch {
+        label: shader,
+        shader,
+        entry: "main",
+        overrides: &overrides,
+        params: &params,
+        buffers,
+        groups: elementwise_grid(len),
+    }
+    .push(ctx, &mut plan)?;
     Ok(plan)
 }
 

@@ -139,8 +139,16 @@ fn sample_plan(
         n_part,
     ];
     let pass = |entry: &'static str, buffers: &[(u32, &wgpu::Buffer)], groups: u32, plan: &mut Plan| {
-        Launch { label: entry, shader: "sample", entry, overrides: &[], params: &params, buffers, groups: [groups, 1, 1] }
-            .push(ctx, plan)
+        Launch {
+            label: entry,
+            shader: "sample",
+            entry,
+            overrides: &[],
+            params: &params,
+            buffers,
+            groups: [groups, 1, 1],
+        }
+        .push(ctx, plan)
     };
     let vocab_bufs = [(2, logits), (3, seen), (4, &state)];
     pass("init", &[(4, &state), (5, &hist)], 1, &mut plan)?;
