@@ -133,6 +133,9 @@ fn hist_pass(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 
 @compute @workgroup_size(1)
 fn select_digit() {
+    if (params.k == 0u) {
+        return;  // (never: K >= 1; this also keeps `params` in the entry's layout)
+    }
     let k = atomicLoad(&state[KLEFT]);
     let pass_ = atomicLoad(&state[PASS]);
     var cum = 0u;

@@ -36,11 +36,17 @@ impl Launch<'_> {
         entries.extend(
             self.buffers.iter().map(|(b, buf)| wgpu::BindGroupEntry { binding: *b, resource: buf.as_entire_binding() }),
         );
+        #[cfg(not(target_arch = "wasm32"))]
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.label),
             layout: &pipe.get_bind_group_layout(0),
             entries: &entries,
         });
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("binding `{}` ({} {}): {e}", self.label, self.shader, self.entry)));
+        }
         plan.push(Dispatch { label: self.label, pipe, bind, groups: self.groups });
         plan.keep.push(params);
         Ok(())
@@ -162,7 +168,7 @@ pub fn rope(
     head_dim: u32,
     attention_factor: f32,
 ) -> Result<Plan> {
-    if head_dim % 2 != 0 || n == 0 || heads == 0 {
+    if !head_dim.is_multiple_of(2) || n == 0 || heads == 0 {
         return Err(Error::Gpu(format!("rope over [{n}, {heads}, {head_dim}]")));
     }
     let mut plan = Plan::default();
