@@ -134,11 +134,12 @@ fn int4_matches_cpu_for_every_group() {
 
 #[test]
 fn split_matrices_match_cpu() {
+    // n = 70 spans two 64-token GEMM tiles, 203 rows four 64-row tiles (cut across parts)
     let Some(ctx) = gpu() else { return };
     let mut rng = Rng::new(13);
     for f in [F32, F16, INT8, TERN, int4(32, true), int4(64, false), int4(128, true)] {
         let cols = if matches!(f, WeightFormat::Int4 { .. }) { 256 } else { 131 };
-        for n in [1, 7, 33] {
+        for n in [1, 7, 33, 70] {
             check(&ctx, &mut rng, f, 203, cols, n, 4, true);
         }
     }

@@ -217,7 +217,7 @@ fn gemm_dispatch(
     };
     let bind = ctx.bind(&pipe, &[params, &part.q, scales, mins, xq, xs, io.bias, io.y]);
     let n = io.n;
-    let tiles = (part.rows as u32).div_ceil(64) * n.div_ceil(32);
+    let tiles = (part.rows as u32).div_ceil(64) * n.div_ceil(64);
     Ok(Dispatch { label: "gemm_dequant", pipe, bind, groups: grid(tiles) })
 }
 
