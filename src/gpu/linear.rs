@@ -9,6 +9,9 @@
 //! - ternary: `quantize_act_ternary.wgsl` first (per-token int8 activations into scratch
 //!   buffers owned by the plan), then the GEMV/GEMM on the quants.
 //!
+//! `gemv_ternary.wgsl` uses `dot4I8Packed` (WGSL language feature
+//! `packed_4x8_integer_dot_product`: naga, Chrome/Tint and lavapipe have it).
+//!
 //! Every dispatch writes its part's rows `r0 .. r0 + rows` of y, so split matrices need no
 //! extra pass.
 
