@@ -1,9 +1,10 @@
 // Prefill GEMM for every weight format: y[t][y_off + r] = Σ_c W[r][c] · x[t][c] (+ bias), for
 // tokens t < n, the weight part's rows r < rows; y rows are ld_y long.
-// Tiled: a workgroup computes a 64-row × 32-token tile of y, walking the columns in steps of
-// 32. Each step stages W[64 rows][32 cols] dequantized to f32 (gemm_wdecode.wgsl, FORMAT
-// override) and x[32 tokens][32 cols] in workgroup memory; each of the 256 invocations then
-// accumulates 4 rows × 2 tokens. Out-of-range rows/tokens/columns are staged as zeros.
+// Tiled: a workgroup computes a 64-row × 64-token tile of y, walking the columns in steps of
+// 16. Each step stages W[64 rows][16 cols] dequantized to f32 (gemm_wdecode.wgsl, FORMAT
+// override) and x[64 tokens][16 cols] in workgroup memory (8 KiB); each of the 256
+// invocations then accumulates 4 rows × 4 tokens. Out-of-range rows/tokens/columns are staged
+// as zeros.
 // Ternary (FORMAT 4) follows BitNet: x holds the per-token int8 activations packed by
 // quantize_act_ternary.wgsl (plane layout) and W the codes' values -1/0/+1, so the f32 sums
 // are exact integers d (< 2^24), and y = d · (gamma · s_a[t]) as in `kernels::ternary`.
@@ -32,11 +33,13 @@ struct Params {
 // include: gemm_wdecode
 
 const TM: u32 = 64u;   // rows per tile
-const TN: u32 = 32u;   // tokens per tile
-const TK: u32 = 32u;   // columns per step
+const TN: u32 = 64u;   // tokens per tile
+const TK: u32 = 16u;   // columns per step
 
-var<workgroup> w_tile: array<f32, 2080>;   // [TK][TM + 1]
-var<workgroup> x_tile: array<f32, 1056>;   // [TK][TN + 1]
+// Staged tiles, 4 rows (tokens) per vec4 so each invocation's inner step is 2 vec4 loads and a
+// 4 × 4 outer product: w_tile[k * 16 + i] = W[r0 + 4i .. r0 + 4i + 4][k0 + k], likewise x_tile.
+var<workgroup> w_tile: array<vec4<f32>, 256>;   // [TK][TM / 4]
+var<workgroup> x_tile: array<vec4<f32>, 256>;   // [TK][TN / 4]
 
 // x[t][c] as the kernel multiplies it (ternary: the int8 quant).
 fn x_at(t: u32, c: u32) -> f32 {
@@ -59,55 +62,51 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     }
     let r0 = (tile % row_tiles) * TM;
     let t0 = (tile / row_tiles) * TN;
-    let tr = lid % 16u;   // rows tr + 16i
-    let tt = lid / 16u;   // tokens tt + 16j
-    var acc: array<array<f32, 2>, 4>;
+    let tr = lid % 16u;   // rows r0 + 4 tr .. + 4
+    let tt = lid / 16u;   // tokens t0 + 4 tt .. + 4
+    var acc: array<vec4<f32>, 4>;   // acc[token j][row i]
     for (var k0 = 0u; k0 < params.cols; k0 += TK) {
-        for (var i = 0u; i < 8u; i++) {
-            let e = lid + 256u * i;
-            let rr = e / TK;
-            let kk = e % TK;
-            var v = 0.0;
-            if (r0 + rr < params.rows && k0 + kk < params.cols) {
-                v = w_at(r0 + rr, k0 + kk);
-            }
-            w_tile[kk * (TM + 1u) + rr] = v;
-        }
+        // stage: element e = lid + 256 i is (row or token e / 16, column e % 16)
         for (var i = 0u; i < 4u; i++) {
             let e = lid + 256u * i;
-            let ti = e / TK;
+            let a = e / TK;
             let kk = e % TK;
-            var v = 0.0;
-            if (t0 + ti < params.n && k0 + kk < params.cols) {
-                v = x_at(t0 + ti, k0 + kk);
+            let c = k0 + kk;
+            var wv = 0.0;
+            if (r0 + a < params.rows && c < params.cols) {
+                wv = w_at(r0 + a, c);
             }
-            x_tile[kk * (TN + 1u) + ti] = v;
+            w_tile[kk * 16u + a / 4u][a % 4u] = wv;
+            var xv = 0.0;
+            if (t0 + a < params.n && c < params.cols) {
+                xv = x_at(t0 + a, c);
+            }
+            x_tile[kk * 16u + a / 4u][a % 4u] = xv;
         }
         workgroupBarrier();
         for (var k = 0u; k < TK; k++) {
-            let xa = x_tile[k * (TN + 1u) + tt];
-            let xb = x_tile[k * (TN + 1u) + tt + 16u];
-            for (var i = 0u; i < 4u; i++) {
-                let wv = w_tile[k * (TM + 1u) + tr + 16u * i];
-                acc[i][0] += wv * xa;
-                acc[i][1] += wv * xb;
-            }
+            let w4 = w_tile[k * 16u + tr];
+            let x4 = x_tile[k * 16u + tt];
+            acc[0] += w4 * x4.x;
+            acc[1] += w4 * x4.y;
+            acc[2] += w4 * x4.z;
+            acc[3] += w4 * x4.w;
         }
         workgroupBarrier();
     }
-    for (var j = 0u; j < 2u; j++) {
-        let t = t0 + tt + 16u * j;
+    for (var j = 0u; j < 4u; j++) {
+        let t = t0 + 4u * tt + j;
         if (t >= params.n) {
-            continue;
+            break;
         }
         var scale = 1.0;
         if (FORMAT == F_TERNARY) {
             scale = params.gamma * bitcast<f32>(xs[2u * t]);
         }
         for (var i = 0u; i < 4u; i++) {
-            let r = r0 + tr + 16u * i;
+            let r = r0 + 4u * tr + i;
             if (r < params.rows) {
-                var v = acc[i][j] * scale;
+                var v = acc[j][i] * scale;
                 if (params.has_bias != 0u) {
                     v += bias[params.y_off + r];
                 }

@@ -3,7 +3,7 @@
 // of a row in bits 4j..4j+3 of its word k; scales (and mins for asym) = f16[rows, cols/G]
 // read as packed u32 pairs (unpack2x16float, no shader-f16 needed).
 // Activations stay f32 (no activation quantization): each lane takes 32 weights (one vec4<u32>,
-// always inside one group since G ∈ {32, 64, 128}) and adds s·Σ nibble·x + c·Σ x with
+// always inside one group since G ∈ {32, 64, 128}) of each of its team's NR rows and adds s·Σ nibble·x + c·Σ x with
 // c = -8·s (sym) or c = min (asym). CPU reference: `QTensor::dequantize` times x (the CPU
 // kernels quantize x to int8 per 32 values; this path is the more exact one).
 
@@ -44,15 +44,14 @@ fn dot8(w: u32, a: vec4<f32>, b: vec4<f32>) -> f32 {
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gemv_row(lid, wg, nwg);
+    let r0 = gemv_row(lid, wg, nwg);
     let lane = gemv_lane(lid);
     let nk = params.cols / 32u;             // 32-weight chunks per row
     let gpr = params.cols / params.group;   // groups per row
     let cpg = params.group / 32u;           // chunks per group
-    var acc = 0.0;
-    if (r < params.rows) {
+    var acc: array<f32, 4>;
+    if (r0 < params.rows) {
         for (var k = lane; k < nk; k += WG / RPW) {
-            let w = q[r * nk + k];
             let xi = k * 8u;
             let x0 = x[xi];
             let x1 = x[xi + 1u];
@@ -62,25 +61,35 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
             let x5 = x[xi + 5u];
             let x6 = x[xi + 6u];
             let x7 = x[xi + 7u];
-            let nx = dot8(w.x, x0, x1) + dot8(w.y, x2, x3) + dot8(w.z, x4, x5) + dot8(w.w, x6, x7);
             let sx = dot((x0 + x1) + (x2 + x3) + (x4 + x5) + (x6 + x7), vec4<f32>(1.0));
-            let g = r * gpr + k / cpg;
-            let s = half_of(scales[g >> 1u], g);
-            var c: f32;
-            if (SYM) {
-                c = -8.0 * s;
-            } else {
-                c = half_of(mins[g >> 1u], g);
+            for (var j = 0u; j < NR; j++) {
+                let r = r0 + j;
+                if (r >= params.rows) {
+                    break;
+                }
+                let w = q[r * nk + k];
+                let nx = dot8(w.x, x0, x1) + dot8(w.y, x2, x3) + dot8(w.z, x4, x5) + dot8(w.w, x6, x7);
+                let g = r * gpr + k / cpg;
+                let s = half_of(scales[g >> 1u], g);
+                var c: f32;
+                if (SYM) {
+                    c = -8.0 * s;
+                } else {
+                    c = half_of(mins[g >> 1u], g);
+                }
+                acc[j] += s * nx + c * sx;
             }
-            acc += s * nx + c * sx;
         }
     }
-    let total = team_sum(lid, acc);
-    if (r < params.rows && gemv_lane(lid) == 0u) {
-        var v = total;
-        if (params.has_bias != 0u) {
-            v += bias[params.y_off + r];
+    for (var j = 0u; j < NR; j++) {
+        let total = team_sum(lid, acc[j]);
+        let r = r0 + j;
+        if (r < params.rows && lane == 0u) {
+            var v = total;
+            if (params.has_bias != 0u) {
+                v += bias[params.y_off + r];
+            }
+            y[params.y_off + r] = v;
         }
-        y[params.y_off + r] = v;
     }
 }

@@ -4,7 +4,8 @@
 // column 16k + j in bits 2j..2j+1 of word k. Activations from quantize_act_ternary.wgsl (plane
 // layout: activation word 4k + i pairs with `(w >> 2i) & 0x03030303`, codes 0..2 as bytes), so
 // one weight word is 4 dot4I8Packed; Σ code·qa − Σ qa = Σ (code − 1)·qa.
-// Lanes read vec4<u32> (4 weight words) when wpr is a multiple of 4 (VEC), else single words.
+// Lanes read vec4<u32> (4 weight words) when wpr is a multiple of 4 (VEC), else single words,
+// and a team takes NR rows so each activation load serves NR rows.
 // Partial sums travel as f32, exact while |d| < 2^24 (2 · 128 · cols: cols < 65536).
 // CPU reference: `kernels::ternary::rows_scalar`.
 
@@ -40,33 +41,49 @@ fn tdot(w: u32, a: vec4<u32>) -> i32 {
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = gemv_row(lid, wg, nwg);
+    let r0 = gemv_row(lid, wg, nwg);
     let lane = gemv_lane(lid);
     let wpr = (params.cols + 15u) / 16u;
-    var d = 0;
-    if (r < params.rows) {
+    var d: array<i32, 4>;
+    if (r0 < params.rows) {
         if (VEC) {
-            let base = r * wpr / 4u;
             for (var k = lane; k < wpr / 4u; k += WG / RPW) {
-                let w = q[base + k];
-                d += tdot(w.x, qa[4u * k]) + tdot(w.y, qa[4u * k + 1u]) + tdot(w.z, qa[4u * k + 2u])
-                    + tdot(w.w, qa[4u * k + 3u]);
+                let a0 = qa[4u * k];
+                let a1 = qa[4u * k + 1u];
+                let a2 = qa[4u * k + 2u];
+                let a3 = qa[4u * k + 3u];
+                for (var j = 0u; j < NR; j++) {
+                    if (r0 + j >= params.rows) {
+                        break;
+                    }
+                    let w = q[(r0 + j) * wpr / 4u + k];
+                    d[j] += tdot(w.x, a0) + tdot(w.y, a1) + tdot(w.z, a2) + tdot(w.w, a3);
+                }
             }
         } else {
-            let base = r * wpr;
             for (var k = lane; k < wpr; k += WG / RPW) {
-                let i = base + k;
-                d += tdot(q[i / 4u][i % 4u], qa[k]);
+                let a = qa[k];
+                for (var j = 0u; j < NR; j++) {
+                    if (r0 + j >= params.rows) {
+                        break;
+                    }
+                    let i = (r0 + j) * wpr + k;
+                    d[j] += tdot(q[i / 4u][i % 4u], a);
+                }
             }
         }
     }
-    let total = team_sum(lid, f32(d));
-    if (r < params.rows && lane == 0u) {
-        let dd = total - f32(bitcast<i32>(qs[1]));
-        var v = dd * (params.gamma * bitcast<f32>(qs[0]));
-        if (params.has_bias != 0u) {
-            v += bias[params.y_off + r];
+    let sa = params.gamma * bitcast<f32>(qs[0]);
+    let sum = f32(bitcast<i32>(qs[1]));
+    for (var j = 0u; j < NR; j++) {
+        let total = team_sum(lid, f32(d[j]));
+        let r = r0 + j;
+        if (r < params.rows && lane == 0u) {
+            var v = (total - sum) * sa;
+            if (params.has_bias != 0u) {
+                v += bias[params.y_off + r];
+            }
+            y[params.y_off + r] = v;
         }
-        y[params.y_off + r] = v;
     }
 }

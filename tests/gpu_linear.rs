@@ -134,11 +134,12 @@ fn int4_matches_cpu_for_every_group() {
 
 #[test]
 fn split_matrices_match_cpu() {
+    // n = 70 spans two 64-token GEMM tiles, 203 rows four 64-row tiles (cut across parts)
     let Some(ctx) = gpu() else { return };
     let mut rng = Rng::new(13);
     for f in [F32, F16, INT8, TERN, int4(32, true), int4(64, false), int4(128, true)] {
         let cols = if matches!(f, WeightFormat::Int4 { .. }) { 256 } else { 131 };
-        for n in [1, 7, 33] {
+        for n in [1, 7, 33, 70] {
             check(&ctx, &mut rng, f, 203, cols, n, 4, true);
         }
     }
@@ -189,4 +190,28 @@ fn bench_probes_run_at_toy_sizes() {
     let (gbps, ms) = webvlm::gpu::bench::copy_gbps(&ctx, 1 << 16, 2).unwrap();
     println!("toy copy: {gbps:.3} GB/s, {ms:.3} ms");
     assert!(gbps > 0.0 && ms > 0.0);
+}
+
+#[test]
+fn grids_past_65535_workgroups_fold_into_y() {
+    let Some(ctx) = gpu() else { return };
+    let mut rng = Rng::new(15);
+    // gather: 5 tokens × 3.5M columns = 68360 workgroups of 256 values
+    let (rows, cols) = (5, 3_500_000);
+    let q = QTensor::quantize(&rng.normals(rows * cols, 0.0), rows, cols, INT8).unwrap();
+    let m = GpuMatrix::upload(&ctx, &q, "wide").unwrap();
+    let ids: Vec<u32> = vec![4, 0, 2, 4, 1];
+    let ib = ctx.upload("ids", bytemuck::cast_slice(&ids));
+    let out = ctx.zeros("out", 4 * (ids.len() * cols) as u64);
+    plan_gather(&ctx, &m, &ib, &out, ids.len() as u32).unwrap().submit(&ctx);
+    let got = ctx.read_f32(&out, ids.len() * cols).unwrap();
+    let mut want = vec![0f32; ids.len() * cols];
+    for (t, &id) in ids.iter().enumerate() {
+        q.row(id as usize, &mut want[t * cols..(t + 1) * cols]);
+    }
+    let e = rel_err(&got, &want);
+    println!("gather over a folded grid: err {e:.2e}");
+    assert!(e < 1e-6);
+    // and a GEMV over 1M-column rows (256 lanes a row, each summing ~250 vec4 chunks)
+    check(&ctx, &mut rng, INT8, 3, 1_000_003, 1, 1, false);
 }

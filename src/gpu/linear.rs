@@ -9,6 +9,9 @@
 //! - ternary: `quantize_act_ternary.wgsl` first (per-token int8 activations into scratch
 //!   buffers owned by the plan), then the GEMV/GEMM on the quants.
 //!
+//! `gemv_ternary.wgsl` uses `dot4I8Packed` (WGSL language feature
+//! `packed_4x8_integer_dot_product`: naga, Chrome/Tint and lavapipe have it).
+//!
 //! Every dispatch writes its part's rows `r0 .. r0 + rows` of y, so split matrices need no
 //! extra pass.
 
@@ -129,6 +132,10 @@ fn quantize_ternary(
     Ok((qa, qs))
 }
 
+/// Rows per team (`NR`) of the int4 and ternary GEMVs, whose activations cost more bytes than
+/// their weights: each activation load then serves this many rows.
+const GEMV_NR: u32 = 2;
+
 /// Threads per row for a GEMV whose rows are `chunks` loads long: about two loads per lane,
 /// between 16 and 256 lanes. Returns rows per workgroup (the `RPW` override).
 fn rows_per_workgroup(chunks: usize) -> u32 {
@@ -157,7 +164,7 @@ fn gemv_dispatch(
 ) -> Result<Dispatch> {
     let (cols, x, bias, y, dummy) = (w.cols, io.x, io.bias, io.y, io.dummy);
     let scales = part.scales.as_ref().unwrap_or(dummy);
-    let (label, pipe, bind, rpw) = match w.format {
+    let (label, pipe, bind, rows_per_wg) = match w.format {
         WeightFormat::F32 | WeightFormat::F16 | WeightFormat::Int8 => {
             let (name, per_chunk) = match w.format {
                 WeightFormat::F32 => ("gemv_f32", 4),
@@ -175,22 +182,24 @@ fn gemv_dispatch(
         }
         WeightFormat::Int4 { sym, .. } => {
             let rpw = rows_per_workgroup(cols / 32);
-            let pipe = ctx.pipeline("gemv_int4", "main", &[("RPW", rpw as f64), ("SYM", sym as u32 as f64)])?;
+            let consts = [("RPW", rpw as f64), ("NR", GEMV_NR as f64), ("SYM", sym as u32 as f64)];
+            let pipe = ctx.pipeline("gemv_int4", "main", &consts)?;
             let mins = part.mins.as_ref().unwrap_or(dummy);
             let bind = ctx.bind(&pipe, &[params, &part.q, scales, mins, x, bias, y]);
-            ("gemv_int4", pipe, bind, rpw)
+            ("gemv_int4", pipe, bind, rpw * GEMV_NR)
         }
         WeightFormat::Ternary => {
             let wpr = cols.div_ceil(16);
             let vec = wpr % 4 == 0;
             let rpw = rows_per_workgroup(if vec { wpr / 4 } else { wpr });
-            let pipe = ctx.pipeline("gemv_ternary", "main", &[("RPW", rpw as f64), ("VEC", vec as u32 as f64)])?;
+            let consts = [("RPW", rpw as f64), ("NR", GEMV_NR as f64), ("VEC", vec as u32 as f64)];
+            let pipe = ctx.pipeline("gemv_ternary", "main", &consts)?;
             let (qa, qs) = io.act.ok_or_else(|| Error::Gpu("ternary GEMV without activations".into()))?;
             let bind = ctx.bind(&pipe, &[params, &part.q, qa, qs, bias, y]);
-            ("gemv_ternary", pipe, bind, rpw)
+            ("gemv_ternary", pipe, bind, rpw * GEMV_NR)
         }
     };
-    Ok(Dispatch { label, pipe, bind, groups: grid((part.rows as u32).div_ceil(rpw)) })
+    Ok(Dispatch { label, pipe, bind, groups: grid((part.rows as u32).div_ceil(rows_per_wg)) })
 }
 
 fn gemm_dispatch(
@@ -211,7 +220,7 @@ fn gemm_dispatch(
     };
     let bind = ctx.bind(&pipe, &[params, &part.q, scales, mins, xq, xs, io.bias, io.y]);
     let n = io.n;
-    let tiles = (part.rows as u32).div_ceil(64) * n.div_ceil(32);
+    let tiles = (part.rows as u32).div_ceil(64) * n.div_ceil(64);
     Ok(Dispatch { label: "gemm_dequant", pipe, bind, groups: grid(tiles) })
 }
 

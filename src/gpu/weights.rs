@@ -15,6 +15,9 @@ use crate::quant::{QData, QTensor, WeightFormat};
 
 use super::GpuContext;
 
+/// Largest buffer of one part whatever the adapter allows (2 GiB).
+pub const MAX_PART_BYTES: u64 = 1 << 31;
+
 /// Rows `r0 .. r0 + rows` of a matrix in their own buffers.
 pub struct MatrixPart {
     /// First row of the whole matrix this part holds.
@@ -40,9 +43,10 @@ pub struct GpuMatrix {
 }
 
 impl GpuMatrix {
-    /// Upload `q`, split into parts whose buffers fit one storage binding of `ctx`.
+    /// Upload `q`, split into parts whose buffers fit one storage binding of `ctx` (and at
+    /// most 2 GiB, so the kernels' u32 element indices of an int8 part cannot overflow).
     pub fn upload(ctx: &GpuContext, q: &QTensor, label: &str) -> Result<GpuMatrix> {
-        Self::upload_with_limit(ctx, q, label, ctx.max_binding())
+        Self::upload_with_limit(ctx, q, label, ctx.max_binding().min(MAX_PART_BYTES))
     }
 
     /// [`GpuMatrix::upload`] with an explicit per-buffer byte limit (tests force splitting
