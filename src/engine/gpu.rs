@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{now_ms, Engine, Model, TokenEvent};
 use crate::error::{Error, Result};
-use crate::gpu::decoder::{GpuDecoder, GpuInput, Pending};
+use crate::gpu::decoder::{GpuDecoder, GpuInput, GpuOutput, Pending};
 use crate::gpu::GpuContext;
 
 /// Where the decoder runs.
@@ -45,7 +45,7 @@ impl GpuStep {
 pub enum StepPending {
     /// The step ran on the CPU (or no step was due): its event.
     Done(Option<TokenEvent>),
-    /// The step was submitted to the GPU: await [`Pending::logits`], then call
+    /// The step was submitted to the GPU: await [`Pending::read`], then call
     /// [`Engine::step_complete`].
     Gpu(GpuStep),
 }
@@ -107,12 +107,12 @@ impl Engine {
 
     /// Second half of a GPU step: sample from the step's logits (or, when the GPU failed,
     /// redo the step on the CPU).
-    pub fn step_complete(&mut self, logits: Result<Vec<f32>>) -> Result<Option<TokenEvent>> {
+    pub fn step_complete(&mut self, out: Result<GpuOutput>) -> Result<Option<TokenEvent>> {
         let Some((input, t0)) = self.inflight.take() else {
             return Err(Error::Invalid("step_complete without a submitted step".into()));
         };
-        match logits {
-            Ok(l) => self.finish_step(input, l, t0),
+        match out {
+            Ok(GpuOutput::Logits(l)) => self.finish_step(input, l, t0),
             Err(e @ Error::Gpu(_)) => {
                 self.leave_gpu(&e);
                 self.replay_on_cpu(input, t0)

@@ -468,8 +468,8 @@ impl Engine {
             #[cfg(not(target_arch = "wasm32"))]
             StepPending::Gpu(p) => {
                 let ctx = p.context();
-                let logits = pollster::block_on(p.pending.logits(&ctx));
-                self.step_complete(logits)
+                let out = pollster::block_on(p.pending.read(&ctx));
+                self.step_complete(out)
             }
             #[cfg(target_arch = "wasm32")]
             StepPending::Gpu(_) => Err(Error::Invalid("on the GPU in wasm, drive steps with step_submit".into())),

@@ -11,7 +11,7 @@
 //!   call, in chunks whose activations fit a binding.
 //! - A step is split in two phases so no borrow is held across an await in the browser:
 //!   [`GpuDecoder::submit`] records and submits and returns a [`Pending`] readback;
-//!   [`Pending::logits`] (async) maps it.
+//!   [`Pending::read`] (async) maps it.
 
 use std::sync::Arc;
 
@@ -86,17 +86,24 @@ struct Recorded {
     head: Plan,
 }
 
-/// The logits of a submitted step, on their way back.
+/// What a step reads back.
+#[derive(Clone, Debug)]
+pub enum GpuOutput {
+    /// The last position's logits `[vocab]`.
+    Logits(Vec<f32>),
+}
+
+/// The result of a submitted step, on its way back.
 pub struct Pending {
     staging: wgpu::Buffer,
     vocab: usize,
 }
 
 impl Pending {
-    /// Wait for the step and return its last position's logits `[vocab]`.
-    pub async fn logits(self, ctx: &GpuContext) -> Result<Vec<f32>> {
+    /// Wait for the step and read its result.
+    pub async fn read(self, ctx: &GpuContext) -> Result<GpuOutput> {
         let bytes = ctx.map_read(&self.staging, 4 * self.vocab as u64).await?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
+        Ok(GpuOutput::Logits(bytemuck::cast_slice(&bytes).to_vec()))
     }
 }
 
