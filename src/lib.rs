@@ -26,6 +26,8 @@ pub mod vision;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench_gpu;
 pub mod bench_vision;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;

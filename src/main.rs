@@ -21,9 +21,11 @@ mod cli {
     use clap::{Args, Parser, Subcommand};
     use std::io::{IsTerminal, Write};
     use std::path::PathBuf;
+    use std::sync::Arc;
     use webvlm::chat::Message;
     use webvlm::convert::{ConvertOptions, WeightChoice};
     use webvlm::engine::{ChatTurn, Engine, GenerateParams};
+    use webvlm::gpu::{GpuContext, GpuOptions};
     use webvlm::model::bench_decode::{decode_bench, DecodeBench};
     use webvlm::model::llava::VisionLoadOptions;
     use webvlm::model::LoadOptions;
@@ -132,6 +134,11 @@ mod cli {
         /// Worker threads (default: all cores; `bench` measures 1 and all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Where the decoder runs: `auto` (a hardware GPU when there is one, else the CPU),
+        /// `gpu` (fail without one; software adapters such as lavapipe count) or `cpu`.
+        /// `bench` defaults to the CPU benchmarks; `--backend gpu` runs the GPU ones.
+        #[arg(long, value_parser = ["auto", "gpu", "cpu"])]
+        backend: Option<String>,
     }
 
     #[derive(Args)]
@@ -268,9 +275,36 @@ mod cli {
         engine.encode_with_images(&text, true)
     }
 
+    /// Put the engine on the GPU as `--backend` asks (`auto` skips software adapters).
+    fn attach_backend(engine: &mut Engine, backend: &str) -> Result<()> {
+        if backend == "cpu" {
+            return Ok(());
+        }
+        let ctx = match GpuContext::new_blocking(&GpuOptions::default()) {
+            Ok(c) if backend == "auto" && c.info.device_type == "Cpu" => {
+                eprintln!("webvlm: only a software GPU ({}) was found; running on the CPU", c.info.name);
+                return Ok(());
+            }
+            Ok(c) => c,
+            Err(e) if backend == "auto" => {
+                eprintln!("webvlm: no GPU ({e}); running on the CPU");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        match engine.use_gpu(Arc::new(ctx), None) {
+            Err(e) if backend == "auto" => {
+                eprintln!("webvlm: the model does not fit the GPU ({e}); running on the CPU");
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     fn generate(a: GenerateArgs) -> Result<()> {
         let ckpt = webvlm::io::open(&a.model)?;
         let mut engine = Engine::new_with_vision(ckpt, &a.load.options()?, &a.load.vision()?)?;
+        attach_backend(&mut engine, a.load.backend.as_deref().unwrap_or("auto"))?;
         let images = a
             .images
             .iter()
@@ -317,6 +351,12 @@ mod cli {
                 "stop": stop,
                 "top_logits": top,
                 "timings": t,
+                "backend": engine.backend().name(),
+                "fallback": engine.fallback_reason(),
+                "gpu": engine.gpu_decoder().map(|d| serde_json::json!({
+                    "adapter": d.context().info.clone(),
+                    "dispatches_per_token": d.dispatches_per_token(),
+                })),
             });
             println!("{doc}");
         } else {
@@ -331,15 +371,55 @@ mod cli {
                     t.image_encode_ms
                 )
             };
+            let fell = engine.fallback_reason().map(|r| format!(" (left the GPU: {r})")).unwrap_or_default();
             eprintln!(
-                "[load {:.0} ms, {img}prefill {} tokens in {:.0} ms, decode {:.1} tokens/s]",
-                t.load_ms, t.prefill_tokens, t.prefill_ms, t.decode_tokens_per_s
+                "[{}{fell}: load {:.0} ms, {img}prefill {} tokens in {:.0} ms, decode {:.1} tokens/s]",
+                engine.backend().name(),
+                t.load_ms,
+                t.prefill_tokens,
+                t.prefill_ms,
+                t.decode_tokens_per_s
             );
         }
         Ok(())
     }
 
+    /// `bench --backend gpu`: kernels, then the model's decode on the GPU.
+    fn bench_gpu(a: &BenchArgs) -> Result<()> {
+        let ctx = Arc::new(GpuContext::new_blocking(&GpuOptions::default())?);
+        let mut doc = serde_json::Map::new();
+        let kernels = webvlm::bench_gpu::kernels(&ctx, 20)?;
+        if !a.json {
+            webvlm::bench_gpu::print_kernels(&kernels);
+        }
+        if let Some(path) = &a.model {
+            let mut engine = Engine::new(webvlm::io::open(path)?, &a.load.options()?)?;
+            let name = path.display().to_string();
+            let r = webvlm::bench_gpu::decode(&mut engine, ctx.clone(), &name, a.decode_tokens, kernels.copy_gbps)?;
+            if !a.json {
+                println!(
+                    "decode {name} on the GPU: {:.1} tokens/s ({:.1}% of copy bandwidth over {:.1} MiB of weights), {} dispatches/token, prefill {} tokens in {:.0} ms",
+                    r.decode_tokens_per_s,
+                    100.0 * r.share_of_copy,
+                    r.weight_bytes as f64 / 1048576.0,
+                    r.dispatches_per_token.unwrap_or(0),
+                    r.prompt_tokens,
+                    r.prefill_ms
+                );
+            }
+            doc.insert("gpu_decode".into(), serde_json::to_value(&r)?);
+        }
+        doc.insert("gpu".into(), serde_json::to_value(&kernels)?);
+        if a.json {
+            println!("{}", serde_json::Value::Object(doc));
+        }
+        Ok(())
+    }
+
     fn bench(a: BenchArgs) -> Result<()> {
+        if a.load.backend.as_deref() == Some("gpu") {
+            return bench_gpu(&a);
+        }
         let mut doc = serde_json::Map::new();
         let mut gopts = webvlm::bench::GemvOptions::default();
         if let Some(t) = a.load.threads {

@@ -47,6 +47,8 @@ pub struct GpuContext {
     pub info: AdapterSummary,
     pub limits: wgpu::Limits,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    /// The first uncaptured error or the device-loss reason, reported by [`GpuContext::take_error`].
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// True when this JS global (window or worker) has `navigator.gpu`. Natively: always true
@@ -120,13 +122,68 @@ impl GpuContext {
             max_workgroup_invocations: limits.max_compute_invocations_per_workgroup,
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
         };
-        Ok(GpuContext { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()) })
+        let failure = Arc::new(Mutex::new(None::<String>));
+        let f = failure.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            f.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| format!("{e}"));
+        }));
+        let f = failure.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            f.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+        });
+        Ok(GpuContext { device, queue, info, limits, pipelines: Mutex::new(HashMap::new()), failure })
     }
 
     /// [`GpuContext::new`], blocking (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(opts: &GpuOptions) -> Result<GpuContext> {
         pollster::block_on(Self::new(opts))
+    }
+
+    /// `Err` once the device was lost or raised an error nobody captured (out of memory,
+    /// validation); the device is unusable from then on.
+    pub fn take_error(&self) -> Result<()> {
+        match self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(e) => Err(Error::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Destroy the device (tests of the CPU fallback; what a driver reset looks like).
+    pub fn destroy(&self) {
+        self.device.destroy();
+    }
+
+    /// A mappable buffer of `bytes` to copy results into.
+    pub fn staging(&self, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: (bytes.div_ceil(4) * 4).max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Map a [`GpuContext::staging`] buffer whose copy was submitted and return its first `bytes`.
+    pub async fn map_read(&self, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let (tx, rx) = futures_oneshot();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        let mapped = rx.recv().await;
+        self.take_error()?;
+        mapped.map_err(|e| Error::Gpu(format!("reading a buffer back: {e}")))?;
+        let out = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("mapping a readback buffer: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(out[..bytes as usize].to_vec())
     }
 
     /// Largest byte size one storage binding may have on this device.
@@ -242,29 +299,11 @@ impl GpuContext {
     /// Copy the first `bytes` of `src` into a staging buffer, map it and return its bytes.
     pub async fn read_async(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let size = bytes.div_ceil(4) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: size.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.staging(size);
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(src, 0, &staging, 0, size);
         self.queue.submit([enc.finish()]);
-        let (tx, rx) = futures_oneshot();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r));
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-        rx.recv().await.map_err(|e| Error::Gpu(format!("reading a buffer back: {e}")))?;
-        let out = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("mapping a readback buffer: {e}")))?
-            .to_vec();
-        staging.unmap();
-        Ok(out[..bytes as usize].to_vec())
+        self.map_read(&staging, bytes).await
     }
 
     /// Wait until everything submitted so far has run (native; a no-op on the web, where

@@ -4,6 +4,12 @@
 //!   pipelines (compiled once per shader + entry + override constants), readback.
 //! - [`plan`]: recorded dispatches ([`Dispatch`], [`Plan`]) and the per-token [`Step`] uniform.
 //! - [`shaders`]: the WGSL files of `shaders/`, one op per file.
+//! - [`weights`]: weight matrices uploaded segment by segment, split by rows to fit a binding.
+//! - [`linear`]: `y = W x` (GEMV for decode, tiled GEMM for prefill) and the embedding gather.
+//! - [`bench`]: GEMV and copy bandwidth probes.
+//! - [`decoder`]: the Llama-family decoder recorded as plans ([`decoder_weights`]: its weights).
+//! - [`ops`], [`ops_attn`], [`ops_sample`]: plan builders for the non-matmul ops (norms, RoPE,
+//!   KV append, element-wise; attention; greedy and sampled token choice).
 //!
 //! Conventions every kernel follows: binding 0 is a uniform of parameter words (u32 or f32
 //! bit patterns, a `struct Params` at the top of the shader), bindings 1.. are storage buffers
@@ -12,9 +18,18 @@
 //! `src/model/ops.rs`, and `tests/gpu_*.rs` compare the two over random shapes on whatever
 //! adapter is present (lavapipe in CI).
 
+pub mod bench;
 pub mod context;
+pub mod decoder;
+pub mod decoder_weights;
+pub mod linear;
+pub mod ops;
+pub mod ops_attn;
+pub mod ops_sample;
 pub mod plan;
 pub mod shaders;
+pub mod weights;
 
 pub use context::{webgpu_present, AdapterSummary, GpuContext, GpuOptions};
 pub use plan::{grid, Dispatch, Plan, Step};
+pub use weights::{GpuMatrix, MatrixPart};

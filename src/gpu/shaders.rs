@@ -19,7 +19,38 @@ macro_rules! shader_table {
 }
 
 /// Every file under `shaders/` (add new ones here).
-pub const SHADERS: &[(&str, &str)] = shader_table!["copy"];
+pub const SHADERS: &[(&str, &str)] = shader_table![
+    "copy",
+    "gather_rows",
+    "gemm_dequant",
+    "gemm_wdecode",
+    "gemv_common",
+    "gemv_f16",
+    "gemv_f32",
+    "gemv_int4",
+    "gemv_int8",
+    "gemv_ternary",
+    "quantize_act_ternary",
+    // shared helpers (included by the ops below)
+    "wg_reduce",
+    "trig",
+    "act_fns",
+    // non-matmul ops (src/gpu/ops*.rs)
+    "rms_norm",
+    "layer_norm",
+    "rope",
+    "kv_append",
+    "attention_decode",
+    "attention_reduce",
+    "attention_prefill",
+    "add",
+    "glu",
+    "act",
+    "scale",
+    "clamp",
+    "argmax",
+    "sample",
+];
 
 /// The raw text of `shaders/{name}.wgsl`.
 pub fn raw(name: &str) -> Result<&'static str> {

@@ -59,6 +59,11 @@ impl Rope {
         Ok(rope)
     }
 
+    /// The factor multiplying cos and sin (YaRN's attention factor; 1 for other variants).
+    pub fn attention_factor(&self) -> f32 {
+        self.attention_factor
+    }
+
     /// The frequencies to use for a call whose last position is `seq_len - 1`, updating
     /// `max_seq` (transformers' `dynamic_rope_update`: grow past the original context,
     /// reset when back inside it). `max_seq` 0 means "the original context".

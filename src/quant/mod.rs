@@ -156,7 +156,7 @@ impl QTensor {
                 QData::Int8 { q, scales }
             }
             WeightFormat::Int4 { group, sym } => {
-                if cols % group != 0 {
+                if !cols.is_multiple_of(group) {
                     return Err(Error::Shape(format!("int4 group size {group} does not divide {cols} columns")));
                 }
                 let (q, scales, mins) = int4::quantize(w, rows, cols, group, sym);
@@ -276,7 +276,7 @@ impl QTensor {
             Ok(b)
         };
         if let WeightFormat::Int4 { group, .. } = fmt {
-            if cols % group != 0 {
+            if !cols.is_multiple_of(group) {
                 return Err(Error::Shape(format!("group {group} does not divide {cols} columns")));
             }
         }

@@ -25,6 +25,9 @@ pub use crate::vision::prompt::ChatTurn;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+mod gpu;
+pub use gpu::{Backend, StepPending};
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GenerateParams {
@@ -162,6 +165,12 @@ pub struct Engine {
     run: Option<Run>,
     first_logits: Vec<f32>,
     timings: Timings,
+    /// The GPU decoder when the engine runs on the GPU ([`Engine::use_gpu`]).
+    gpu: Option<Box<crate::gpu::decoder::GpuDecoder>>,
+    /// Why the engine left the GPU for the CPU, once it did.
+    fallback: Option<String>,
+    /// The input of a step submitted to the GPU and not yet completed, and when it started.
+    inflight: Option<(Vec<u32>, f64)>,
 }
 
 impl Engine {
@@ -207,6 +216,9 @@ impl Engine {
             run: None,
             first_logits: Vec::new(),
             timings,
+            gpu: None,
+            fallback: None,
+            inflight: None,
         })
     }
 
@@ -241,6 +253,10 @@ impl Engine {
     /// Forget the KV cache (the next prompt is prefilled in full).
     pub fn reset(&mut self) {
         self.kv.clear();
+        if let Some(g) = self.gpu.as_mut() {
+            g.truncate(0);
+        }
+        self.inflight = None;
         self.cached.clear();
         self.cached_images.clear();
         self.run = None;
@@ -359,6 +375,10 @@ impl Engine {
         // Keep at least one prompt token to run: its logits pick the first new token.
         let reused = common.min(prompt.len() - 1);
         self.kv.truncate(reused);
+        if let Some(g) = self.gpu.as_mut() {
+            g.truncate(reused);
+        }
+        self.inflight = None;
         self.cached.truncate(reused);
         self.cached_images.retain(|s| s.start < reused);
         self.timings = Timings { load_ms: self.timings.load_ms, image_encode_ms: encode_ms, ..Default::default() };
@@ -443,18 +463,36 @@ impl Engine {
     /// Advance by one token: the first call prefills the prompt, later calls decode the
     /// previous token. `Ok(None)` once generation has ended (or before any `start`).
     pub fn step(&mut self) -> Result<Option<TokenEvent>> {
-        let Some(run) = self.run.as_mut() else {
-            return Ok(None);
-        };
-        if run.stop.is_some() {
-            return Ok(None);
+        match self.step_submit()? {
+            StepPending::Done(ev) => Ok(ev),
+            #[cfg(not(target_arch = "wasm32"))]
+            StepPending::Gpu(p) => {
+                let ctx = p.context();
+                let out = pollster::block_on(p.pending.read(&ctx));
+                self.step_complete(out)
+            }
+            #[cfg(target_arch = "wasm32")]
+            StepPending::Gpu(_) => Err(Error::Invalid("on the GPU in wasm, drive steps with step_submit".into())),
         }
-        let t0 = now_ms();
-        let input: Vec<u32> = if run.prefilled {
+    }
+
+    /// The input of the next step (the prompt's uncached tail, else the last token), or
+    /// `None` when no step is due.
+    fn next_input(&mut self) -> Option<Vec<u32>> {
+        let run = self.run.as_mut()?;
+        if run.stop.is_some() {
+            return None;
+        }
+        Some(if run.prefilled {
             vec![*run.generated.last().expect("a decode step follows a sampled token")]
         } else {
             run.prompt[run.reused..].to_vec()
-        };
+        })
+    }
+
+    /// The CPU step: forward `input` and sample.
+    fn cpu_step(&mut self, input: Vec<u32>, t0: f64) -> Result<Option<TokenEvent>> {
+        let run = self.run.as_ref().expect("a step is due");
         let logits = match forward(&self.model, run, &input, &mut self.kv) {
             Ok(l) => l,
             Err(e) => {
@@ -463,6 +501,12 @@ impl Engine {
                 return Err(e);
             }
         };
+        self.finish_step(input, logits, t0)
+    }
+
+    /// Record `input` as cached, sample from `logits`, emit the token event.
+    fn finish_step(&mut self, input: Vec<u32>, logits: Vec<f32>, t0: f64) -> Result<Option<TokenEvent>> {
+        let run = self.run.as_mut().expect("a step is due");
         self.cached.extend_from_slice(&input);
         let history: Vec<u32> = run.prompt.iter().chain(&run.generated).copied().collect();
         let id = run.sampler.sample(&logits, &history);

@@ -1,0 +1,191 @@
+//! The engine on the GPU: a step is submitted ([`Engine::step_submit`]) and completed with
+//! its logits ([`Engine::step_complete`]), so the browser can await the readback without
+//! holding the engine. When the GPU fails (device lost, out of memory, a validation error)
+//! the engine leaves it for good, rebuilds the CPU KV cache from the tokens (and image
+//! features) of the conversation, and goes on with the same step on the CPU, reporting why
+//! in [`Engine::fallback_reason`].
+
+use std::sync::Arc;
+
+use super::{now_ms, Engine, Model, TokenEvent};
+use crate::error::{Error, Result};
+use crate::gpu::decoder::{GpuDecoder, GpuInput, GpuOutput, Pending};
+use crate::gpu::GpuContext;
+
+/// Where the decoder runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Cpu,
+    Gpu,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
+        }
+    }
+}
+
+/// A submitted GPU step whose logits are on their way back.
+pub struct GpuStep {
+    pub pending: Pending,
+    ctx: Arc<GpuContext>,
+}
+
+impl GpuStep {
+    pub fn context(&self) -> Arc<GpuContext> {
+        self.ctx.clone()
+    }
+}
+
+/// What [`Engine::step_submit`] did.
+pub enum StepPending {
+    /// The step ran on the CPU (or no step was due): its event.
+    Done(Option<TokenEvent>),
+    /// The step was submitted to the GPU: await [`Pending::read`], then call
+    /// [`Engine::step_complete`].
+    Gpu(GpuStep),
+}
+
+impl Engine {
+    /// Run the decoder on the GPU of `ctx` from now on (the conversation starts afresh).
+    /// `budget`: optional cap on GPU bytes. Errors (model too large for the adapter's
+    /// limits, no memory) leave the engine on the CPU.
+    pub fn use_gpu(&mut self, ctx: Arc<GpuContext>, budget: Option<u64>) -> Result<()> {
+        let dec = GpuDecoder::new(ctx, self.model(), self.context_len(), budget)?;
+        self.reset();
+        self.gpu = Some(Box::new(dec));
+        self.fallback = None;
+        Ok(())
+    }
+
+    /// Where the decoder runs now.
+    pub fn backend(&self) -> Backend {
+        if self.gpu.is_some() {
+            Backend::Gpu
+        } else {
+            Backend::Cpu
+        }
+    }
+
+    /// Why the engine moved from the GPU to the CPU, if it did.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// The GPU decoder, when running there (dispatch counts, adapter info).
+    pub fn gpu_decoder(&self) -> Option<&GpuDecoder> {
+        self.gpu.as_deref()
+    }
+
+    /// First half of a step: on the CPU the whole step; on the GPU record and submit it.
+    pub fn step_submit(&mut self) -> Result<StepPending> {
+        let Some(input) = self.next_input() else {
+            return Ok(StepPending::Done(None));
+        };
+        let t0 = now_ms();
+        if self.gpu.is_some() {
+            match self.gpu_submit(&input) {
+                Ok(pending) => {
+                    let ctx = self.gpu.as_ref().expect("checked").context().clone();
+                    self.inflight = Some((input, t0));
+                    return Ok(StepPending::Gpu(GpuStep { pending, ctx }));
+                }
+                Err(e @ Error::Gpu(_)) => self.leave_gpu(&e),
+                Err(e) => {
+                    self.reset();
+                    return Err(e);
+                }
+            }
+            return self.replay_on_cpu(input, t0).map(StepPending::Done);
+        }
+        self.cpu_step(input, t0).map(StepPending::Done)
+    }
+
+    /// Second half of a GPU step: sample from the step's logits (or, when the GPU failed,
+    /// redo the step on the CPU).
+    pub fn step_complete(&mut self, out: Result<GpuOutput>) -> Result<Option<TokenEvent>> {
+        let Some((input, t0)) = self.inflight.take() else {
+            return Err(Error::Invalid("step_complete without a submitted step".into()));
+        };
+        match out {
+            Ok(GpuOutput::Logits(l)) => self.finish_step(input, l, t0),
+            Err(e @ Error::Gpu(_)) => {
+                self.leave_gpu(&e);
+                self.replay_on_cpu(input, t0)
+            }
+            Err(e) => {
+                self.reset();
+                Err(e)
+            }
+        }
+    }
+
+    /// Submit `input` to the GPU: the prompt with image features as embeddings, tokens otherwise.
+    fn gpu_submit(&mut self, input: &[u32]) -> Result<Pending> {
+        let run = self.run.as_ref().expect("a step is due");
+        let gpu = self.gpu.as_mut().expect("on the GPU");
+        match &self.model {
+            Model::Llava(m) if !run.prefilled && !run.images.is_empty() => {
+                let feats: Vec<&[f32]> = run.features.iter().map(|f| f.as_slice()).collect();
+                let x = m.embed_with_images(&run.prompt, &feats)?; // [prompt, hidden]
+                let d = m.cfg.text.hidden_size;
+                gpu.submit(GpuInput::Embeds(&x[run.reused * d..]))
+            }
+            _ => gpu.submit(GpuInput::Tokens(input)),
+        }
+    }
+
+    fn leave_gpu(&mut self, e: &Error) {
+        self.fallback = Some(e.to_string());
+        self.gpu = None;
+        self.inflight = None;
+    }
+
+    /// Rebuild the CPU KV cache from the cached tokens (with their image features) and run
+    /// `input` after them: the same conversation, now on the CPU.
+    fn replay_on_cpu(&mut self, input: Vec<u32>, t0: f64) -> Result<Option<TokenEvent>> {
+        self.kv.clear();
+        let cached = std::mem::take(&mut self.cached);
+        let run = self.run.as_ref().expect("a step is due");
+        let all: Vec<u32> = run.prompt.iter().chain(&run.generated).copied().collect(); // the sequence so far
+        let upto = cached.len() + input.len();
+        if all.len() < upto || all[..cached.len()] != cached[..] || all[cached.len()..upto] != input[..] {
+            self.reset();
+            return Err(Error::Invalid("the conversation could not be replayed on the CPU".into()));
+        }
+        match forward_all(self, &all[..upto]) {
+            Ok(logits) => {
+                self.cached = cached;
+                self.finish_step(input, logits, t0)
+            }
+            Err(e) => {
+                self.reset();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Forward `seq` (a prefix of the run's prompt + generated tokens) on the CPU from an empty
+/// cache, with image features spliced in where the prompt has them; the last row's logits.
+fn forward_all(e: &mut Engine, seq: &[u32]) -> Result<Vec<f32>> {
+    let run = e.run.as_ref().expect("a step is due");
+    match &e.model {
+        Model::Llava(m) if !run.images.is_empty() => {
+            let feats: Vec<&[f32]> = run.features.iter().map(|f| f.as_slice()).collect();
+            let mut x = m.embed_with_images(&run.prompt, &feats)?; // [prompt, hidden]
+            let d = m.cfg.text.hidden_size;
+            if seq.len() > run.prompt.len() {
+                x.extend(m.lm.embed_tokens(&seq[run.prompt.len()..])?);
+            }
+            x.truncate(seq.len() * d);
+            m.forward_embeds(x, seq.len(), &mut e.kv)
+        }
+        Model::Llava(m) => m.lm.forward(seq, &mut e.kv),
+        Model::Text(m) => m.forward(seq, &mut e.kv),
+    }
+}

@@ -1,0 +1,121 @@
+//! Weight matrices on the GPU: a [`QTensor`]'s segments (`docs/FORMAT.md`) copied byte for
+//! byte into storage buffers, cut by row ranges into [`MatrixPart`]s when a segment is larger
+//! than one storage binding may be (`ctx.max_binding()`: 128 MiB on lavapipe, 256 MiB to
+//! 1 GiB on phones).
+//!
+//! Every segment except ternary's per-tensor `scale` holds a fixed number of bytes per row, so
+//! rows `r0 .. r1` of a segment are one contiguous byte range; each part gets its own buffers
+//! holding exactly those bytes (a part is a self-contained `[r1 - r0, cols]` tensor of the same
+//! format), padded with zeros to a multiple of 16 bytes so kernels may read them as
+//! `array<vec4<u32>>`. The ternary scale is one f32 for the whole tensor (every part uses it)
+//! and travels in the kernels' parameters instead of a buffer.
+
+use crate::error::{Error, Result};
+use crate::quant::{QData, QTensor, WeightFormat};
+
+use super::GpuContext;
+
+/// Largest buffer of one part whatever the adapter allows (2 GiB).
+pub const MAX_PART_BYTES: u64 = 1 << 31;
+
+/// Rows `r0 .. r0 + rows` of a matrix in their own buffers.
+pub struct MatrixPart {
+    /// First row of the whole matrix this part holds.
+    pub r0: usize,
+    pub rows: usize,
+    /// `w` (f32, f16) or `q` (int8, int4, ternary): the part's rows of that segment.
+    pub q: wgpu::Buffer,
+    /// `scales` (int8: f32 per row; int4: f16 per group).
+    pub scales: Option<wgpu::Buffer>,
+    /// `mins` (int4 asym: f16 per group).
+    pub mins: Option<wgpu::Buffer>,
+}
+
+/// A `[rows, cols]` weight matrix uploaded to the GPU.
+pub struct GpuMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub format: WeightFormat,
+    /// The ternary tensor scale (1 for other formats).
+    pub scale: f32,
+    /// Row ranges in order, covering `0 .. rows`.
+    pub parts: Vec<MatrixPart>,
+}
+
+impl GpuMatrix {
+    /// Upload `q`, split into parts whose buffers fit one storage binding of `ctx` (and at
+    /// most 2 GiB, so the kernels' u32 element indices of an int8 part cannot overflow).
+    pub fn upload(ctx: &GpuContext, q: &QTensor, label: &str) -> Result<GpuMatrix> {
+        Self::upload_with_limit(ctx, q, label, ctx.max_binding().min(MAX_PART_BYTES))
+    }
+
+    /// [`GpuMatrix::upload`] with an explicit per-buffer byte limit (tests force splitting
+    /// with a small one).
+    pub fn upload_with_limit(ctx: &GpuContext, q: &QTensor, label: &str, max_bytes: u64) -> Result<GpuMatrix> {
+        let fmt = q.format();
+        let segs = row_segments(q);
+        let rows_per_part = rows_per_part(&segs, q.rows, max_bytes).ok_or_else(|| {
+            Error::Gpu(format!("{label}: one row of {fmt:?} [{}, {}] exceeds {max_bytes} bytes", q.rows, q.cols))
+        })?;
+        let scale = match &q.data {
+            QData::Ternary { scale, .. } => *scale,
+            _ => 1.0,
+        };
+        let mut parts = Vec::new();
+        let mut r0 = 0;
+        while r0 < q.rows.max(1) {
+            let r1 = (r0 + rows_per_part).min(q.rows);
+            let mut bufs = segs.iter().map(|(name, bytes, bpr)| {
+                upload_padded(ctx, &format!("{label}.{name}[{r0}..{r1}]"), &bytes[r0 * bpr..r1 * bpr])
+            });
+            let q_buf = bufs.next().expect("every format has a first segment");
+            parts.push(MatrixPart { r0, rows: r1 - r0, q: q_buf, scales: bufs.next(), mins: bufs.next() });
+            r0 = r1.max(r0 + 1);
+        }
+        Ok(GpuMatrix { rows: q.rows, cols: q.cols, format: fmt, scale, parts })
+    }
+
+    /// Bytes of weights on the GPU (all parts, without padding).
+    pub fn nbytes(&self) -> u64 {
+        QTensor::segment_sizes(self.format, self.rows, self.cols)
+            .iter()
+            .filter(|(name, _)| !(self.format == WeightFormat::Ternary && *name == "scale"))
+            .map(|(_, s)| *s as u64)
+            .sum()
+    }
+}
+
+/// The row-proportional segments of `q` as `(name, bytes, bytes per row)` in the order
+/// `q`/`w`, `scales`, `mins` (ternary's `scale` is left out: it travels as a parameter).
+fn row_segments(q: &QTensor) -> Vec<(&'static str, &[u8], usize)> {
+    q.segments()
+        .into_iter()
+        .filter(|(name, _)| !matches!(q.data, QData::Ternary { .. }) || *name != "scale")
+        .map(|(name, bytes)| (name, bytes, bytes.len() / q.rows.max(1)))
+        .collect()
+}
+
+/// The most rows per part such that every segment's part, padded to 16 bytes, fits
+/// `max_bytes`; `None` when not even one row does.
+fn rows_per_part(segs: &[(&str, &[u8], usize)], rows: usize, max_bytes: u64) -> Option<usize> {
+    let room = (max_bytes / 16 * 16) as usize;
+    let most = segs.iter().map(|(_, _, bpr)| if *bpr == 0 { usize::MAX } else { room / bpr }).min()?;
+    (most >= 1).then_some(most.min(rows.max(1)))
+}
+
+/// A storage buffer holding `bytes` followed by zeros up to a multiple of 16 (at least 16).
+fn upload_padded(ctx: &GpuContext, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    let size = (bytes.len().div_ceil(16) * 16).max(16) as u64;
+    let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: true,
+    });
+    {
+        let mut view = buf.get_mapped_range_mut(..).expect("a buffer mapped at creation maps");
+        view.slice(..bytes.len()).copy_from_slice(bytes);
+    }
+    buf.unmap();
+    buf
+}
