@@ -102,6 +102,11 @@ pub fn candidates(logits: &[f32], cfg: &SamplerConfig) -> Vec<(u32, f32)> {
 /// Pick the next token. `history` (prompt and generated ids) feeds the repetition penalty.
 /// An empty `logits` slice is a caller bug and picks id 0.
 pub fn sample(logits: &[f32], cfg: &SamplerConfig, history: &[u32], rng: &mut Rng) -> u32 {
+    pick(logits, cfg, history, || rng.next_f32())
+}
+
+/// [`sample`] with the uniform draw supplied by `draw` (called only when the config samples).
+pub fn pick(logits: &[f32], cfg: &SamplerConfig, history: &[u32], draw: impl FnOnce() -> f32) -> u32 {
     if logits.is_empty() {
         return 0;
     }
@@ -111,7 +116,7 @@ pub fn sample(logits: &[f32], cfg: &SamplerConfig, history: &[u32], rng: &mut Rn
         return argmax(&l);
     }
     let c = candidates(&l, cfg);
-    let u = rng.next_f32();
+    let u = draw();
     let mut cum = 0.0;
     for &(id, p) in &c {
         cum += p;
@@ -127,16 +132,44 @@ pub fn sample(logits: &[f32], cfg: &SamplerConfig, history: &[u32], rng: &mut Rn
 pub struct Sampler {
     pub cfg: SamplerConfig,
     rng: Rng,
+    /// A word taken by [`Sampler::next_draw`] for a pick made elsewhere (the GPU) and not yet
+    /// confirmed: if that pick fails, the next [`Sampler::sample`] uses it, so the stream of
+    /// draws is the same as if every pick had been made here.
+    held: Option<u32>,
 }
 
 impl Sampler {
     pub fn new(cfg: SamplerConfig) -> Sampler {
         let rng = Rng::new(cfg.seed);
-        Sampler { cfg, rng }
+        Sampler { cfg, rng, held: None }
     }
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
-        sample(logits, &self.cfg, history, &mut self.rng)
+        let (held, rng) = (&mut self.held, &mut self.rng);
+        pick(logits, &self.cfg, history, || word_to_unit(held.take().unwrap_or_else(|| rng.next_u32())))
     }
+    /// Whether a pick consumes a random draw (anything but greedy).
+    pub fn draws(&self) -> bool {
+        !(self.cfg.temperature <= 0.0 || self.cfg.top_k == 1)
+    }
+    /// The RNG word the next pick would consume, for a pick made on the GPU (0 for greedy).
+    /// Held until [`Sampler::confirm_draw`].
+    pub fn next_draw(&mut self) -> u32 {
+        if !self.draws() {
+            return 0;
+        }
+        let w = self.held.take().unwrap_or_else(|| self.rng.next_u32());
+        self.held = Some(w);
+        w
+    }
+    /// The pick that used [`Sampler::next_draw`]'s word was made.
+    pub fn confirm_draw(&mut self) {
+        self.held = None;
+    }
+}
+
+/// A 32-bit RNG word as a uniform in [0, 1) with 24 bits, as [`Rng::next_f32`].
+pub fn word_to_unit(w: u32) -> f32 {
+    (w >> 8) as f32 / (1u32 << 24) as f32
 }
 
 #[cfg(test)]

@@ -191,3 +191,25 @@ fn llavanext_mistral_on_gpu() {
 fn llava_gemma_on_gpu() {
     llava_fixture("llava-gemma");
 }
+
+/// Seeded sampling (temperature, top-k, top-p, repetition penalty) chosen on the GPU — one id
+/// read back per token — gives the CPU sampler's tokens; so does reading logits back.
+#[test]
+fn seeded_sampling_on_gpu_matches_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let sampling =
+        webvlm::sampler::SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.9, repetition_penalty: 1.1, seed: 7 };
+    let params = GenerateParams { max_new_tokens: 16, sampling, ..Default::default() };
+    let mut cpu = smollm2(&LoadOptions::default());
+    let prompt = cpu.tokenizer().encode("Once upon a time", true).unwrap();
+    let want = cpu.generate(&prompt, params.clone(), &mut |_| true).unwrap().generated_ids;
+    let mut g = smollm2(&LoadOptions::default());
+    g.use_gpu(ctx, None).unwrap();
+    for gpu_pick in [true, false] {
+        g.set_gpu_sampling(gpu_pick);
+        g.reset();
+        let got = g.generate(&prompt, params.clone(), &mut |_| true).unwrap().generated_ids;
+        assert_eq!(g.backend(), Backend::Gpu);
+        assert_eq!(got, want, "GPU sampling {gpu_pick}");
+    }
+}

@@ -112,7 +112,7 @@ impl Engine {
             return Err(Error::Invalid("step_complete without a submitted step".into()));
         };
         match out {
-            Ok(GpuOutput::Logits(l)) => self.finish_step(input, l, t0),
+            Ok(out) => self.finish_step(input, out, t0),
             Err(e @ Error::Gpu(_)) => {
                 self.leave_gpu(&e);
                 self.replay_on_cpu(input, t0)
@@ -124,10 +124,29 @@ impl Engine {
         }
     }
 
+    /// Choose decode tokens on the GPU (`true`, the default) or read logits back and sample
+    /// on the CPU (`false`); both give the same tokens.
+    pub fn set_gpu_sampling(&mut self, on: bool) {
+        self.gpu_pick = on;
+    }
+
     /// Submit `input` to the GPU: the prompt with image features as embeddings, tokens otherwise.
+    /// Decode steps choose their token on the GPU with the run's sampler (its RNG word passed
+    /// along), so only the id comes back.
     fn gpu_submit(&mut self, input: &[u32]) -> Result<Pending> {
-        let run = self.run.as_ref().expect("a step is due");
+        let run = self.run.as_mut().expect("a step is due");
         let gpu = self.gpu.as_mut().expect("on the GPU");
+        if run.prefilled && self.gpu_pick {
+            if !run.gpu_sampling {
+                let history: Vec<u32> = run.prompt.iter().chain(&run.generated).copied().collect();
+                gpu.set_sampling(Some(&run.sampler.cfg), &history)?;
+                run.gpu_sampling = true;
+            }
+            gpu.set_seed(run.sampler.next_draw());
+        } else if run.prefilled {
+            gpu.set_sampling(None, &[])?;
+        }
+        let run = &*run;
         match &self.model {
             Model::Llava(m) if !run.prefilled && !run.images.is_empty() => {
                 let feats: Vec<&[f32]> = run.features.iter().map(|f| f.as_slice()).collect();
@@ -160,7 +179,7 @@ impl Engine {
         match forward_all(self, &all[..upto]) {
             Ok(logits) => {
                 self.cached = cached;
-                self.finish_step(input, logits, t0)
+                self.finish_step(input, GpuOutput::Logits(logits), t0)
             }
             Err(e) => {
                 self.reset();

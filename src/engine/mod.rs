@@ -12,6 +12,7 @@
 
 use crate::chat::{self, Message};
 use crate::error::{Error, Result};
+use crate::gpu::decoder::GpuOutput;
 use crate::io::Checkpoint;
 use crate::model::llava::{is_llava, Llava, VisionLoadOptions, ORIGINAL_IMAGE_TOKEN};
 use crate::model::{KvCache, Llama, LlamaConfig, LoadOptions};
@@ -145,6 +146,8 @@ struct Run {
     prefilled: bool,
     generated: Vec<u32>,
     stream: StreamDecoder,
+    /// Whether the GPU decoder was told this run's sampling config.
+    gpu_sampling: bool,
     /// All generated text so far and how much of it has been handed out.
     text: String,
     emitted: usize,
@@ -171,6 +174,9 @@ pub struct Engine {
     fallback: Option<String>,
     /// The input of a step submitted to the GPU and not yet completed, and when it started.
     inflight: Option<(Vec<u32>, f64)>,
+    /// Choose decode tokens on the GPU (one id read back per token) rather than reading the
+    /// logits back and sampling here. On by default.
+    gpu_pick: bool,
 }
 
 impl Engine {
@@ -219,6 +225,7 @@ impl Engine {
             gpu: None,
             fallback: None,
             inflight: None,
+            gpu_pick: true,
         })
     }
 
@@ -394,6 +401,7 @@ impl Engine {
             prefilled: false,
             generated: Vec::new(),
             stream: StreamDecoder::new(),
+            gpu_sampling: false,
             text: String::new(),
             emitted: 0,
             stop,
@@ -501,15 +509,24 @@ impl Engine {
                 return Err(e);
             }
         };
-        self.finish_step(input, logits, t0)
+        self.finish_step(input, GpuOutput::Logits(logits), t0)
     }
 
-    /// Record `input` as cached, sample from `logits`, emit the token event.
-    fn finish_step(&mut self, input: Vec<u32>, logits: Vec<f32>, t0: f64) -> Result<Option<TokenEvent>> {
+    /// Record `input` as cached, take the token (sampled here from logits, or chosen on the
+    /// GPU), emit the token event.
+    fn finish_step(&mut self, input: Vec<u32>, out: GpuOutput, t0: f64) -> Result<Option<TokenEvent>> {
         let run = self.run.as_mut().expect("a step is due");
         self.cached.extend_from_slice(&input);
-        let history: Vec<u32> = run.prompt.iter().chain(&run.generated).copied().collect();
-        let id = run.sampler.sample(&logits, &history);
+        let (id, logits) = match out {
+            GpuOutput::Logits(logits) => {
+                let history: Vec<u32> = run.prompt.iter().chain(&run.generated).copied().collect();
+                (run.sampler.sample(&logits, &history), logits)
+            }
+            GpuOutput::Token(id) => {
+                run.sampler.confirm_draw();
+                (id, Vec::new())
+            }
+        };
         let dt = now_ms() - t0;
         if run.prefilled {
             self.timings.decode_ms += dt;

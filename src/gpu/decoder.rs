@@ -19,11 +19,13 @@ use super::decoder_weights::{footprint, Footprint, GpuLinear, GpuNorm, GpuWeight
 use super::linear::{plan_gather, plan_linear};
 use super::ops;
 use super::ops_attn::{attention_decode, attention_prefill, decode_splits, AttnDims};
+use super::ops_sample::{seen_bits, token_plan, TokenPlan};
 use super::{GpuContext, Plan, Step};
 use crate::error::{Error, Result};
 use crate::model::config::NormKind;
 use crate::model::rope::Rope;
 use crate::model::{Llama, LlamaConfig};
+use crate::sampler::SamplerConfig;
 
 /// Epsilon of BitLinear158's inner RMSNorm (as `model::llama`).
 const BITLINEAR_EPS: f32 = 1e-5;
@@ -79,31 +81,44 @@ impl Acts {
     }
 }
 
-/// A recorded step: the body (embedding → layers) and the head (last row → logits).
+/// A recorded step: the body (embedding → layers), the head (last row → logits) and, for
+/// the decode step with GPU sampling on, the token choice.
 struct Recorded {
     acts: Acts,
     body: Plan,
     head: Plan,
+    token: Option<TokenPlan>,
 }
 
 /// What a step reads back.
 #[derive(Clone, Debug)]
 pub enum GpuOutput {
-    /// The last position's logits `[vocab]`.
+    /// The last position's logits `[vocab]` (prefill, or decode without GPU sampling).
     Logits(Vec<f32>),
+    /// The token the GPU chose (decode with [`GpuDecoder::set_sampling`]): 4 bytes read back.
+    Token(u32),
 }
 
 /// The result of a submitted step, on its way back.
 pub struct Pending {
     staging: wgpu::Buffer,
-    vocab: usize,
+    /// `Some(vocab)`: logits; `None`: one token id.
+    vocab: Option<usize>,
 }
 
 impl Pending {
     /// Wait for the step and read its result.
     pub async fn read(self, ctx: &GpuContext) -> Result<GpuOutput> {
-        let bytes = ctx.map_read(&self.staging, 4 * self.vocab as u64).await?;
-        Ok(GpuOutput::Logits(bytemuck::cast_slice(&bytes).to_vec()))
+        match self.vocab {
+            Some(v) => {
+                let bytes = ctx.map_read(&self.staging, 4 * v as u64).await?;
+                Ok(GpuOutput::Logits(bytemuck::cast_slice(&bytes).to_vec()))
+            }
+            None => {
+                let b = ctx.map_read(&self.staging, 4).await?;
+                Ok(GpuOutput::Token(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            }
+        }
     }
 }
 
@@ -123,6 +138,10 @@ pub struct GpuDecoder {
     len: usize,
     step: wgpu::Buffer, // Step uniform
     decode: Option<Recorded>,
+    /// GPU token choice for decode steps (`None`: logits are read back).
+    sampling: Option<SamplerConfig>,
+    seen: Option<wgpu::Buffer>, // [ceil(vocab / 32)] u32 bitset of ids seen (repetition penalty)
+    seed: u32,
 }
 
 impl GpuDecoder {
@@ -155,6 +174,9 @@ impl GpuDecoder {
             len: 0,
             step,
             decode: None,
+            sampling: None,
+            seen: None,
+            seed: 0,
             cfg,
             ctx,
         };
@@ -182,10 +204,38 @@ impl GpuDecoder {
     }
     /// Dispatches one decode token records (after the first decode step).
     pub fn dispatches_per_token(&self) -> Option<usize> {
-        self.decode.as_ref().map(|r| r.body.dispatches.len() + r.head.dispatches.len())
+        let r = self.decode.as_ref()?;
+        Some(
+            r.body.dispatches.len() + r.head.dispatches.len() + r.token.as_ref().map_or(0, |t| t.plan.dispatches.len()),
+        )
     }
     pub fn weight_bytes(&self) -> u64 {
         self.w.nbytes()
+    }
+
+    /// Choose decode tokens on the GPU with `cfg` (`None`: read logits back instead).
+    /// `history`: the ids so far, for the repetition penalty (the GPU adds each pick itself).
+    pub fn set_sampling(&mut self, cfg: Option<&SamplerConfig>, history: &[u32]) -> Result<()> {
+        if self.sampling.as_ref() != cfg {
+            self.sampling = cfg.cloned();
+            if let Some(r) = self.decode.as_mut() {
+                r.token = None;
+            }
+        }
+        if cfg.is_some_and(|c| c.repetition_penalty != 1.0) {
+            let bits = seen_bits(self.cfg.vocab_size as u32, history);
+            let seen = self.seen.get_or_insert_with(|| self.ctx.zeros("seen", 4 * bits.len() as u64));
+            self.ctx.queue.write_buffer(seen, 0, bytemuck::cast_slice(&bits));
+            if let Some(r) = self.decode.as_mut() {
+                r.token = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sampler's RNG word for the next GPU pick (`Step.seed`).
+    pub fn set_seed(&mut self, seed: u32) {
+        self.seed = seed;
     }
 
     /// Run `input` after the cached positions and start reading back the last row's logits.
@@ -234,9 +284,18 @@ impl GpuDecoder {
         let pos0 = self.len;
         self.write_step(pos0, m);
         let fresh;
-        let rec = if m == 1 && matches!(input, GpuInput::Tokens(_)) {
+        let decode = m == 1 && matches!(input, GpuInput::Tokens(_));
+        let rec = if decode {
             if self.decode.is_none() {
                 self.decode = Some(self.record(1, true)?);
+            }
+            if let (Some(cfg), Some(r)) = (&self.sampling, &self.decode) {
+                if r.token.is_none() {
+                    let logits = &r.acts.logits;
+                    let tp =
+                        token_plan(&self.ctx, &self.step, logits, self.cfg.vocab_size as u32, cfg, self.seen.as_ref())?;
+                    self.decode.as_mut().expect("built").token = Some(tp);
+                }
             }
             self.decode.as_ref().expect("just built")
         } else {
@@ -253,25 +312,33 @@ impl GpuDecoder {
             let mut pass = enc.begin_compute_pass(&Default::default());
             rec.body.record(&mut pass);
         }
+        let token = rec.token.as_ref().filter(|_| decode);
         let staging = last.then(|| {
             enc.copy_buffer_to_buffer(&rec.acts.x, 4 * d * (m as u64 - 1), &rec.acts.last, 0, 4 * d);
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
                 rec.head.record(&mut pass);
+                if let Some(t) = token {
+                    t.plan.record(&mut pass);
+                }
             }
-            let bytes = 4 * self.cfg.vocab_size as u64;
+            let (src, bytes) = match token {
+                Some(t) => (&t.out, 4),
+                None => (&rec.acts.logits, 4 * self.cfg.vocab_size as u64),
+            };
             let staging = self.ctx.staging(bytes);
-            enc.copy_buffer_to_buffer(&rec.acts.logits, 0, &staging, 0, bytes);
+            enc.copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
             staging
         });
+        let vocab = token.is_none().then_some(self.cfg.vocab_size);
         self.ctx.queue.submit([enc.finish()]);
         self.len += m;
-        Ok(staging.map(|staging| Pending { staging, vocab: self.cfg.vocab_size }))
+        Ok(staging.map(|staging| Pending { staging, vocab }))
     }
 
     /// Write the Step uniform (and, for dynamic NTK RoPE, new frequencies) for `m` rows at `pos0`.
     fn write_step(&mut self, pos0: usize, m: usize) {
-        let step = Step { pos0: pos0 as u32, n: m as u32, kv_len: (pos0 + m) as u32, seed: 0 };
+        let step = Step { pos0: pos0 as u32, n: m as u32, kv_len: (pos0 + m) as u32, seed: self.seed };
         self.ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
         let inv = self.rope.frequencies(pos0 + m, &mut self.rope_max_seq);
         if inv != self.inv_freq_now {
@@ -327,7 +394,7 @@ impl GpuDecoder {
         if c.arch.scale_logits {
             head.extend(ops::scale(ctx, &acts.logits, 1.0 / (c.hidden_size as f32).sqrt(), c.vocab_size as u32)?);
         }
-        Ok(Recorded { acts, body, head })
+        Ok(Recorded { acts, body, head, token: None })
     }
 
     /// One decoder layer on `acts.x` (as `Llama::layer_forward`).
