@@ -16,102 +16,22 @@ use crate::gpu::decoder::GpuOutput;
 use crate::io::Checkpoint;
 use crate::model::llava::{is_llava, Llava, VisionLoadOptions, ORIGINAL_IMAGE_TOKEN};
 use crate::model::{KvCache, Llama, LlamaConfig, LoadOptions};
-use crate::sampler::{Sampler, SamplerConfig};
+use crate::sampler::Sampler;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use crate::vision::features::{self, image_hash, prepared_hash, FeatureCache, PreparedImage};
 use crate::vision::image::Image;
 use crate::vision::preprocess::ClipProcessorConfig;
 use crate::vision::prompt::render_turns;
 pub use crate::vision::prompt::ChatTurn;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 mod gpu;
+mod stops;
+mod types;
 pub use gpu::{Backend, StepPending};
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
-pub struct GenerateParams {
-    pub max_new_tokens: usize,
-    pub sampling: SamplerConfig,
-    /// Extra stop strings (the tokenizer's EOS ids always stop).
-    pub stop: Vec<String>,
-}
-
-impl Default for GenerateParams {
-    fn default() -> Self {
-        GenerateParams { max_new_tokens: 256, sampling: SamplerConfig::default(), stop: Vec::new() }
-    }
-}
-
-/// One step's outcome.
-#[derive(Clone, Debug, Serialize)]
-pub struct TokenEvent {
-    pub id: u32,
-    /// New text completed by this token (may be empty mid-character).
-    pub text: String,
-    /// True when generation ended with this step (EOS, stop string, limit).
-    pub done: bool,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Timings {
-    pub load_ms: f64,
-    pub prefill_ms: f64,
-    /// Prompt tokens actually run through the model (fewer when the KV cache was reused).
-    pub prefill_tokens: usize,
-    pub decode_ms: f64,
-    pub decode_tokens: usize,
-    pub decode_tokens_per_s: f64,
-    /// Preprocessing and encoding the run's images (0 when all came from the cache).
-    pub image_encode_ms: f64,
-}
-
-/// Why generation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    Eos,
-    StopString,
-    MaxNewTokens,
-    ContextFull,
-    /// The `generate` callback asked to stop.
-    Caller,
-}
-
-/// What [`Engine::generate`] returns.
-#[derive(Clone, Debug, Serialize)]
-pub struct GenerationOutput {
-    pub generated_ids: Vec<u32>,
-    /// The generated text, cut before a stop string.
-    pub text: String,
-    pub stop: Option<StopReason>,
-    pub timings: Timings,
-}
-
-/// Milliseconds from an arbitrary origin (`Instant` panics on wasm32-unknown-unknown).
-#[cfg(not(target_arch = "wasm32"))]
-fn now_ms() -> f64 {
-    use std::sync::OnceLock;
-    use std::time::Instant;
-    static T0: OnceLock<Instant> = OnceLock::new();
-    T0.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
-}
-
-/// `performance.now()` where the global scope has it (windows, workers), else `Date.now()`.
-#[cfg(target_arch = "wasm32")]
-fn now_ms() -> f64 {
-    use wasm_bindgen::JsCast;
-    let g = js_sys::global();
-    js_sys::Reflect::get(&g, &"performance".into())
-        .ok()
-        .filter(|p| p.is_object())
-        .and_then(|p| {
-            let f = js_sys::Reflect::get(&p, &"now".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
-            f.call0(&p).ok()?.as_f64()
-        })
-        .unwrap_or_else(js_sys::Date::now)
-}
+use stops::take_text;
+use types::now_ms;
+pub use types::{GenerateParams, GenerationOutput, StopReason, Timings, TokenEvent};
 
 /// An image's place in a prompt: its first position, its token count, its hash.
 #[derive(Clone, Debug, PartialEq)]
@@ -637,55 +557,5 @@ fn forward(model: &Model, run: &Run, input: &[u32], kv: &mut KvCache) -> Result<
         }
         Model::Llava(m) => m.lm.forward(input, kv),
         Model::Text(m) => m.forward(input, kv),
-    }
-}
-
-/// Hand out the generated text that can no longer turn into a stop string: everything
-/// before a stop string that occurred, everything at the end of the run, and otherwise all
-/// but the longest tail that is a prefix of some stop string.
-fn take_text(run: &mut Run) -> String {
-    let end = if let Some(i) = first_stop(&run.text, &run.params.stop) {
-        i
-    } else if run.stop.is_some() {
-        run.text.len()
-    } else {
-        run.text.len() - held_back(&run.text, &run.params.stop)
-    };
-    let end = end.max(run.emitted);
-    let out = run.text[run.emitted..end].to_string();
-    run.emitted = end;
-    out
-}
-
-/// Byte offset of the earliest stop string in `text`.
-fn first_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
-}
-
-/// Length of the longest tail of `text` that is a proper prefix of a stop string.
-fn held_back(text: &str, stops: &[String]) -> usize {
-    let mut best = 0;
-    for s in stops {
-        for (i, _) in s.char_indices().skip(1) {
-            if i > best && text.ends_with(&s[..i]) {
-                best = i;
-            }
-        }
-    }
-    best
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stop_string_tails_are_held_back() {
-        let stops = vec!["</s>".to_string(), "User:".to_string()];
-        assert_eq!(held_back("hello </", &stops), 2);
-        assert_eq!(held_back("hello Us", &stops), 2);
-        assert_eq!(held_back("hello", &stops), 0);
-        assert_eq!(first_stop("a User: b </s>", &stops), Some(2));
-        assert_eq!(first_stop("abc", &stops), None);
     }
 }
