@@ -119,27 +119,45 @@ fn backend_name(b: Backend) -> &'static str {
     }
 }
 
-/// Put `engine` on WebGPU as `backend` asks. `Ok(Some(reason))`: `auto` stayed on the CPU.
-async fn attach_backend(engine: &mut Engine, backend: &str, budget: Option<u64>) -> Result<Option<String>, JsValue> {
+/// The device `backend` asks for, opened before the download so that `webgpu` fails fast.
+/// `Err(reason)`: `auto` stays on the CPU for that reason (`webgpu` rejects instead).
+async fn open_gpu(backend: &str) -> Result<Result<Arc<GpuContext>, String>, JsValue> {
     let auto = match backend {
-        "cpu" => return Ok(None),
+        "cpu" => return Ok(Err("the CPU backend was asked for".into())),
         "auto" | "" => true,
         "webgpu" | "gpu" => false,
         other => return Err(js_msg(format!("backend must be 'auto', 'webgpu' or 'cpu', got {other:?}"))),
     };
     // `GpuContext::new` checks `navigator.gpu` before creating any wgpu instance.
     let ctx = match GpuContext::new(&GpuOptions::default()).await {
+        // WebGPU handles are not Send in wasm; the engine shares the context with `Arc` for
+        // native threads, and here everything stays on the worker's one thread.
+        #[allow(clippy::arc_with_non_send_sync)]
         Ok(c) => Arc::new(c),
-        Err(e) if auto => return Ok(Some(e.to_string())),
+        Err(e) if auto => return Ok(Err(e.to_string())),
         Err(e) => return Err(js_msg(format!("the WebGPU backend is unavailable: {e}"))),
     };
     if auto && ctx.info.device_type == "Cpu" {
-        return Ok(Some(format!("only a software WebGPU adapter ({}) was found", adapter_label(&ctx))));
+        return Ok(Err(format!("only a software WebGPU adapter ({}) was found", adapter_label(&ctx))));
     }
-    match engine.use_gpu(ctx, budget) {
-        Ok(()) => Ok(None),
-        Err(e) if auto => Ok(Some(e.to_string())),
-        Err(e) => Err(js_msg(format!("the model cannot run on WebGPU: {e}"))),
+    Ok(Ok(ctx))
+}
+
+/// Put `engine` on `gpu` (from [`open_gpu`]). `Ok(Some(reason))`: it stays on the CPU.
+fn attach_gpu(
+    engine: &mut Engine,
+    backend: &str,
+    gpu: Result<Arc<GpuContext>, String>,
+    budget: Option<u64>,
+) -> Result<Option<String>, JsValue> {
+    match gpu {
+        Err(_) if backend == "cpu" => Ok(None),
+        Err(reason) => Ok(Some(reason)),
+        Ok(ctx) => match engine.use_gpu(ctx, budget) {
+            Ok(()) => Ok(None),
+            Err(e) if backend == "auto" || backend.is_empty() => Ok(Some(e.to_string())),
+            Err(e) => Err(js_msg(format!("the model cannot run on WebGPU: {e}"))),
+        },
     }
 }
 
@@ -251,6 +269,8 @@ async fn fetch_bytes(
 
 async fn load_impl(base_url: String, on_progress: Function, cfg: LoadConfig) -> Result<WasmEngine, JsValue> {
     let t0 = now_ms();
+    let backend = cfg.backend.as_deref().unwrap_or("auto");
+    let gpu = open_gpu(backend).await?;
     let manifest_json = fetch_text(&join_url(&base_url, "manifest.json")).await?;
     let mut loader = ManifestLoader::new(&manifest_json).map_err(js_err)?;
     let manifest = loader.manifest();
@@ -271,7 +291,7 @@ async fn load_impl(base_url: String, on_progress: Function, cfg: LoadConfig) -> 
     let checkpoint = loader.finish(tokenizer_json).map_err(js_err)?;
     let mut engine = Engine::new(checkpoint, &LoadOptions::default()).map_err(js_err)?;
     let budget = cfg.gpu_budget_mib.map(|m| m << 20);
-    let load_fallback = attach_backend(&mut engine, cfg.backend.as_deref().unwrap_or("auto"), budget).await?;
+    let load_fallback = attach_gpu(&mut engine, backend, gpu, budget)?;
     let load_ms = now_ms() - t0;
     let state = State { engine, busy: false, load_ms, load_fallback };
     Ok(WasmEngine { state: Rc::new(RefCell::new(state)) })

@@ -144,8 +144,14 @@ test('greedy answer on the CPU backend (the reference)', { timeout: LOAD_TIMEOUT
 
 test('the WebGPU backend gives the same greedy ids', { timeout: LOAD_TIMEOUT + GEN_TIMEOUT }, async (t) => {
   if (skipWithoutAdapter(t)) return;
-  const status = await openPage('webgpu');
-  assert.match(status, /backend: WebGPU/, status);
+  // The settings select reloads the engine on the chosen backend (and records it in the URL).
+  await page.locator('#backend').selectOption('webgpu');
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
+    null, { timeout: LOAD_TIMEOUT, polling: 200 });
+  const status = await page.locator('#status').textContent();
+  assert.match(status, /^Ready · backend: WebGPU \(software adapter\)/, status);
+  assert.match(page.url(), /[?&]backend=webgpu/);
+  assert.equal(await page.locator('#log .msg').count(), 0, 'a new engine starts a new conversation');
   assert.equal(await page.locator('#notice').isVisible(), false);
   await ask(QUESTION);
   const a = await answer();
