@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build everything the page and the tests need:
-#   1. the native release CLI (target/release/webvlm)
+#   1. the native release CLI (target/release/webvlm; $CARGO_TARGET_DIR when set)
 #   2. the wasm library with SIMD128 (target/wasm32-unknown-unknown/release/webvlm.wasm)
 #   3. wasm-bindgen --target web glue into www/pkg/
 #   4. wasm-opt -O3 (npm binaryen) with the features rustc emits, SIMD kept
@@ -16,7 +16,8 @@ say "wasm build (simd128)"
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128" \
   cargo build --release --quiet --lib --target wasm32-unknown-unknown
 
-WASM=target/wasm32-unknown-unknown/release/webvlm.wasm
+TARGET="${CARGO_TARGET_DIR:-target}"
+WASM="$TARGET/wasm32-unknown-unknown/release/webvlm.wasm"
 [ -f "$WASM" ] || { echo "build: $WASM missing" >&2; exit 1; }
 
 say "wasm-bindgen --target web -> www/pkg"

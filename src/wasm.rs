@@ -17,12 +17,24 @@
 //! image token to the image's features. Images already encoded come from the engine's
 //! feature cache, so sending the whole conversation again each turn costs no re-encode.
 //!
+//! Backends: `load(url, on_progress, { backend })` takes `'auto'` (default), `'webgpu'` or
+//! `'cpu'`. Unless `'cpu'`, the global's `navigator.gpu` (a window's or a worker's) is checked
+//! before any wgpu instance exists (wgpu panics uncatchably without it), then an adapter and a
+//! device are requested and the decoder's weights are uploaded ([`Engine::use_gpu`]). `'auto'`
+//! stays on the CPU, with the reason in `fallback_reason()`, when there is no WebGPU, only a
+//! software adapter, or the model does not fit; `'webgpu'` rejects instead. On the GPU a step is
+//! split in two: `step_submit` (records and submits it, engine borrowed) and the readback
+//! awaited with the engine *not* borrowed, then `step_complete`. When the device is lost or runs
+//! out of memory the engine replays the conversation on the CPU and the answer goes on there;
+//! the result says so (`backend`, `fallback_reason`).
+//!
 //! Reference followed: the wasm-bindgen guide (`--target web`, `js_sys::Promise`,
 //! `wasm_bindgen_futures::future_to_promise`) and the WHATWG Streams spec
 //! (`ReadableStreamDefaultReader.read()` resolving to `{ done, value }`).
 
-use crate::engine::{Engine, GenerateParams, StopReason, Timings};
+use crate::engine::{Backend, Engine, GenerateParams, StepPending, StopReason, Timings, TokenEvent};
 use crate::error::Error;
+use crate::gpu::{GpuContext, GpuOptions};
 use crate::io::manifest::ManifestLoader;
 use crate::model::LoadOptions;
 use crate::vision::image::{decode, Image, DEFAULT_MAX_PIXELS};
@@ -31,6 +43,7 @@ use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array}
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
@@ -84,6 +97,78 @@ struct State {
     engine: Engine,
     busy: bool,
     load_ms: f64,
+    /// Why `'auto'` chose the CPU at load (the engine's own reason covers later falls).
+    load_fallback: Option<String>,
+}
+
+/// The options object of `load` (every field optional).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LoadConfig {
+    /// `auto` (default), `webgpu` or `cpu`.
+    backend: Option<String>,
+    /// Cap on GPU memory for weights and caches, in MiB.
+    gpu_budget_mib: Option<u64>,
+}
+
+/// The backend's name as the page shows it.
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Gpu => "webgpu",
+        Backend::Cpu => "cpu",
+    }
+}
+
+/// The device `backend` asks for, opened before the download so that `webgpu` fails fast.
+/// `Err(reason)`: `auto` stays on the CPU for that reason (`webgpu` rejects instead).
+async fn open_gpu(backend: &str) -> Result<Result<Arc<GpuContext>, String>, JsValue> {
+    let auto = match backend {
+        "cpu" => return Ok(Err("the CPU backend was asked for".into())),
+        "auto" | "" => true,
+        "webgpu" | "gpu" => false,
+        other => return Err(js_msg(format!("backend must be 'auto', 'webgpu' or 'cpu', got {other:?}"))),
+    };
+    // `GpuContext::new` checks `navigator.gpu` before creating any wgpu instance.
+    let ctx = match GpuContext::new(&GpuOptions::default()).await {
+        // WebGPU handles are not Send in wasm; the engine shares the context with `Arc` for
+        // native threads, and here everything stays on the worker's one thread.
+        #[allow(clippy::arc_with_non_send_sync)]
+        Ok(c) => Arc::new(c),
+        Err(e) if auto => return Ok(Err(e.to_string())),
+        Err(e) => return Err(js_msg(format!("the WebGPU backend is unavailable: {e}"))),
+    };
+    if auto && ctx.info.device_type == "Cpu" {
+        return Ok(Err(format!("only a software WebGPU adapter ({}) was found", adapter_label(&ctx))));
+    }
+    Ok(Ok(ctx))
+}
+
+/// Put `engine` on `gpu` (from [`open_gpu`]). `Ok(Some(reason))`: it stays on the CPU.
+fn attach_gpu(
+    engine: &mut Engine,
+    backend: &str,
+    gpu: Result<Arc<GpuContext>, String>,
+    budget: Option<u64>,
+) -> Result<Option<String>, JsValue> {
+    match gpu {
+        Err(_) if backend == "cpu" => Ok(None),
+        Err(reason) => Ok(Some(reason)),
+        Ok(ctx) => match engine.use_gpu(ctx, budget) {
+            Ok(()) => Ok(None),
+            Err(e) if backend == "auto" || backend.is_empty() => Ok(Some(e.to_string())),
+            Err(e) => Err(js_msg(format!("the model cannot run on WebGPU: {e}"))),
+        },
+    }
+}
+
+/// The adapter's name, or what kind it is when the browser gives no name (Chromium gives
+/// none; its SwiftShader adapter is a fallback adapter, which wgpu reports as a CPU device).
+fn adapter_label(ctx: &GpuContext) -> String {
+    match (ctx.info.name.is_empty(), ctx.info.device_type.as_str()) {
+        (false, _) => ctx.info.name.clone(),
+        (true, "Cpu") => "software adapter".to_string(),
+        (true, _) => "unnamed adapter".to_string(),
+    }
 }
 
 #[wasm_bindgen]
@@ -182,8 +267,10 @@ async fn fetch_bytes(
     Ok(buf)
 }
 
-async fn load_impl(base_url: String, on_progress: Function) -> Result<WasmEngine, JsValue> {
+async fn load_impl(base_url: String, on_progress: Function, cfg: LoadConfig) -> Result<WasmEngine, JsValue> {
     let t0 = now_ms();
+    let backend = cfg.backend.as_deref().unwrap_or("auto");
+    let gpu = open_gpu(backend).await?;
     let manifest_json = fetch_text(&join_url(&base_url, "manifest.json")).await?;
     let mut loader = ManifestLoader::new(&manifest_json).map_err(js_err)?;
     let manifest = loader.manifest();
@@ -202,9 +289,12 @@ async fn load_impl(base_url: String, on_progress: Function) -> Result<WasmEngine
         // `bytes` is dropped here: the loader keeps only the tensors it decoded.
     }
     let checkpoint = loader.finish(tokenizer_json).map_err(js_err)?;
-    let engine = Engine::new(checkpoint, &LoadOptions::default()).map_err(js_err)?;
+    let mut engine = Engine::new(checkpoint, &LoadOptions::default()).map_err(js_err)?;
+    let budget = cfg.gpu_budget_mib.map(|m| m << 20);
+    let load_fallback = attach_gpu(&mut engine, backend, gpu, budget)?;
     let load_ms = now_ms() - t0;
-    Ok(WasmEngine { state: Rc::new(RefCell::new(State { engine, busy: false, load_ms })) })
+    let state = State { engine, busy: false, load_ms, load_fallback };
+    Ok(WasmEngine { state: Rc::new(RefCell::new(state)) })
 }
 
 /// What `generate` resolves to (as a JSON string).
@@ -220,6 +310,12 @@ struct GenerateResult {
     load_total_ms: f64,
     /// Positions the run's images took in the prompt (0 without images).
     image_tokens: usize,
+    /// Where the run ended: `webgpu` or `cpu`.
+    backend: &'static str,
+    /// Set when this run moved from WebGPU to the CPU (device lost, out of memory): why.
+    fallback_reason: Option<String>,
+    /// Dispatches one decode token took on the GPU (absent on the CPU).
+    dispatches_per_token: Option<usize>,
 }
 
 /// A chat message from JavaScript: `{ role, content, images? }`, `images` being how many
@@ -276,13 +372,12 @@ async fn generate_impl(
         s.busy = true;
     }
     let _guard = BusyGuard(state.clone());
+    let started_on = state.borrow().engine.backend();
     state.borrow_mut().engine.start_with_images(&prompt_ids, &images, params).map_err(js_err)?;
     let mut text = String::new();
     let mut aborted = false;
     loop {
-        // Borrow only for the synchronous step; JS callbacks run after the borrow ends.
-        let event = state.borrow_mut().engine.step().map_err(js_err)?;
-        let Some(event) = event else { break };
+        let Some(event) = next_event(&state).await? else { break };
         text.push_str(&event.text);
         let keep_going = on_token.call2(&JsValue::NULL, &event.text.as_str().into(), &event.id.into())?;
         if event.done {
@@ -296,6 +391,8 @@ async fn generate_impl(
     }
     let s = state.borrow();
     let finish_reason = if aborted { "aborted".to_string() } else { reason_name(s.engine.stop_reason_of_run()) };
+    let backend = s.engine.backend();
+    let fell = started_on == Backend::Gpu && backend == Backend::Cpu;
     let result = GenerateResult {
         text,
         ids: s.engine.generated_ids().to_vec(),
@@ -303,9 +400,26 @@ async fn generate_impl(
         timings: s.engine.timings().clone(),
         load_total_ms: s.load_ms,
         image_tokens: s.engine.image_tokens(),
+        backend: backend_name(backend),
+        fallback_reason: if fell { s.engine.fallback_reason().map(str::to_string) } else { None },
+        dispatches_per_token: s.engine.gpu_decoder().and_then(|d| d.dispatches_per_token()),
     };
     let json = serde_json::to_string(&result).map_err(|e| js_err(e.into()))?;
     Ok(JsValue::from_str(&json))
+}
+
+/// One step. The engine is borrowed only for the synchronous halves: a GPU step's readback
+/// is awaited with the borrow released, so `stop`, `lose_device` and the getters stay callable.
+async fn next_event(state: &Rc<RefCell<State>>) -> Result<Option<TokenEvent>, JsValue> {
+    let submitted = state.borrow_mut().engine.step_submit().map_err(js_err)?;
+    match submitted {
+        StepPending::Done(event) => Ok(event),
+        StepPending::Gpu(step) => {
+            let ctx = step.context();
+            let out = step.pending.read(&ctx).await;
+            state.borrow_mut().engine.step_complete(out).map_err(js_err)
+        }
+    }
 }
 
 /// The snake_case name of a stop reason (`eos`, `max_new_tokens`, ...).
@@ -320,9 +434,19 @@ fn reason_name(reason: Option<StopReason>) -> String {
 impl WasmEngine {
     /// Fetch `base_url/manifest.json`, `tokenizer.json` and every shard (streamed, checked by
     /// size and sha256), then build the engine. `on_progress({ loaded, total, file })` is
-    /// called as bytes arrive. Resolves to a `WasmEngine`.
-    pub fn load(base_url: String, on_progress: Function) -> Promise {
-        future_to_promise(async move { load_impl(base_url, on_progress).await.map(JsValue::from) })
+    /// called as bytes arrive. `options` (optional): `{ backend: 'auto' | 'webgpu' | 'cpu',
+    /// gpu_budget_mib }`; see the module doc. Resolves to a `WasmEngine`.
+    pub fn load(base_url: String, on_progress: Function, options: JsValue) -> Promise {
+        let cfg: LoadConfig = if options.is_undefined() || options.is_null() {
+            LoadConfig::default()
+        } else {
+            let json = js_sys::JSON::stringify(&options).map(String::from).unwrap_or_default();
+            match serde_json::from_str(&json) {
+                Ok(c) => c,
+                Err(e) => return Promise::reject(&js_msg(format!("load options: {e}"))),
+            }
+        };
+        future_to_promise(async move { load_impl(base_url, on_progress, cfg).await.map(JsValue::from) })
     }
 
     /// Token ids of `messages_json` (`[{ role, content, images? }, ...]`) rendered with the
@@ -407,8 +531,44 @@ impl WasmEngine {
         Ok(())
     }
 
-    /// The compute backend in use.
-    pub fn backend(&self) -> String {
-        "cpu".to_string()
+    /// The compute backend in use now: `webgpu` or `cpu`.
+    pub fn backend(&self) -> Result<String, JsValue> {
+        let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
+        Ok(backend_name(s.engine.backend()).to_string())
+    }
+
+    /// Why the engine runs on the CPU although WebGPU was allowed: `'auto'` found no usable
+    /// adapter at load, or the device was lost (or ran out of memory) later. `undefined` when
+    /// it runs where it was asked to.
+    pub fn fallback_reason(&self) -> Result<Option<String>, JsValue> {
+        let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
+        Ok(s.engine.fallback_reason().map(str::to_string).or_else(|| s.load_fallback.clone()))
+    }
+
+    /// The WebGPU adapter as a JSON string (`{ name, shader_f16, subgroups, subgroup_min_size,
+    /// max_storage_binding, ... }`), `undefined` on the CPU.
+    pub fn adapter_info(&self) -> Result<Option<String>, JsValue> {
+        let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
+        let Some(dec) = s.engine.gpu_decoder() else { return Ok(None) };
+        let mut info = dec.context().info.clone();
+        info.name = adapter_label(dec.context());
+        serde_json::to_string(&info).map(Some).map_err(|e| js_err(e.into()))
+    }
+
+    /// Dispatches one decode token takes on the GPU (known after the first decode step).
+    pub fn dispatches_per_token(&self) -> Result<Option<usize>, JsValue> {
+        let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
+        Ok(s.engine.gpu_decoder().and_then(|d| d.dispatches_per_token()))
+    }
+
+    /// Testing and diagnostic hook: destroy the WebGPU device, as a driver reset or a lost GPU
+    /// process would. Callable mid-answer (the generation loop does not hold the engine while
+    /// it awaits the GPU): the step in flight fails, the engine replays the conversation on
+    /// the CPU and the answer goes on there. Returns whether there was a device to destroy.
+    pub fn lose_device(&self) -> Result<bool, JsValue> {
+        let s = self.state.try_borrow().map_err(|_| js_msg("engine is busy"))?;
+        let Some(dec) = s.engine.gpu_decoder() else { return Ok(false) };
+        dec.context().destroy();
+        Ok(true)
     }
 }

@@ -3,9 +3,13 @@
 // Nothing the user types leaves the page: the only network traffic is the model download.
 // Images (models that take them) are read from the file picker, a drop or a paste, shown with
 // object URLs, and their bytes go only to the worker (ArrayBuffers, transferred).
+// Backend (settings select or `?backend=auto|webgpu|cpu`): chosen at load; changing it reloads
+// the engine. Each answer says which backend ran it; a notice tells when the engine fell back
+// to the CPU and why.
 
 const DEFAULT_MODEL = 'models/smollm2-135m-int4/';
-const BACKEND_NAMES = { cpu: 'CPU (wasm SIMD)' };
+const BACKEND_NAMES = { cpu: 'CPU (wasm SIMD)', webgpu: 'WebGPU' };
+const BACKENDS = ['auto', 'webgpu', 'cpu'];
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -21,6 +25,8 @@ const ui = {
   reset: $('reset'),
   maxTokens: $('max-tokens'),
   temperature: $('temperature'),
+  backend: $('backend'),
+  notice: $('notice'),
   attach: $('attach'),
   imageInput: $('image-input'),
   attachments: $('attachments'),
@@ -35,6 +41,12 @@ function modelUrl() {
     throw new Error(`model URL must be on this site (${location.origin}), got ${url.origin}`);
   }
   return url.href;
+}
+
+/** The backend asked for: `?backend=` when valid, else `auto`. */
+function initialBackend() {
+  const b = new URLSearchParams(location.search).get('backend');
+  return BACKENDS.includes(b) ? b : 'auto';
 }
 
 function formatBytes(n) {
@@ -76,6 +88,7 @@ function onWorkerMessage(ev) {
       break;
     case 'loaded':
     case 'done':
+    case 'lost':
       pending.delete(msg.id);
       p.resolve(msg);
       break;
@@ -93,6 +106,7 @@ function setState(state) {
   ui.send.disabled = !ready;
   ui.reset.disabled = !ready;
   ui.stop.disabled = state !== 'generating';
+  ui.backend.disabled = !(ready || state === 'error');
   ui.imageInput.disabled = !(supportsImages && (ready || state === 'generating'));
 }
 
@@ -129,10 +143,27 @@ function addMessage(role, text, imageUrls = []) {
   return { li, body };
 }
 
+/** Show (or with no text, hide) the backend notice. */
+function showNotice(text) {
+  ui.notice.textContent = text || '';
+  ui.notice.hidden = !text;
+}
+
+/** The label of a loaded backend, with the adapter's name and features on WebGPU. */
+function describeBackend(backend, adapter) {
+  const name = BACKEND_NAMES[backend] || backend;
+  if (backend !== 'webgpu' || !adapter) return name;
+  const feats = [adapter.shader_f16 && 'f16', adapter.subgroups && `subgroups ${adapter.subgroup_min_size}`]
+    .filter(Boolean).join(', ');
+  return `${name} (${adapter.name}${feats ? `; ${feats}` : ''})`;
+}
+
 async function loadModel() {
   const url = modelUrl();
   ui.modelName.textContent = new URL(url).pathname;
   ui.status.textContent = 'Loading model…';
+  showNotice('');
+  setState('loading');
   worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   worker.onmessage = onWorkerMessage;
   worker.onerror = (e) => fail(new Error(`worker failed: ${e.message || 'could not start'}`));
@@ -142,9 +173,10 @@ async function loadModel() {
     const pct = total ? ` (${Math.floor((100 * loaded) / total)}%)` : '';
     ui.loadText.textContent = `${formatBytes(loaded)} / ${formatBytes(total)}${pct} · ${file}`;
   };
-  const { done } = request({ type: 'load', url }, { onProgress });
+  const { done } = request({ type: 'load', url, backend: ui.backend.value }, { onProgress });
   const loaded = await done;
-  backendLabel = BACKEND_NAMES[loaded.backend] || loaded.backend;
+  backendLabel = describeBackend(loaded.backend, loaded.adapter);
+  if (loaded.fallbackReason) showNotice(`Running on the CPU: ${loaded.fallbackReason}`);
   supportsImages = Boolean(loaded.supportsImages);
   ui.attach.hidden = !supportsImages;
   ui.status.textContent = `Ready · backend: ${backendLabel} · loaded in ${(loaded.loadMs / 1000).toFixed(1)} s`;
@@ -193,6 +225,13 @@ async function send() {
     history.push({ role: 'assistant', content: result.text });
     li.dataset.ids = JSON.stringify(result.ids);
     const t = result.timings;
+    const ran = BACKEND_NAMES[result.backend] || result.backend;
+    addMeta(li, result, ran);
+    if (result.fallback_reason) {
+      backendLabel = ran;
+      showNotice(`The GPU failed during this answer (${result.fallback_reason}); ` +
+        'the conversation continues on the CPU.');
+    }
     const img = result.image_tokens ? ` · ${result.image_tokens} image tokens, encoded in ${t.image_encode_ms.toFixed(0)} ms` : '';
     const how = result.finish_reason === 'aborted' ? 'Stopped' : 'Done';
     ui.status.textContent = `${how} · backend: ${backendLabel} · ${result.ids.length} tokens · ` +
@@ -227,15 +266,52 @@ ui.stop.addEventListener('click', () => {
   ui.stop.disabled = true;
 });
 ui.reset.addEventListener('click', () => {
-  for (const m of history) for (const im of m.images || []) URL.revokeObjectURL(im.url);
-  history.length = 0;
-  ui.log.replaceChildren();
+  clearConversation();
   ui.status.textContent = `Ready · backend: ${backendLabel}`;
   ui.prompt.focus();
 });
 document.addEventListener('keydown', (e) => {
   if (e.key === 'Escape' && generatingId !== null) ui.stop.click();
 });
+
+/** Under an answer: the backend that finished it and its decode speed. */
+function addMeta(li, result, ran) {
+  const meta = document.createElement('span');
+  meta.className = 'meta';
+  const t = result.timings;
+  const moved = result.fallback_reason ? ' (moved from WebGPU)' : '';
+  const disp = result.dispatches_per_token ? ` · ${result.dispatches_per_token} dispatches/token` : '';
+  meta.textContent = `${ran}${moved} · ${t.decode_tokens_per_s.toFixed(1)} tokens/s${disp}`;
+  li.dataset.backend = result.backend;
+  li.append(meta);
+}
+
+/** Drop the conversation from the page. */
+function clearConversation() {
+  for (const m of history) for (const im of m.images || []) URL.revokeObjectURL(im.url);
+  history.length = 0;
+  ui.log.replaceChildren();
+}
+
+/** Reload the engine on the backend now selected (the conversation starts afresh). */
+function switchBackend() {
+  const params = new URLSearchParams(location.search);
+  params.set('backend', ui.backend.value);
+  window.history.replaceState(null, '', `?${params}`);
+  pending.clear(); // the select is disabled while a request runs: only a failed load is dropped
+  worker?.terminate();
+  clearConversation();
+  ui.backend.value = initialBackend();
+ui.backend.addEventListener('change', switchBackend);
+
+// Testing and diagnostic hook: destroy the engine's WebGPU device (as a lost GPU would),
+// mid-answer or between answers; resolves to whether there was a device.
+window.webvlmDebug = {
+  loseDevice: () => request({ type: 'lose_device' }).done.then((m) => m.destroyed),
+};
+
+loadModel().catch(fail);
+}
 
 /** Show the images waiting to be sent, each with a remove button. */
 function renderAttachments() {
@@ -296,6 +372,15 @@ document.addEventListener('drop', (e) => {
   e.preventDefault();
   attachFiles([...e.dataTransfer.files]);
 });
+
+ui.backend.value = initialBackend();
+ui.backend.addEventListener('change', switchBackend);
+
+// Testing and diagnostic hook: destroy the engine's WebGPU device (as a lost GPU would),
+// mid-answer or between answers; resolves to whether there was a device.
+window.webvlmDebug = {
+  loseDevice: () => request({ type: 'lose_device' }).done.then((m) => m.destroyed),
+};
 
 loadModel().catch(fail);
 

@@ -1,14 +1,18 @@
 // Module Web Worker that owns the wasm engine. Protocol (every request carries an `id`):
-//   UI -> worker  { type: 'load', id, url }
+//   UI -> worker  { type: 'load', id, url, backend }   (backend: 'auto' | 'webgpu' | 'cpu')
 //                 { type: 'generate', id, messages: [{ role, content, images? }], images?, params }
 //                   (`images` in a message: how many images it shows; `images` in the request:
 //                   the encoded bytes (ArrayBuffer, transferred) of every image of the
 //                   conversation, in order; decoded inside wasm)
 //                 { type: 'stop', id }            (id of the generate request to stop)
+//                 { type: 'lose_device', id }     (testing hook: destroy the WebGPU device)
 //   worker -> UI  { type: 'progress', id, loaded, total, file }
-//                 { type: 'loaded', id, backend, loadMs, supportsImages }
+//                 { type: 'loaded', id, backend, fallbackReason, adapter, loadMs, supportsImages }
+//                   (backend: 'webgpu' | 'cpu'; adapter: { name, shader_f16, subgroups, ... } on WebGPU)
 //                 { type: 'token', id, text, tokenId }
-//                 { type: 'done', id, result: { text, ids, finish_reason, timings, image_tokens } }
+//                 { type: 'done', id, result: { text, ids, finish_reason, timings, image_tokens,
+//                   backend, fallback_reason, dispatches_per_token } }
+//                 { type: 'lost', id, destroyed }
 //                 { type: 'error', id, message }
 // Stop is handled here, in JavaScript: the wasm generation loop yields to the event loop
 // between tokens, so this handler runs and the next on_token call returns false.
@@ -21,16 +25,19 @@ const stopRequested = new Set();
 const reply = (msg) => self.postMessage(msg);
 const errorMessage = (e) => (e && e.message) || String(e);
 
-async function load({ id, url }) {
+async function load({ id, url, backend }) {
   if (!loading) {
     loading = (async () => {
       await init();
-      return WasmEngine.load(url, (p) => reply({ type: 'progress', id, loaded: p.loaded, total: p.total, file: p.file }));
+      const onProgress = (p) => reply({ type: 'progress', id, loaded: p.loaded, total: p.total, file: p.file });
+      return WasmEngine.load(url, onProgress, { backend: backend || 'auto' });
     })();
   }
   const t0 = performance.now();
   engine = await loading;
-  reply({ type: 'loaded', id, backend: engine.backend(), loadMs: performance.now() - t0,
+  const adapter = engine.adapter_info();
+  reply({ type: 'loaded', id, backend: engine.backend(), fallbackReason: engine.fallback_reason() ?? null,
+    adapter: adapter ? JSON.parse(adapter) : null, loadMs: performance.now() - t0,
     supportsImages: engine.supports_images() });
 }
 
@@ -67,6 +74,9 @@ self.onmessage = async (ev) => {
         break;
       case 'stop':
         stopRequested.add(msg.id);
+        break;
+      case 'lose_device':
+        reply({ type: 'lost', id: msg.id, destroyed: Boolean(engine && engine.lose_device()) });
         break;
       default:
         throw new Error(`unknown request type ${JSON.stringify(msg.type)}`);

@@ -176,7 +176,9 @@ impl GpuContext {
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
         let mapped = rx.recv().await;
         self.take_error()?;
-        mapped.map_err(|e| Error::Gpu(format!("reading a buffer back: {e}")))?;
+        mapped.map_err(|e| {
+            Error::Gpu(format!("reading a buffer back failed (the device was lost or ran out of memory): {e}"))
+        })?;
         let out = staging
             .slice(..)
             .get_mapped_range()

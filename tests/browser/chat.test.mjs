@@ -163,6 +163,23 @@ test('stop ends a long generation', { timeout: GEN_TIMEOUT }, async () => {
   assert.equal(await page.locator('#log .msg').count(), 4);
 });
 
+test('without a WebGPU adapter, auto says why it runs on the CPU and webgpu fails clearly', { timeout: LOAD_TIMEOUT }, async () => {
+  // The default load (auto) above fell back at once: a notice gives the reason.
+  assert.equal(await page.locator('#notice').isVisible(), true);
+  assert.match(await page.locator('#notice').textContent(), /^Running on the CPU: .*adapter/);
+  await page.goto(`${baseUrl}?backend=webgpu`);
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
+    null, { timeout: LOAD_TIMEOUT, polling: 100 });
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'error');
+  assert.match(await page.locator('#status').textContent(), /^Error: the WebGPU backend is unavailable/);
+  // The select stays usable: the CPU backend loads.
+  await page.locator('#backend').selectOption('cpu');
+  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
+    null, { timeout: LOAD_TIMEOUT, polling: 200 });
+  assert.match(await page.locator('#status').textContent(), /^Ready · backend: CPU \(wasm SIMD\)/);
+  assert.equal(await page.locator('#notice').isVisible(), false);
+});
+
 test('no page errors and no request left the local server', () => {
   assert.deepEqual(pageErrors, []);
 });

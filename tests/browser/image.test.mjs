@@ -6,7 +6,7 @@
 // tokens. The page renders the same conversation the CLI does: one user turn showing one
 // image, rendered by the model's chat template (`USER: <image>\nWhat is in the image? ASSISTANT:`,
 // golden.json's chat_text). Screenshots go to test-results/. Needs www/pkg (scripts/build.sh)
-// and target/release/webvlm.
+// and target/release/webvlm (under $CARGO_TARGET_DIR when set).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
@@ -22,7 +22,7 @@ const MODELS = path.resolve(ROOT, process.env.WEBVLM_MODELS_DIR || '.cache/model
 const MODEL_DIR = path.join(MODELS, 'llava15-llama-fixture');
 const IMAGE = path.join(ROOT, 'tests/fixtures/llava/images/chelsea.png');
 const GOLDEN = path.join(ROOT, 'tests/fixtures/llava/llava15-llama/golden.json');
-const CLI = path.join(ROOT, 'target/release/webvlm');
+const CLI = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target', 'release/webvlm');
 const MAX_NEW = 12;
 const TIMEOUT = 8 * 60_000;
 
