@@ -4,7 +4,9 @@
 //!
 //! 2-D `*.weight` tensors (linear layers, embeddings, `lm_head`) take the chosen weight format;
 //! everything else (norms, biases, convolution kernels) stays f32. Quantization is RTN
-//! ([`QTensor::quantize`]).
+//! ([`QTensor::quantize`]), or with [`ConvertOptions::calib`] calibrated ([`crate::calib`]:
+//! GPTQ / AWQ / mixed INT4-INT8 for the block linears of text-only Llama-family models), which
+//! also writes `quality.json` beside the shards.
 //!
 //! LLaVA checkpoints (a config with `vision_config` and `text_config`) split three ways: the
 //! language model takes the chosen format, the vision tower INT8 per output channel (or
@@ -66,6 +68,8 @@ pub struct ConvertOptions {
     pub force: bool,
     /// LLaVA vision tower's format; `None`: INT8.
     pub vision_weights: Option<WeightChoice>,
+    /// Calibrated quantization (`--method`, `--calibrate`, `--ratio`); `None`: RTN.
+    pub calib: Option<crate::calib::CalibConfig>,
 }
 
 impl Default for ConvertOptions {
@@ -77,6 +81,7 @@ impl Default for ConvertOptions {
             shard_bytes: 64 << 20,
             force: false,
             vision_weights: None,
+            calib: None,
         }
     }
 }
@@ -272,6 +277,7 @@ fn prepare_out(src: &Path, out: &Path, force: bool) -> Result<()> {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let ours = name == "manifest.json"
                 || name == "tokenizer.json"
+                || name == "quality.json"
                 || (name.starts_with("model-") && name.ends_with(".safetensors"));
             if ours && path.is_file() {
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -285,6 +291,16 @@ fn check_options(opts: &ConvertOptions) -> Result<()> {
     let int4 = opts.weights == WeightChoice::Int4 || opts.vision_weights == Some(WeightChoice::Int4);
     if int4 && !INT4_GROUPS.contains(&opts.group_size) {
         return Err(Error::Invalid(format!("group size {}: choose one of {INT4_GROUPS:?}", opts.group_size)));
+    }
+    if let Some(c) = &opts.calib {
+        if !matches!(opts.weights, WeightChoice::Int4 | WeightChoice::Int8) {
+            return Err(Error::Invalid("calibrated quantization needs --weights int4 or int8".into()));
+        }
+        if c.ratio.is_some_and(|r| !(0.0..=1.0).contains(&r))
+            || (c.ratio.is_some() && opts.weights != WeightChoice::Int4)
+        {
+            return Err(Error::Invalid("--ratio takes a value in [0, 1] with --weights int4".into()));
+        }
     }
     if opts.shard_bytes == 0 {
         return Err(Error::Invalid("shard size must be positive".into()));
@@ -300,6 +316,17 @@ pub fn convert(
     opts: &ConvertOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ConvertReport> {
+    convert_with(src, out, opts, progress, &mut |_, _, _| {})
+}
+
+/// [`convert`] that also reports calibration progress `(stage, done, total)`.
+pub fn convert_with(
+    src: &Path,
+    out: &Path,
+    opts: &ConvertOptions,
+    progress: &mut dyn FnMut(Progress),
+    calib_progress: crate::calib::run::Progress,
+) -> Result<ConvertReport> {
     check_options(opts)?;
     let ckpt = crate::io::open(src)?;
     prepare_out(src, out, opts.force)?;
@@ -307,10 +334,29 @@ pub fn convert(
     let names = ckpt.weights.names();
     let mut writer = ShardWriter::new(out, opts.shard_bytes);
     let plan = FormatPlan::from_config(&ckpt.config);
+    let mut calibrated = match &opts.calib {
+        Some(c) => {
+            let fmt = match opts.weights {
+                WeightChoice::Int8 => WeightFormat::Int8,
+                _ => WeightFormat::Int4 { group: opts.group_size, sym: opts.sym },
+            };
+            let mut w = Vec::new();
+            let mut head = |n: &str, s: &[usize]| plan.format(n, s, opts, &mut w);
+            Some(crate::calib::run::calibrate(src, fmt, &mut head, c, calib_progress)?)
+        }
+        None => None,
+    };
     for (i, name) in names.iter().enumerate() {
         let shape = ckpt.weights.shape(name)?;
         let fmt = plan.format(name, &shape, opts, &mut report.warnings);
-        let tensor = to_format(name, ckpt.weights.load(name)?, fmt)?;
+        let tensor = match calibrated.as_mut().and_then(|c| c.tensors.remove(name)) {
+            Some(t) => t,
+            None => to_format(name, ckpt.weights.load(name)?, fmt)?,
+        };
+        let fmt = match &tensor.data {
+            TensorData::Quant(q) => q.format(),
+            TensorData::F32(_) => WeightFormat::F32,
+        };
         writer.push(name, tensor)?;
         *report.formats.entry(fmt.name()).or_default() += 1;
         progress(Progress { done: i + 1, total: names.len(), name: name.clone(), format: fmt });
@@ -330,6 +376,9 @@ pub fn convert(
         files: vec![tok_file],
     };
     manifest.validate()?;
+    if let Some(c) = &calibrated {
+        write_file(out, "quality.json", serde_json::to_string_pretty(&c.quality)?.as_bytes())?;
+    }
     write_file(out, "manifest.json", manifest.to_json().as_bytes())?;
     report.tensors = manifest.tensors.len();
     report.shards = manifest.shards.len();

@@ -9,6 +9,7 @@
 //! - [`tokenizer`], [`chat`], [`sampler`]: text in, text out.
 //! - [`gpu`]: the wgpu backend (WGSL kernels in `shaders/`).
 //! - [`engine`]: the generation loop (prefill, decode, KV cache, stop), step by step.
+//! - `calib` (native): calibrated quantization (GPTQ, AWQ, mixed INT4/INT8) and its evaluation.
 //! - `convert`, `bench` (native) and `wasm` (browser) are the entry points.
 
 pub mod chat;
@@ -29,6 +30,8 @@ pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench_gpu;
 pub mod bench_vision;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod calib;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 #[cfg(target_arch = "wasm32")]

@@ -49,6 +49,46 @@ mod cli {
         Generate(GenerateArgs),
         /// Measure GEMV kernel throughput and (with --model) decode speed.
         Bench(BenchArgs),
+        /// Compare a converted model with its f32 source on held-out text (KL, top-1, perplexity).
+        Eval(EvalArgs),
+    }
+
+    #[derive(Args)]
+    struct CalibArgs {
+        /// Block linears: rtn (no calibration unless --calibrate), awq, gptq or awq+gptq.
+        #[arg(long, default_value = "rtn")]
+        method: String,
+        /// Calibration text: a text file or `builtin` (CPython's pydoc_data prose).
+        #[arg(long)]
+        calibrate: Option<String>,
+        /// Keep this share of block-linear parameters INT4, the most sensitive rest INT8.
+        #[arg(long)]
+        ratio: Option<f64>,
+        /// GPTQ: process columns by decreasing Hessian diagonal.
+        #[arg(long)]
+        act_order: bool,
+        /// Calibration tokens (at most).
+        #[arg(long, default_value_t = 2048)]
+        calib_tokens: usize,
+        /// Held-out tokens evaluated for quality.json (at most).
+        #[arg(long, default_value_t = 1024)]
+        eval_tokens: usize,
+    }
+
+    #[derive(Args)]
+    struct EvalArgs {
+        /// Converted (or any) model to evaluate.
+        #[arg(long)]
+        model: PathBuf,
+        /// Its source, run in f32 as the reference.
+        #[arg(long)]
+        reference: PathBuf,
+        /// Text whose held-out part is evaluated: a file or `builtin`.
+        #[arg(long, default_value = "builtin")]
+        text: String,
+        /// Held-out tokens evaluated (at most).
+        #[arg(long, default_value_t = 1024)]
+        eval_tokens: usize,
     }
 
     #[derive(Args)]
@@ -76,6 +116,8 @@ mod cli {
         /// Overwrite a non-empty output folder.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        calib: CalibArgs,
     }
 
     #[derive(Args)]
@@ -179,7 +221,58 @@ mod cli {
                 generate(a)
             }
             Cmd::Bench(a) => bench(a),
+            Cmd::Eval(a) => eval(a),
         }
+    }
+
+    /// `--method` etc. as a calibration config (`None`: plain RTN).
+    fn calib_config(a: &CalibArgs) -> Result<Option<webvlm::calib::CalibConfig>> {
+        let method: webvlm::calib::Method = a.method.parse()?;
+        let Some(spec) = &a.calibrate else {
+            if method != webvlm::calib::Method::Rtn || a.ratio.is_some() {
+                return Err(Error::Invalid("--method awq/gptq and --ratio need --calibrate FILE|builtin".into()));
+            }
+            return Ok(None);
+        };
+        Ok(Some(webvlm::calib::CalibConfig {
+            method,
+            ratio: a.ratio,
+            spec: spec.parse()?,
+            act_order: a.act_order,
+            calib_tokens: a.calib_tokens,
+            eval_tokens: a.eval_tokens,
+            ..Default::default()
+        }))
+    }
+
+    /// A progress callback `(stage, done, total)` drawing one bar on a terminal.
+    fn stage_bar() -> (Option<indicatif::ProgressBar>, impl FnMut(&str, usize, usize)) {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            let style = indicatif::ProgressStyle::with_template("{msg:>10} {bar:40} {pos}/{len} {elapsed}")
+                .expect("static progress template");
+            b.set_style(style);
+            b
+        });
+        let b2 = bar.clone();
+        (bar, move |stage: &str, done: usize, total: usize| {
+            if let Some(b) = &b2 {
+                b.set_message(stage.to_string());
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+            }
+        })
+    }
+
+    fn eval(a: EvalArgs) -> Result<()> {
+        let c = webvlm::calib::CalibConfig { eval_tokens: a.eval_tokens, ..Default::default() };
+        let (bar, mut cb) = stage_bar();
+        let q = webvlm::calib::run::eval_paths(&a.model, &a.reference, &a.text.parse()?, &c, &mut cb)?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        println!("{}", serde_json::to_string_pretty(&q)?);
+        Ok(())
     }
 
     fn set_threads(n: Option<usize>) -> Result<()> {
@@ -222,8 +315,10 @@ mod cli {
             sym: !a.asym,
             force: a.force,
             vision_weights: a.vision_weights.as_deref().map(str::parse::<WeightChoice>).transpose()?,
+            calib: calib_config(&a.calib)?,
             ..Default::default()
         };
+        let (cbar, mut calib_cb) = stage_bar();
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new(0);
             let style = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
@@ -231,13 +326,22 @@ mod cli {
             b.set_style(style);
             b
         });
-        let report = webvlm::convert::convert(&a.src, &a.out, &opts, &mut |p| {
-            if let Some(b) = &bar {
-                b.set_length(p.total as u64);
-                b.set_position(p.done as u64);
-                b.set_message(format!("{} ({})", p.name, p.format.name()));
-            }
-        })?;
+        let report = webvlm::convert::convert_with(
+            &a.src,
+            &a.out,
+            &opts,
+            &mut |p| {
+                if let Some(b) = &bar {
+                    b.set_length(p.total as u64);
+                    b.set_position(p.done as u64);
+                    b.set_message(format!("{} ({})", p.name, p.format.name()));
+                }
+            },
+            &mut calib_cb,
+        )?;
+        if let Some(b) = cbar {
+            b.finish_and_clear();
+        }
         if let Some(b) = bar {
             b.finish_and_clear();
         }

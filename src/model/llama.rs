@@ -75,6 +75,25 @@ pub struct Layer {
     pub down: Linear,
 }
 
+/// Where [`Llama::forward_observed`] shows an activation: the input of a group of linears
+/// that share it, or the final normed hidden state that enters `lm_head`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Site {
+    /// Input of q/k/v (after the input norm): `[n, hidden]`.
+    Qkv,
+    /// Input of o (the attention output): `[n, heads*head_dim]`.
+    O,
+    /// Input of gate/up (after the post-attention norm): `[n, hidden]`.
+    GateUp,
+    /// Input of down (the gated product): `[n, ffn]`.
+    Down,
+    /// The final norm's output for every position, the input of `lm_head`: `[n, hidden]`.
+    Final,
+}
+
+/// Called with `(layer, site, activations, n)`; `layer` is `num_hidden_layers` for [`Site::Final`].
+pub type Observer<'a> = &'a mut dyn FnMut(usize, Site, &[f32], usize);
+
 pub struct Llama {
     pub cfg: LlamaConfig,
     /// `[vocab, hidden]`; also the output projection when embeddings are tied.
@@ -121,7 +140,24 @@ impl Llama {
 
     /// Run input embeddings `x: [n, hidden]` after what `kv` holds; returns the last
     /// position's logits `[vocab]`. LLaVA puts image features among the text embeddings here.
-    pub fn forward_embeds(&self, mut x: Vec<f32>, n: usize, kv: &mut KvCache) -> Result<Vec<f32>> {
+    pub fn forward_embeds(&self, x: Vec<f32>, n: usize, kv: &mut KvCache) -> Result<Vec<f32>> {
+        self.forward_inner(x, n, kv, &mut None)
+    }
+
+    /// [`Llama::forward`] that also shows `observe` the input of every linear and the final
+    /// normed hidden states (calibration, evaluation). The plain forward passes `None`.
+    pub fn forward_observed(&self, tokens: &[u32], kv: &mut KvCache, observe: Observer) -> Result<Vec<f32>> {
+        let x = self.embed_tokens(tokens)?;
+        self.forward_inner(x, tokens.len(), kv, &mut Some(observe))
+    }
+
+    fn forward_inner(
+        &self,
+        mut x: Vec<f32>,
+        n: usize,
+        kv: &mut KvCache,
+        obs: &mut Option<Observer>,
+    ) -> Result<Vec<f32>> {
         let d = self.cfg.hidden_size;
         if n == 0 {
             return Err(Error::Invalid("forward called with no tokens".into()));
@@ -137,9 +173,14 @@ impl Llama {
         let pos0 = kv.len();
         let inv_freq = self.rope.frequencies(pos0 + n, &mut kv.rope_max_seq);
         for (l, layer) in self.layers.iter().enumerate() {
-            self.layer_forward(l, layer, &mut x, n, pos0, &inv_freq, kv);
+            self.layer_forward(l, layer, &mut x, n, pos0, &inv_freq, kv, obs);
         }
         kv.advance(n);
+        if let Some(f) = obs {
+            let mut h = vec![0f32; n * d]; // [n, hidden]
+            self.norm.apply(self.cfg.arch.norm, self.cfg.norm_eps(), &x, d, &mut h);
+            f(self.layers.len(), Site::Final, &h, n);
+        }
         let last = &x[(n - 1) * d..];
         let mut h = vec![0f32; d];
         self.norm.apply(self.cfg.arch.norm, self.cfg.norm_eps(), last, d, &mut h);
@@ -162,6 +203,7 @@ impl Llama {
         pos0: usize,
         inv_freq: &[f32],
         kv: &mut KvCache,
+        obs: &mut Option<Observer>,
     ) {
         let c = &self.cfg;
         let (d, eps, kind) = (c.hidden_size, c.norm_eps(), c.arch.norm);
@@ -169,6 +211,9 @@ impl Llama {
         let mut h = vec![0f32; x.len()]; // [n, hidden]
         layer.input_norm.apply(kind, eps, x, d, &mut h);
         self.bitlinear_input(&mut h, d);
+        if let Some(f) = obs {
+            f(l, Site::Qkv, &h, n);
+        }
         let mut q = layer.q.apply(&h, n); // [n, heads, hd]
         let mut k = layer.k.apply(&h, n); // [n, kv_heads, hd]
         let mut v = layer.v.apply(&h, n); // [n, kv_heads, hd]
@@ -185,15 +230,24 @@ impl Llama {
         let mut att = vec![0f32; n * heads * hd]; // [n, heads, hd]
         attend(&q, &kv.k[l], &kv.v[l], shape, &mut att);
         self.bitlinear_input(&mut att, heads * hd);
+        if let Some(f) = obs {
+            f(l, Site::O, &att, n);
+        }
         let o = layer.o.apply(&att, n); // [n, hidden]
         add_inplace(x, &o);
 
         layer.post_norm.apply(kind, eps, x, d, &mut h);
         self.bitlinear_input(&mut h, d);
+        if let Some(f) = obs {
+            f(l, Site::GateUp, &h, n);
+        }
         let mut gate = layer.gate.apply(&h, n); // [n, ffn]
         let up = layer.up.apply(&h, n); // [n, ffn]
         glu(c.arch.act, &mut gate, &up);
         self.bitlinear_input(&mut gate, c.intermediate_size);
+        if let Some(f) = obs {
+            f(l, Site::Down, &gate, n);
+        }
         let down = layer.down.apply(&gate, n); // [n, hidden]
         add_inplace(x, &down);
     }
