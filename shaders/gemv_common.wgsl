@@ -6,6 +6,7 @@
 // adds them in workgroup memory (a tree; no subgroup operations needed). Kernels whose
 // activations cost more bytes than their weights (int4, ternary) let a team take NR rows at
 // once, so each activation load serves NR rows.
+// The including kernel declares `params` (with `y_off`, `has_bias`), `bias` and `y` first.
 
 const WG: u32 = 256u;
 override RPW: u32 = 4u;  // teams per workgroup (power of two, 1..256)
@@ -37,4 +38,13 @@ fn team_sum(lid: u32, v: f32) -> f32 {
         workgroupBarrier();
     }
     return partial[lid - lid % tpr];
+}
+
+// Output row `r` of this part: `v` plus its bias when there is one (lane 0 of the team calls it).
+fn store_row(r: u32, v: f32) {
+    var out = v;
+    if (params.has_bias != 0u) {
+        out += bias[params.y_off + r];
+    }
+    y[params.y_off + r] = out;
 }

@@ -66,10 +66,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     }
     let total = team_sum(lid, acc);
     if (r < params.rows && gemv_lane(lid) == 0u) {
-        var v = total * scales[r];
-        if (params.has_bias != 0u) {
-            v += bias[params.y_off + r];
-        }
-        y[params.y_off + r] = v;
+        store_row(r, total * scales[r]);
     }
 }

@@ -79,11 +79,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         let total = team_sum(lid, f32(d[j]));
         let r = r0 + j;
         if (r < params.rows && lane == 0u) {
-            var v = (total - sum) * sa;
-            if (params.has_bias != 0u) {
-                v += bias[params.y_off + r];
-            }
-            y[params.y_off + r] = v;
+            store_row(r, (total - sum) * sa);
         }
     }
 }
