@@ -5,13 +5,10 @@
 // (scripts/setup.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { ROOT, launchChromium, startServe } from './page-harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = path.join(ROOT, 'test-results');
 // CI runs on two slow cores: model load and generation get generous limits.
 const LOAD_TIMEOUT = 5 * 60_000;
@@ -22,24 +19,6 @@ let baseUrl;
 let browser;
 let page;
 const pageErrors = [];
-
-/** Spawn `node scripts/serve.mjs` on a free port; resolves once it prints its URL. */
-function startServe() {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'scripts/serve.mjs')], {
-      env: { ...process.env, PORT: '0' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /serving (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1] });
-    });
-    child.on('exit', (code) => reject(new Error(`serve.mjs exited with ${code} before listening`)));
-    child.on('error', reject);
-  });
-}
 
 /** Text of the last assistant bubble. */
 const lastAnswer = () =>
@@ -70,11 +49,7 @@ async function ask(text) {
 before(async () => {
   await mkdir(SHOTS, { recursive: true });
   ({ child: server, url: baseUrl } = await startServe());
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`); });

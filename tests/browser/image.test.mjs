@@ -9,14 +9,12 @@
 // and target/release/webvlm (under $CARGO_TARGET_DIR when set).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { ROOT, launchChromium, startServe } from './page-harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = path.join(ROOT, 'test-results');
 const MODELS = path.resolve(ROOT, process.env.WEBVLM_MODELS_DIR || '.cache/models');
 const MODEL_DIR = path.join(MODELS, 'llava15-llama-fixture');
@@ -33,24 +31,6 @@ let page;
 let golden;
 const pageErrors = [];
 
-/** Spawn `node scripts/serve.mjs` on a free port; resolves once it prints its URL. */
-function startServe() {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'scripts/serve.mjs')], {
-      env: { ...process.env, PORT: '0', WEBVLM_MODELS_DIR: MODELS },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /serving (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1] });
-    });
-    child.on('exit', (code) => reject(new Error(`serve.mjs exited with ${code} before listening`)));
-    child.on('error', reject);
-  });
-}
-
 /** The native CLI's answer to the same conversation (greedy, f32 weights as converted). */
 async function nativeAnswer(prompt) {
   const { stdout } = await promisify(execFile)(CLI, ['generate', '--model', MODEL_DIR, '--image', IMAGE, '--chat',
@@ -61,12 +41,8 @@ async function nativeAnswer(prompt) {
 before(async () => {
   await mkdir(SHOTS, { recursive: true });
   golden = JSON.parse(await readFile(GOLDEN, 'utf8'));
-  ({ child: server, url: baseUrl } = await startServe());
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  ({ child: server, url: baseUrl } = await startServe({ WEBVLM_MODELS_DIR: MODELS }));
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`); });

@@ -7,13 +7,10 @@
 // Needs www/pkg (scripts/build.sh) and the converted model (scripts/setup.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { ROOT, launchChromium, startServe } from './page-harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SHOTS = path.join(ROOT, 'test-results');
 const LOAD_TIMEOUT = 5 * 60_000;
 const GEN_TIMEOUT = 8 * 60_000;
@@ -27,23 +24,6 @@ let page;
 let adapterInfo = null; // what navigator.gpu.requestAdapter() gave, or null
 let cpuIds = null; // greedy ids of QUESTION on the CPU backend
 const pageErrors = [];
-
-function startServe() {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'scripts/serve.mjs')], {
-      env: { ...process.env, PORT: '0' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /serving (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1] });
-    });
-    child.on('exit', (code) => reject(new Error(`serve.mjs exited with ${code} before listening`)));
-    child.on('error', reject);
-  });
-}
 
 /** Open the page with `?backend=` and wait until the model is loaded. */
 async function openPage(backend) {
@@ -83,11 +63,7 @@ async function answer() {
 before(async () => {
   await mkdir(SHOTS, { recursive: true });
   ({ child: server, url: baseUrl } = await startServe());
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  browser = await launchChromium({ webgpu: true });
   page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
   page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
   page.on('response', (r) => {
