@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::{now_ms, Engine, Model, TokenEvent};
+use super::{now_ms, prompt_embeds, Engine, Model, TokenEvent};
 use crate::error::{Error, Result};
 use crate::gpu::decoder::{GpuDecoder, GpuInput, GpuOutput, Pending};
 use crate::gpu::GpuContext;
@@ -149,8 +149,7 @@ impl Engine {
         let run = &*run;
         match &self.model {
             Model::Llava(m) if !run.prefilled && !run.images.is_empty() => {
-                let feats: Vec<&[f32]> = run.features.iter().map(|f| f.as_slice()).collect();
-                let x = m.embed_with_images(&run.prompt, &feats)?; // [prompt, hidden]
+                let x = prompt_embeds(m, run)?; // [prompt, hidden]
                 let d = m.cfg.text.hidden_size;
                 gpu.submit(GpuInput::Embeds(&x[run.reused * d..]))
             }
@@ -195,8 +194,7 @@ fn forward_all(e: &mut Engine, seq: &[u32]) -> Result<Vec<f32>> {
     let run = e.run.as_ref().expect("a step is due");
     match &e.model {
         Model::Llava(m) if !run.images.is_empty() => {
-            let feats: Vec<&[f32]> = run.features.iter().map(|f| f.as_slice()).collect();
-            let mut x = m.embed_with_images(&run.prompt, &feats)?; // [prompt, hidden]
+            let mut x = prompt_embeds(m, run)?; // [prompt, hidden]
             let d = m.cfg.text.hidden_size;
             if seq.len() > run.prompt.len() {
                 x.extend(m.lm.embed_tokens(&seq[run.prompt.len()..])?);

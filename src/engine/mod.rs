@@ -550,12 +550,17 @@ impl Engine {
 fn forward(model: &Model, run: &Run, input: &[u32], kv: &mut KvCache) -> Result<Vec<f32>> {
     match model {
         Model::Llava(m) if !run.prefilled && !run.images.is_empty() => {
-            let feats: Vec<&[f32]> = run.features.iter().map(|f| f.as_slice()).collect();
-            let x = m.embed_with_images(&run.prompt, &feats)?; // [prompt, hidden]
+            let x = prompt_embeds(m, run)?; // [prompt, hidden]
             let d = m.cfg.text.hidden_size;
             m.forward_embeds(x[run.reused * d..].to_vec(), input.len(), kv)
         }
         Model::Llava(m) => m.lm.forward(input, kv),
         Model::Text(m) => m.forward(input, kv),
     }
+}
+
+/// The run's whole prompt embedded, `[prompt, hidden]`, its image features spliced in.
+fn prompt_embeds(m: &Llava, run: &Run) -> Result<Vec<f32>> {
+    let feats: Vec<&[f32]> = run.features.iter().map(|f| f.as_slice()).collect();
+    m.embed_with_images(&run.prompt, &feats)
 }

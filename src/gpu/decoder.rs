@@ -148,7 +148,7 @@ impl GpuDecoder {
     /// Upload `lm`'s weights after checking they fit the adapter (`budget`: optional byte cap).
     /// `context` caps the cache (positions).
     pub fn new(ctx: Arc<GpuContext>, lm: &Llama, context: usize, budget: Option<u64>) -> Result<GpuDecoder> {
-        let Footprint { max_positions, prefill_chunk, .. } = footprint(&ctx, lm, budget)?;
+        let Footprint { max_positions, prefill_chunk } = footprint(&ctx, lm, budget)?;
         let cfg = lm.cfg.clone();
         let w = GpuWeights::upload(&ctx, lm)?;
         let rope = lm.rope.clone();

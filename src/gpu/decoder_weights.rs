@@ -97,8 +97,6 @@ fn upload_layer(ctx: &GpuContext, i: usize, l: &Layer) -> Result<GpuLayer> {
 /// (one binding each), and the activations of one prefill chunk. `budget`: an optional cap
 /// on the total bytes (WebGPU does not report device memory; callers may pass one).
 pub struct Footprint {
-    pub weights: u64,
-    pub kv_per_position: u64,
     /// Largest capacity one per-layer cache binding allows.
     pub max_positions: usize,
     /// Rows of one prefill chunk whose widest activation fits a binding.
@@ -133,5 +131,5 @@ pub fn footprint(ctx: &GpuContext, lm: &Llama, budget: Option<u64>) -> Result<Fo
             )));
         }
     }
-    Ok(Footprint { weights, kv_per_position, max_positions, prefill_chunk })
+    Ok(Footprint { max_positions, prefill_chunk })
 }
