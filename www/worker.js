@@ -11,12 +11,20 @@
 //                   (backend: 'webgpu' | 'cpu'; adapter: { name, shader_f16, subgroups, ... } on WebGPU)
 //                 { type: 'token', id, text, tokenId }
 //                 { type: 'done', id, result: { text, ids, finish_reason, timings, image_tokens,
-//                   backend, fallback_reason, dispatches_per_token } }
+//                   backend, fallback_reason, dispatches_per_token, prompt_tokens } }
+//                   (prompt_tokens: the rendered conversation's length; timings.prefill_tokens
+//                   is the part of it not already in the KV cache)
 //                 { type: 'lost', id, destroyed }
 //                 { type: 'error', id, message }
 // Stop is handled here, in JavaScript: the wasm generation loop yields to the event loop
 // between tokens, so this handler runs and the next on_token call returns false.
+// Model files: the engine fetches them through this worker's `fetch`, which answers from and
+// stores into Cache Storage (model-cache.js), so a second load (or an offline one) reads no
+// network. A load that fails after reading model files deletes that model's cached files, so
+// the next try starts clean.
+// Only engine-client.js talks to this worker.
 import init, { WasmEngine } from './pkg/webvlm.js';
+import { cachingFetch, deleteCachedModel, modelFolder } from './model-cache.js';
 
 let engine = null;
 let loading = null;
@@ -25,15 +33,31 @@ const stopRequested = new Set();
 const reply = (msg) => self.postMessage(msg);
 const errorMessage = (e) => (e && e.message) || String(e);
 
+const realFetch = self.fetch.bind(self);
+
 async function load({ id, url, backend }) {
+  const t0 = performance.now();
   if (!loading) {
     loading = (async () => {
       await init();
+      const folder = modelFolder(url);
+      const log = { puts: [], calls: 0 };
+      self.fetch = cachingFetch(folder, realFetch, log);
       const onProgress = (p) => reply({ type: 'progress', id, loaded: p.loaded, total: p.total, file: p.file });
-      return WasmEngine.load(url, onProgress, { backend: backend || 'auto' });
+      try {
+        const e = await WasmEngine.load(url, onProgress, { backend: backend || 'auto' });
+        await Promise.all(log.puts);
+        return e;
+      } catch (e) {
+        // Past the backend check the model's files were read: one may be what broke.
+        await Promise.allSettled(log.puts);
+        if (log.calls > 0) await deleteCachedModel(folder).catch(() => {});
+        throw e;
+      } finally {
+        self.fetch = realFetch;
+      }
     })();
   }
-  const t0 = performance.now();
   engine = await loading;
   const adapter = engine.adapter_info();
   reply({ type: 'loaded', id, backend: engine.backend(), fallbackReason: engine.fallback_reason() ?? null,
@@ -56,7 +80,7 @@ async function generate({ id, messages, images, params }) {
     const json = images && images.length
       ? await engine.generate_with_images(promptIds, images.map((b) => new Uint8Array(b)), p, onToken)
       : await engine.generate(promptIds, p, onToken);
-    reply({ type: 'done', id, result: JSON.parse(json) });
+    reply({ type: 'done', id, result: { ...JSON.parse(json), prompt_tokens: promptIds.length } });
   } finally {
     stopRequested.delete(id);
   }
