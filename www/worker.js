@@ -12,8 +12,8 @@
 //                 { type: 'token', id, text, tokenId }
 //                 { type: 'done', id, result: { text, ids, finish_reason, timings, image_tokens,
 //                   backend, fallback_reason, dispatches_per_token, prompt_tokens } }
-//                   (prompt_tokens: the rendered conversation's length; timings.prefill_tokens
-//                   is the part of it not already in the KV cache)
+//                   (prompt_tokens: the rendered conversation's length in KV positions, each image
+//                   counted as its features; timings.prefill_tokens: the part not already cached)
 //                 { type: 'lost', id, destroyed }
 //                 { type: 'error', id, message }
 // Stop is handled here, in JavaScript: the wasm generation loop yields to the event loop
@@ -80,7 +80,10 @@ async function generate({ id, messages, images, params }) {
     const json = images && images.length
       ? await engine.generate_with_images(promptIds, images.map((b) => new Uint8Array(b)), p, onToken)
       : await engine.generate(promptIds, p, onToken);
-    reply({ type: 'done', id, result: { ...JSON.parse(json), prompt_tokens: promptIds.length } });
+    const result = JSON.parse(json);
+    // Each image token of the prompt stands for the image's features in the KV cache.
+    const nImages = images ? images.length : 0;
+    reply({ type: 'done', id, result: { ...result, prompt_tokens: promptIds.length - nImages + (result.image_tokens || 0) } });
   } finally {
     stopRequested.delete(id);
   }

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, launchChromium, startServe } from './page-harness.mjs';
+import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
 
 const SHOTS = path.join(ROOT, 'test-results');
 // CI runs on two slow cores: model load and generation get generous limits.
@@ -113,6 +113,7 @@ test('answers "capital of France" with Paris, streamed', { timeout: GEN_TIMEOUT 
 });
 
 test('stop ends a long generation', { timeout: GEN_TIMEOUT }, async () => {
+  await openSettings(page);
   await page.locator('#max-tokens').fill('2000');
   await watchAnswerGrowth();
   await ask('Write a long story about a dragon.');
@@ -148,6 +149,7 @@ test('without a WebGPU adapter, auto says why it runs on the CPU and webgpu fail
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'error');
   assert.match(await page.locator('#status').textContent(), /^Error: the WebGPU backend is unavailable/);
   // The select stays usable: the CPU backend loads.
+  await openSettings(page);
   await page.locator('#backend').selectOption('cpu');
   await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
     null, { timeout: LOAD_TIMEOUT, polling: 200 });

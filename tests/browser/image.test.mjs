@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT, launchChromium, startServe } from './page-harness.mjs';
+import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
 
 const SHOTS = path.join(ROOT, 'test-results');
 const MODELS = path.resolve(ROOT, process.env.WEBVLM_MODELS_DIR || '.cache/models');
@@ -79,6 +79,7 @@ test('an attached image is previewed, shown in the conversation and answered lik
     assert.equal(photo.chat_text, `USER: <image>\n${golden.prompt} ASSISTANT:`);
     const native = nativeAnswer(golden.prompt);
 
+    await openSettings(page);
     await page.locator('#max-tokens').fill(String(MAX_NEW));
     await page.locator('#temperature').fill('0');
     await page.locator('#image-input').setInputFiles(IMAGE);
@@ -116,7 +117,8 @@ test('an attached image is previewed, shown in the conversation and answered lik
     assert.deepEqual(cli.generated_ids, photo.greedy_ids.slice(0, MAX_NEW));
     assert.ok(ids.length > 0, 'the page answered');
     assert.deepEqual(ids, cli.generated_ids, `page ids ${JSON.stringify(ids)} vs CLI ${JSON.stringify(cli.generated_ids)}`);
-    const answer = await page.evaluate(() => document.querySelector('#log .msg.assistant .body').textContent);
+    // The answer's raw text (the bubble shows it rendered as Markdown).
+    const answer = await page.evaluate(() => document.querySelector('#log .msg.assistant').dataset.text);
     assert.equal(answer, cli.text);
     assert.match(status, new RegExp(`${photo.num_image_tokens} image tokens, encoded in \\d+ ms`));
   });

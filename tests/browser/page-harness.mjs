@@ -26,6 +26,9 @@ export function startServe(env = {}) {
   });
 }
 
+/** Open the page's settings panel (a <details>), so its inputs can be filled. */
+export const openSettings = (page) => page.locator('#settings').evaluate((d) => { d.open = true; });
+
 /** Headless Chromium ($CHROMIUM or /usr/bin/chromium); `webgpu` adds `--enable-unsafe-webgpu`
  * (SwiftShader), otherwise the GPU is off and `requestAdapter()` returns null (the CPU path). */
 export function launchChromium({ webgpu = false } = {}) {

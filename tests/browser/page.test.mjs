@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { ROOT, launchChromium, startServe } from './page-harness.mjs';
+import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
 
 const MODELS = path.resolve(ROOT, process.env.WEBVLM_MODELS_DIR || '.cache/models');
 const IMAGE = path.join(ROOT, 'tests/fixtures/llava/images/chelsea.png');
@@ -34,10 +34,6 @@ const lastAnswer = () => page.evaluate(() => {
 
 const waitReady = () => page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
   null, { timeout: TIMEOUT, polling: 100 });
-
-async function openSettings() {
-  await page.locator('#settings').evaluate((d) => { d.open = true; });
-}
 
 /** Send `text` with Enter and wait for the answer; records the answer's text lengths on the way. */
 async function ask(text) {
@@ -92,7 +88,7 @@ test('the model picker lists models.json; picking the LLaVA fixture loads it', {
 });
 
 test('attach (preview, remove, attach again), ask: a streamed answer with its figures', { timeout: TIMEOUT }, async () => {
-  await openSettings();
+  await openSettings(page);
   await page.locator('#max-tokens').fill('12');
   await page.locator('#temperature').fill('0');
   await page.locator('#image-input').setInputFiles(IMAGE);

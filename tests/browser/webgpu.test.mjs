@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, launchChromium, startServe } from './page-harness.mjs';
+import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
 
 const SHOTS = path.join(ROOT, 'test-results');
 const LOAD_TIMEOUT = 5 * 60_000;
@@ -32,6 +32,7 @@ async function openPage(backend) {
     null, { timeout: LOAD_TIMEOUT, polling: 200 });
   const status = await page.locator('#status').textContent();
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'ready', status);
+  await openSettings(page);
   await page.locator('#max-tokens').fill(String(MAX_TOKENS));
   return status;
 }
@@ -121,6 +122,7 @@ test('greedy answer on the CPU backend (the reference)', { timeout: LOAD_TIMEOUT
 test('the WebGPU backend gives the same greedy ids', { timeout: LOAD_TIMEOUT + GEN_TIMEOUT }, async (t) => {
   if (skipWithoutAdapter(t)) return;
   // The settings select reloads the engine on the chosen backend (and records it in the URL).
+  await openSettings(page);
   await page.locator('#backend').selectOption('webgpu');
   await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
     null, { timeout: LOAD_TIMEOUT, polling: 200 });
@@ -134,7 +136,7 @@ test('the WebGPU backend gives the same greedy ids', { timeout: LOAD_TIMEOUT + G
   await page.screenshot({ path: path.join(SHOTS, 'webgpu-1-answer.png') });
   assert.equal(a.state, 'ready', a.status);
   assert.equal(a.backend, 'webgpu', a.meta);
-  assert.match(a.meta, /^WebGPU · [\d.]+ tokens\/s · \d+ dispatches\/token$/);
+  assert.match(a.meta, /^WebGPU · [\d.]+ tokens\/s · first token \d+ ms · prefill \d+ tokens · \d+ dispatches\/token$/);
   assert.match(a.status, /tokens\/s/);
   console.log(`webgpu: ${JSON.stringify(a.text)} ${a.meta} · ${status}`);
   assert.deepEqual(a.ids, cpuIds, 'greedy ids on WebGPU vs the CPU');
