@@ -254,7 +254,7 @@ function attachFiles(files) {
 
 async function refreshCache() {
   try {
-    renderCachedModels(ui, await listCachedModels(), modelName, async (url) => {
+    renderCachedModels(ui, await listCachedModels(), (url) => modelName(modelFolder(url)), async (url) => {
       await deleteCachedModel(url);
       await refreshCache();
     });

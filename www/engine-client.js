@@ -18,7 +18,8 @@
 //       rendered conversation; timings.prefill_tokens: the part not already in the KV cache)
 //   engine.loseDevice() -> Promise<boolean>   (testing hook: destroy the WebGPU device)
 //   engine.close()                            (ends the worker; pending requests reject)
-//   listCachedModels() -> [{ url, files, bytes }]; deleteCachedModel(url)
+//   listCachedModels() -> [{ url (manifest URL), cacheName, bytes, files, complete }];
+//   deleteCachedModel(folder or manifest URL) -> whether it was there (the npm package's shapes)
 
 export { listCachedModels, deleteCachedModel } from './model-cache.js';
 

@@ -119,7 +119,7 @@ export function renderCachedModels(ui, models, nameOf, onDelete) {
     name.textContent = nameOf(m.url);
     const size = document.createElement('span');
     size.className = 'size';
-    size.textContent = `${formatBytes(m.bytes)} · ${m.files} files`;
+    size.textContent = `${formatBytes(m.bytes)} · ${m.files} files${m.complete ? '' : ' · incomplete'}`;
     const del = document.createElement('button');
     del.type = 'button';
     del.textContent = 'Delete';
