@@ -8,6 +8,7 @@
 // Greedy sampling throughout. Needs www/pkg (scripts/build.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
 
@@ -85,6 +86,37 @@ test('the model picker lists models.json; picking the LLaVA fixture loads it', {
   assert.match(await page.locator('#status').textContent(), /^Ready · backend: CPU/);
   assert.equal(new URL(page.url()).searchParams.get('model'), `/${FIXTURE}`, 'the choice is in the URL');
   assert.equal(await page.locator('#attach').isVisible(), true);
+});
+
+test('paste and drag-and-drop attach images (previews), non-images are refused', { timeout: TIMEOUT }, async () => {
+  const png = (await readFile(path.join(ROOT, 'tests/fixtures/llava/images/synthetic-56.png'))).toString('base64');
+  const r = await page.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const transfer = (file) => {
+      const dt = new DataTransfer();
+      dt.items.add(file);
+      return dt;
+    };
+    const img = (name) => new File([bytes], name, { type: 'image/png' });
+    document.getElementById('prompt').dispatchEvent(new ClipboardEvent('paste', { clipboardData: transfer(img('pasted.png')),
+      bubbles: true, cancelable: true }));
+    document.getElementById('log').dispatchEvent(new DragEvent('drop', { dataTransfer: transfer(img('dropped.png')),
+      bubbles: true, cancelable: true }));
+    document.getElementById('log').dispatchEvent(new DragEvent('drop', {
+      dataTransfer: transfer(new File(['hello'], 'notes.txt', { type: 'text/plain' })), bubbles: true, cancelable: true }));
+    const imgs = () => [...document.querySelectorAll('#attachments img')];
+    for (let i = 0; i < 100 && !imgs().every((im) => im.complete && im.naturalWidth); i++) {
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    return { alts: [...document.querySelectorAll('#attachments img')].map((i) => i.alt),
+      sizes: [...document.querySelectorAll('#attachments img')].map((i) => i.naturalWidth),
+      status: document.getElementById('status').textContent };
+  }, png);
+  assert.deepEqual(r.alts, ['image to send: pasted.png', 'image to send: dropped.png']);
+  assert.deepEqual(r.sizes, [56, 56]);
+  assert.match(r.status, /^Not attached: notes\.txt is not a PNG, JPEG or WebP image/);
+  for (const name of ['pasted.png', 'dropped.png']) await page.getByRole('button', { name: `remove ${name}` }).click();
+  assert.equal(await page.locator('#attachments img').count(), 0);
 });
 
 test('attach (preview, remove, attach again), ask: a streamed answer with its figures', { timeout: TIMEOUT }, async () => {
