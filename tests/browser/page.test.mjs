@@ -144,12 +144,13 @@ test('attach (preview, remove, attach again), ask: a streamed answer with its fi
 
 test('stop ends an answer early; regenerate re-runs the turn', { timeout: TIMEOUT }, async () => {
   await page.locator('#max-tokens').fill('300');
-  // Press Stop from the page as soon as the third token is counted (the fixture is fast).
+  // Press Escape (the keyboard's Stop) from the page as soon as the third token is counted:
+  // the fixture is too fast to stop from outside. The Stop button itself: chat.test.mjs.
   await page.evaluate(() => {
     const obs = new MutationObserver(() => {
       if (Number(/ (\d+) tokens ·/.exec(document.getElementById('status').textContent)?.[1]) >= 3) {
         obs.disconnect();
-        document.getElementById('stop').click();
+        document.activeElement.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', bubbles: true }));
       }
     });
     obs.observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true });
