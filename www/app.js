@@ -113,6 +113,8 @@ async function loadModel() {
   const url = ui.model.value;
   ui.modelName.textContent = modelName(url);
   ui.status.textContent = 'Loading model…';
+  ui.progress.value = 0;
+  ui.loadText.textContent = 'starting…';
   ui.attach.hidden = true;
   showNotice('');
   setState('loading');
