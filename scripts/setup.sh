@@ -102,7 +102,9 @@ fi
 #    test: f32 language model and vision tower, so wasm and the native f32 CLI agree id for id.
 LLAVA_SRC=tests/fixtures/llava/llava15-llama
 LLAVA_OUT=$MODELS/llava15-llama-fixture
-if [ ! -f "$LLAVA_OUT/manifest.json" ]; then
+# Reconverted when the committed fixture changes (a stamp of its files' sha256).
+LLAVA_STAMP=$(cat "$LLAVA_SRC"/config.json "$LLAVA_SRC"/model.safetensors "$LLAVA_SRC"/tokenizer.json | sha256sum | cut -c1-16)
+if [ ! -f "$LLAVA_OUT/manifest.json" ] || [ "$(cat "$LLAVA_OUT/.source-stamp" 2>/dev/null)" != "$LLAVA_STAMP" ]; then
   if [ ! -x target/release/webvlm ] || [ -n "$(find src Cargo.toml Cargo.lock -newer target/release/webvlm -print -quit)" ]; then
     say "building the release webvlm CLI"
     cargo build --release --quiet --bin webvlm >&2
@@ -112,6 +114,7 @@ if [ ! -f "$LLAVA_OUT/manifest.json" ]; then
   trap 'rm -rf "$TMP"' EXIT
   target/release/webvlm convert "$LLAVA_SRC" --out "$TMP/out" --weights f32 --vision-weights f32 >&2
   [ -f "$TMP/out/manifest.json" ] || die "conversion produced no manifest.json"
+  echo "$LLAVA_STAMP" > "$TMP/out/.source-stamp"
   rm -rf "$LLAVA_OUT"
   mv "$TMP/out" "$LLAVA_OUT"
   rm -rf "$TMP"
