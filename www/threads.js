@@ -50,14 +50,21 @@ function spawnWebWorker({ glueUrl, module, memory, index }) {
 
 /**
  * Start `n` pool threads for the threaded build's glue module `glue` (already initialised,
- * loaded from `glueUrl`). `spawn` starts one pool worker and resolves when it is ready
- * (default: a Web Worker; Node's bench passes a worker_threads one). Resolves to the pool size.
+ * loaded from `glueUrl`). `spawn` starts one pool worker and resolves to it (something with
+ * `terminate()`) once it is ready (default: a Web Worker; Node's bench passes a worker_threads
+ * one). Resolves to the pool size.
  */
 export async function startThreadPool(glue, glueUrl, n, spawn = spawnWebWorker) {
   if (!glue.threads_supported()) throw new Error('this wasm build has no thread support');
   const module = glue.wasm_module();
   const memory = glue.wasm_memory();
-  await Promise.all(Array.from({ length: n }, (_, index) => spawn({ glueUrl, module, memory, index })));
+  const started = await Promise.allSettled(Array.from({ length: n }, (_, index) => spawn({ glueUrl, module, memory, index })));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    // Those that started wait for a rayon thread that will never come: stop them.
+    for (const r of started) if (r.status === 'fulfilled') r.value?.terminate?.();
+    throw failed.reason;
+  }
   glue.init_thread_pool(n);
   return glue.thread_count();
 }

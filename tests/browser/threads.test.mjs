@@ -11,6 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchChromium, startServe } from './page-harness.mjs';
+import { chooseBuild, MAX_THREADS } from '../../www/threads.js';
 
 const MODEL = 'models/smollm2-135m-int4/';
 const PROMPT = 'Write a short story about a robot who learns to paint.'; // long answer: TOKENS ids
@@ -91,6 +92,22 @@ async function threadCheck(page, threads) {
   const [r] = await talkToWorker(page, [{ type: 'thread_check', want: 'thread_check', threads }]);
   return r;
 }
+
+test('chooseBuild: threads only when isolated and more than one asked for', () => {
+  const iso = { isolated: true, cores: 8 };
+  assert.deepEqual(chooseBuild(undefined, iso), { threaded: true, threads: 8, reason: null });
+  assert.deepEqual(chooseBuild('auto', iso), { threaded: true, threads: 8, reason: null });
+  assert.deepEqual(chooseBuild(3, iso), { threaded: true, threads: 3, reason: null });
+  assert.equal(chooseBuild(1000, iso).threads, MAX_THREADS);
+  assert.equal(chooseBuild(1, iso).threaded, false);
+  assert.equal(chooseBuild(undefined, { isolated: true, cores: 1 }).threaded, false);
+  const plain = chooseBuild(4, { isolated: false, cores: 8 });
+  assert.equal(plain.threaded, false);
+  assert.equal(plain.threads, 1);
+  assert.match(plain.reason, /not cross-origin isolated/);
+  assert.throws(() => chooseBuild(-2, iso), /positive integer/);
+  assert.throws(() => chooseBuild('many', iso), /positive integer/);
+});
 
 test('isolated page: threaded build on N threads gives the single-thread ids', { timeout: TIMEOUT }, async () => {
   const { page, errors } = await openPage();
