@@ -49,32 +49,35 @@ say "www/pkg/webvlm_bg.wasm: $(stat -c %s www/pkg/webvlm_bg.wasm) bytes"
 #    rebuilds it (-Z build-std); own target dir so it never invalidates the stable builds.
 #    Shared memory is asked of the linker (rustc no longer implies it from +atomics), with
 #    wasm32's full 4 GiB as maximum and the TLS symbols wasm-bindgen's thread support needs.
-if [ "${WEBVLM_NO_THREADS:-0}" = 1 ]; then
-  say "WEBVLM_NO_THREADS=1: skipping the threaded wasm build"
+build_threads() {
+  local nightly=${WEBVLM_NIGHTLY:-nightly}
+  local target="$TARGET/wasm-threads"
+  local flags="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128" arg
+  for arg in --shared-memory --max-memory=4294967296 --import-memory --export=__wasm_init_tls \
+      --export=__tls_size --export=__tls_align --export=__tls_base; do
+    flags="$flags -C link-arg=$arg"
+  done
+  say "wasm build with threads (+$nightly, build-std, atomics) -> www/pkg-threads"
+  RUSTFLAGS="${RUSTFLAGS:-} $flags" CARGO_TARGET_DIR="$target" \
+    cargo "+$nightly" build --release --quiet --lib --target wasm32-unknown-unknown -Z build-std=panic_abort,std
+  rm -rf target/pkg-threads.tmp
+  wasm-bindgen --target web --no-typescript --out-dir target/pkg-threads.tmp \
+    "$target/wasm32-unknown-unknown/release/webvlm.wasm"
+  if [ -x "$WASM_OPT" ]; then
+    say "wasm-opt -O3 (threads)"
+    "$WASM_OPT" -O3 --enable-threads --enable-simd --enable-bulk-memory --enable-bulk-memory-opt \
+      --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
+      --enable-multivalue --enable-reference-types \
+      target/pkg-threads.tmp/webvlm_bg.wasm -o target/pkg-threads.tmp/webvlm_bg.opt.wasm
+    mv target/pkg-threads.tmp/webvlm_bg.opt.wasm target/pkg-threads.tmp/webvlm_bg.wasm
+  fi
   rm -rf www/pkg-threads
-  exit 0
+  mv target/pkg-threads.tmp www/pkg-threads
+  say "www/pkg-threads/webvlm_bg.wasm: $(stat -c %s www/pkg-threads/webvlm_bg.wasm) bytes"
+}
+if [ "${WEBVLM_NO_THREADS:-0}" = 1 ]; then
+  say "WEBVLM_NO_THREADS=1: no threaded wasm build (the page runs on one thread)"
+  rm -rf www/pkg-threads
+else
+  build_threads
 fi
-NIGHTLY=${WEBVLM_NIGHTLY:-nightly}
-THREADS_TARGET="$TARGET/wasm-threads"
-say "wasm build with threads (+$NIGHTLY, build-std, atomics) -> www/pkg-threads"
-THREAD_FLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128"
-for arg in --shared-memory --max-memory=4294967296 --import-memory --export=__wasm_init_tls \
-    --export=__tls_size --export=__tls_align --export=__tls_base; do
-  THREAD_FLAGS="$THREAD_FLAGS -C link-arg=$arg"
-done
-RUSTFLAGS="${RUSTFLAGS:-} $THREAD_FLAGS" CARGO_TARGET_DIR="$THREADS_TARGET" \
-  cargo "+$NIGHTLY" build --release --quiet --lib --target wasm32-unknown-unknown -Z build-std=panic_abort,std
-TWASM="$THREADS_TARGET/wasm32-unknown-unknown/release/webvlm.wasm"
-rm -rf target/pkg-threads.tmp
-wasm-bindgen --target web --no-typescript --out-dir target/pkg-threads.tmp "$TWASM"
-if [ -x "$WASM_OPT" ]; then
-  say "wasm-opt -O3 (threads)"
-  "$WASM_OPT" -O3 --enable-threads --enable-simd --enable-bulk-memory --enable-bulk-memory-opt \
-    --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
-    --enable-multivalue --enable-reference-types \
-    target/pkg-threads.tmp/webvlm_bg.wasm -o target/pkg-threads.tmp/webvlm_bg.opt.wasm
-  mv target/pkg-threads.tmp/webvlm_bg.opt.wasm target/pkg-threads.tmp/webvlm_bg.wasm
-fi
-rm -rf www/pkg-threads
-mv target/pkg-threads.tmp www/pkg-threads
-say "www/pkg-threads/webvlm_bg.wasm: $(stat -c %s www/pkg-threads/webvlm_bg.wasm) bytes"
