@@ -42,9 +42,9 @@ function decodeTable(native, wasm) {
     lines.push(`| native | ${d.weights} | ${d.threads} | ${d.prompt_tokens} | ${fix(d.prefill_ms)} | ` +
       `${fix(d.decode_tokens_per_s)} | ${fix((d.weight_bytes * d.decode_tokens_per_s) / 1e9, 2)} GB/s |`);
   }
-  if (wasm) {
-    lines.push(`| wasm SIMD128 under Node ${wasm.node} | int4_sym_g64 | 1 | ${wasm.prompt_tokens} | ` +
-      `${fix(wasm.prefill_ms)} | ${fix(wasm.decode_tokens_per_s)} | - |`);
+  for (const w of wasm) {
+    lines.push(`| wasm SIMD128 under Node ${w.node} | int4_sym_g64 | ${w.threads ?? 1} | ${w.prompt_tokens} | ` +
+      `${fix(w.prefill_ms)} | ${fix(w.decode_tokens_per_s)} | - |`);
   }
   return lines.join('\n');
 }
@@ -65,12 +65,14 @@ function visionTable(native, wasmVision) {
 }
 
 const native = read('bench-native.json');
-let wasm = null;
-try { wasm = read('bench-wasm.json'); } catch { /* native only */ }
+const wasm = [];
+for (const f of ['bench-wasm.json', 'bench-wasm-threads.json']) {
+  try { wasm.push(read(f)); } catch { /* native only, or no threaded build */ }
+}
 let wasmVision = null;
 try { wasmVision = read('bench-wasm-vision.json'); } catch { /* not measured */ }
 const sections = [];
 if (native.gemv) sections.push(`## GEMV kernels\n\n${gemvTable(native)}`);
-if (native.decode || wasm) sections.push(`## SmolLM2-135M-Instruct decode\n\n${decodeTable(native, wasm)}`);
+if (native.decode || wasm.length) sections.push(`## SmolLM2-135M-Instruct decode\n\n${decodeTable(native, wasm)}`);
 if (native.vision || wasmVision) sections.push(`## Vision tower encode\n\n${visionTable(native, wasmVision)}`);
 console.log(sections.join('\n\n'));

@@ -9,33 +9,65 @@
 // is 1.16 GB of wasm32's 4 GiB: pass int8 alone where memory is tight), and writes
 // test-results/bench-wasm-vision.json.
 //
+// --threads N runs on N threads: 1 (default) is www/pkg, the single-threaded build; N > 1 (or
+// `all`, one per logical core) is www/pkg-threads with a pool of N Node worker_threads
+// (scripts/wasm-thread-node.mjs), started the way the page's Web Workers are (www/threads.js).
+//
 // Usage: node scripts/bench-wasm.mjs [--model DIR_NAME] [--prompt TEXT] [--max-tokens N]
-//                                    [--out FILE]      (default test-results/bench-wasm.json)
-//        node scripts/bench-wasm.mjs --vision [--vision-formats int8,f32] [--out FILE]
+//                                    [--threads 1|N|all] [--out FILE]
+//                                    (default out: test-results/bench-wasm.json)
+//        node scripts/bench-wasm.mjs --vision [--vision-formats int8,f32] [--threads 1|N|all] [--out FILE]
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { startServer } from './serve.mjs';
+import { startThreadPool } from '../www/threads.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Load www/pkg into this process; returns the wasm-bindgen module (WasmEngine etc.). */
-export async function loadWasm() {
-  const pkgDir = path.join(ROOT, 'www/pkg');
-  const glue = await import(pathToFileURL(path.join(pkgDir, 'webvlm.js')).href);
+/** One pool thread as a Node worker_thread (unref'd: it blocks for good, the process may exit). */
+function spawnNodeThread({ glueUrl, module, memory }) {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL('./wasm-thread-node.mjs', import.meta.url), { workerData: { glueUrl, module, memory } });
+    w.once('message', (m) => {
+      if (m?.type !== 'ready') return reject(new Error(m?.message || 'thread failed'));
+      w.unref();
+      resolve(w);
+    });
+    w.once('error', reject);
+  });
+}
+
+/**
+ * Load the wasm build into this process: www/pkg for `threads` = 1, else www/pkg-threads with
+ * a pool of `threads` worker_threads. Returns the wasm-bindgen module (WasmEngine etc.).
+ */
+export async function loadWasm({ threads = 1 } = {}) {
+  const pkgDir = path.join(ROOT, threads > 1 ? 'www/pkg-threads' : 'www/pkg');
+  const glueUrl = pathToFileURL(path.join(pkgDir, 'webvlm.js')).href;
+  const glue = await import(glueUrl);
   const bytes = await readFile(path.join(pkgDir, 'webvlm_bg.wasm'));
   await glue.default({ module_or_path: bytes });
+  if (threads > 1) await startThreadPool(glue, glueUrl, threads, spawnNodeThread);
   return glue;
+}
+
+/** `--threads` value: 'all' = one per logical core, else a positive integer. */
+function parseThreads(v) {
+  const n = v === 'all' ? os.availableParallelism() : Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--threads must be 'all' or a positive integer, got ${v}`);
+  return n;
 }
 
 /**
  * Load `model` (a folder under the models dir) over HTTP and run one chat turn.
  * Returns { text, finish_reason, timings, load_ms, progress_events, ... }.
  */
-export async function runWasmChat({ model = 'smollm2-135m-int4', prompt, maxTokens = 64, onToken } = {}) {
-  const glue = await loadWasm();
+export async function runWasmChat({ model = 'smollm2-135m-int4', prompt, maxTokens = 64, onToken, threads = 1 } = {}) {
+  const glue = await loadWasm({ threads });
   const { server, url } = await startServer({ port: 0 });
   try {
     let progressEvents = 0;
@@ -59,6 +91,7 @@ export async function runWasmChat({ model = 'smollm2-135m-int4', prompt, maxToke
     return {
       model,
       backend,
+      threads: glue.thread_count(),
       prompt,
       prompt_tokens: ids.length,
       text: result.text,
@@ -77,8 +110,8 @@ export async function runWasmChat({ model = 'smollm2-135m-int4', prompt, maxToke
 }
 
 /** Time the vision tower in wasm for each format; returns the report object. */
-export async function runWasmVision({ formats = ['int8'], runs = 1 } = {}) {
-  const glue = await loadWasm();
+export async function runWasmVision({ formats = ['int8'], runs = 1, threads = 1 } = {}) {
+  const glue = await loadWasm({ threads });
   const rows = formats.map((f) => JSON.parse(glue.bench_vision(f, runs, 0)));
   return {
     kind: 'wasm-node-vision',
@@ -98,12 +131,14 @@ async function main() {
       model: { type: 'string', default: 'smollm2-135m-int4' },
       prompt: { type: 'string', default: 'Write a short story about a robot who learns to paint.' },
       'max-tokens': { type: 'string', default: '128' },
+      threads: { type: 'string', default: '1' },
       out: { type: 'string' },
     },
   });
+  const threads = parseThreads(values.threads);
   if (values.vision) {
     const out = values.out || path.join(ROOT, 'test-results/bench-wasm-vision.json');
-    const report = await runWasmVision({ formats: values['vision-formats'].split(',') });
+    const report = await runWasmVision({ formats: values['vision-formats'].split(','), threads });
     await mkdir(path.dirname(out), { recursive: true });
     await writeFile(out, JSON.stringify(report, null, 2) + '\n');
     console.log(JSON.stringify(report, null, 2));
@@ -112,7 +147,7 @@ async function main() {
   values.out ||= path.join(ROOT, 'test-results/bench-wasm.json');
   const maxTokens = Number(values['max-tokens']);
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new Error(`--max-tokens must be a positive integer`);
-  const r = await runWasmChat({ model: values.model, prompt: values.prompt, maxTokens });
+  const r = await runWasmChat({ model: values.model, prompt: values.prompt, maxTokens, threads });
   const report = {
     kind: 'wasm-node',
     date: new Date().toISOString(),
@@ -121,6 +156,7 @@ async function main() {
     cores: os.cpus().length,
     model: r.model,
     backend: r.backend,
+    threads: r.threads,
     prompt_tokens: r.prompt_tokens,
     finish_reason: r.finish_reason,
     load_ms: Math.round(r.load_ms),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks behind `npm run bench`: the native CLI benchmark (`webvlm bench`) on the converted
-# model, then decode speed of the wasm build under Node (scripts/bench-wasm.mjs). Results are
+# model, then decode speed of the wasm build under Node (scripts/bench-wasm.mjs; one thread, and
+# all threads with the threaded build when it was built). Results are
 # JSON files in test-results/. Run after scripts/setup.sh and scripts/build.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +15,12 @@ echo "bench: native (target/release/webvlm bench)" >&2
 target/release/webvlm bench --model "$MODEL" --json > test-results/bench-native.json
 cat test-results/bench-native.json
 
-echo "bench: wasm under Node" >&2
+echo "bench: wasm under Node, one thread" >&2
 node scripts/bench-wasm.mjs --out test-results/bench-wasm.json
+if [ -f www/pkg-threads/webvlm_bg.wasm ]; then
+  echo "bench: wasm under Node, all threads (www/pkg-threads)" >&2
+  node scripts/bench-wasm.mjs --threads all --out test-results/bench-wasm-threads.json
+fi
 echo "bench: wasm vision tower under Node" >&2
 node scripts/bench-wasm.mjs --vision --out test-results/bench-wasm-vision.json
 

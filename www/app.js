@@ -124,12 +124,16 @@ async function loadModel() {
     ui.progress.value = p.loaded;
     ui.loadText.textContent = progressText(p, (performance.now() - t0) / 1000);
   };
-  engine = await openEngine({ model: url, backend: ui.backend.value, onProgress });
+  const threadsParam = new URLSearchParams(location.search).get('threads'); // a number, or absent = auto
+  const threads = threadsParam && Number(threadsParam) > 0 ? Number(threadsParam) : 'auto';
+  engine = await openEngine({ model: url, backend: ui.backend.value, threads, onProgress });
   const info = engine.info;
   backendLabel = describeBackend(info.backend, info.adapter);
   if (info.fallbackReason) showNotice(`Running on the CPU: ${info.fallbackReason}`);
   ui.attach.hidden = !info.supportsImages;
-  ui.status.textContent = `Ready · backend: ${backendLabel} · loaded in ${(info.loadMs / 1000).toFixed(1)} s`;
+  const cpuThreads = `${info.threads} CPU thread${info.threads === 1 ? '' : 's'}`;
+  ui.status.textContent = `Ready · backend: ${backendLabel} · ${cpuThreads} · loaded in ${(info.loadMs / 1000).toFixed(1)} s`;
+  ui.status.title = info.threadsReason ? `one CPU thread: ${info.threadsReason}` : '';
   setState('ready');
   ui.prompt.focus();
   refreshCache();

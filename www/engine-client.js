@@ -7,7 +7,8 @@
 //   const engine = await openEngine({ model, backend, onProgress });
 //     model: the model folder URL (absolute); backend: 'auto' | 'webgpu' | 'cpu'
 //     onProgress({ loaded, total, file }) while the files download
-//     engine.info: { backend: 'webgpu' | 'cpu', adapter, fallbackReason, loadMs, supportsImages }
+//     engine.info: { backend: 'webgpu' | 'cpu', adapter, fallbackReason, loadMs, supportsImages,
+//                    threads (CPU threads of the wasm build), threadsReason (why one, if so) }
 //   const result = await engine.generate({ messages, params, onToken, signal });
 //     messages: [{ role, content: string, images?: Blob[] }] (the whole conversation)
 //     params: { max_tokens, temperature, top_p, seed }; onToken(text) per streamed piece;
@@ -60,10 +61,10 @@ class WorkerEngine {
     this.pending.clear();
   }
 
-  async load(model, backend, onProgress) {
-    const m = await this.request({ type: 'load', url: model, backend }, { onProgress }).done;
+  async load(model, backend, threads, onProgress) {
+    const m = await this.request({ type: 'load', url: model, backend, threads }, { onProgress }).done;
     this.info = { backend: m.backend, adapter: m.adapter, fallbackReason: m.fallbackReason, loadMs: m.loadMs,
-      supportsImages: Boolean(m.supportsImages) };
+      supportsImages: Boolean(m.supportsImages), threads: m.threads, threadsReason: m.threadsReason };
     return this;
   }
 
@@ -101,11 +102,12 @@ function wireParams({ max_tokens: maxTokens = 256, temperature = 0, top_p: topP 
   return { max_new_tokens: maxTokens, sampling };
 }
 
-/** Start an engine and load the model in folder `model` on `backend`. */
-export async function openEngine({ model, backend = 'auto', onProgress }) {
+/** Start an engine and load the model in folder `model` on `backend` (`threads`: CPU threads,
+ * 'auto' = one per logical core when the page is cross-origin isolated, else 1). */
+export async function openEngine({ model, backend = 'auto', threads = 'auto', onProgress }) {
   const engine = new WorkerEngine();
   try {
-    return await engine.load(model, backend, onProgress);
+    return await engine.load(model, backend, threads, onProgress);
   } catch (e) {
     engine.worker.terminate();
     throw e;

@@ -6,17 +6,31 @@
 // install / activate / fetch events and the Cache interface.
 const CACHE = 'webvlm-page-v1';
 const FILES = ['./', 'index.html', 'app.js', 'view.js', 'settings.js', 'markdown.js', 'engine-client.js',
-  'model-cache.js', 'worker.js', 'style.css', 'models.json', 'pkg/webvlm.js', 'pkg/webvlm_bg.wasm'];
-const URLS = new Set(FILES.map((f) => new URL(f, self.registration.scope).href));
-const SNIPPET = /^pkg\/snippets\/[\w.-]+\/[\w.-]+\.js$/; // wasm-bindgen's inline JS (hashed names)
+  'model-cache.js', 'worker.js', 'threads.js', 'thread-worker.js', 'style.css', 'models.json', 'pkg/webvlm.js',
+  'pkg/webvlm_bg.wasm'];
+// The threaded build (absent when built with WEBVLM_NO_THREADS=1): cached when present.
+const OPTIONAL = ['pkg-threads/webvlm.js', 'pkg-threads/webvlm_bg.wasm'];
+const URLS = new Set([...FILES, ...OPTIONAL].map((f) => new URL(f, self.registration.scope).href));
+const SNIPPET = /^pkg(-threads)?\/snippets\/[\w.-]+\/[\w.-]+\.js$/; // wasm-bindgen's inline JS (hashed names)
+
+/** The snippet modules a wasm-bindgen glue file imports, as paths under `dir`. */
+function snippetsOf(glue, dir) {
+  return [...glue.matchAll(/^import .* from ["']\.\/(snippets\/[^"']+\.js)["']/gm)].map((m) => `${dir}/${m[1]}`);
+}
 
 /** FILES plus the snippet modules pkg/webvlm.js imports (their names change with each build). */
 async function precache() {
   const cache = await caches.open(CACHE);
   await cache.addAll(FILES);
   const glue = await (await cache.match('pkg/webvlm.js')).text();
-  const snippets = [...glue.matchAll(/^import .* from ["']\.\/(snippets\/[^"']+\.js)["']/gm)].map((m) => `pkg/${m[1]}`);
-  await cache.addAll([...new Set(snippets)]);
+  await cache.addAll([...new Set(snippetsOf(glue, 'pkg'))]);
+  try {
+    await cache.addAll(OPTIONAL);
+    const threaded = await (await cache.match('pkg-threads/webvlm.js')).text();
+    await cache.addAll([...new Set(snippetsOf(threaded, 'pkg-threads'))]);
+  } catch {
+    // no threaded build deployed: the one-thread build serves offline
+  }
 }
 
 self.addEventListener('install', (event) => {
