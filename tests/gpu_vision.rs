@@ -121,8 +121,11 @@ fn load_llava(name: &str, tower: Option<WeightFormat>) -> Llava {
     Llava::load(&ckpt.config, ckpt.weights.as_ref(), &LoadOptions::default(), &VisionLoadOptions { tower }).unwrap()
 }
 
-/// Each case's reference pixel values as tiles `[C, H, W]`, with the image's original size.
-fn reference_tiles(name: &str, case: &Value) -> (Vec<Vec<f32>>, (usize, usize), (usize, usize)) {
+/// A case's tiles `[C, H, W]`, their `(H, W)` and the image's original `(height, width)`.
+type Tiles = (Vec<Vec<f32>>, (usize, usize), (usize, usize));
+
+/// Each case's reference pixel values as tiles, with the image's original size.
+fn reference_tiles(name: &str, case: &Value) -> Tiles {
     let pv = &case["pixel_values"];
     let shape: Vec<usize> = pv["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
     let raw = std::fs::read(fixture_dir(name).join(pv["file"].as_str().unwrap())).unwrap();
@@ -337,4 +340,20 @@ fn device_loss_before_encode_falls_back_to_cpu() {
     assert_eq!(e.backend(), Backend::Cpu);
     assert!(e.gpu_vision().is_none());
     println!("fell back: {}", e.fallback_reason().expect("a reason"));
+}
+
+/// `bench --backend gpu`'s image prompt timing on the NeXT fixture: the split is reported,
+/// the image went through the GPU tower in several tiles, and fresh images missed the cache.
+#[test]
+fn bench_image_ttft_splits_encode_and_prefill() {
+    let Some(ctx) = gpu() else { return };
+    let dir = fixture_dir("llavanext-mistral");
+    let mut e = Engine::new(webvlm::io::open(&dir).unwrap(), &LoadOptions::default()).unwrap();
+    e.use_gpu(ctx, None).unwrap();
+    let r = webvlm::bench_gpu_vision::image_ttft(&mut e, 2).unwrap().expect("a LLaVA model");
+    webvlm::bench_gpu_vision::print_ttft("llavanext-mistral", &r);
+    assert!(r.vision_on_gpu && r.tiles > 1, "{r:?}");
+    assert!(r.image_encode_ms > 0.0 && r.prefill_ms > 0.0, "{r:?}");
+    assert!((r.ttft_ms - r.image_encode_ms - r.prefill_ms).abs() < 1e-9);
+    assert!(r.prompt_tokens > e.llava().unwrap().cfg.tile_tokens(), "{r:?}");
 }
