@@ -52,7 +52,8 @@ pub enum StepPending {
 }
 
 impl Engine {
-    /// Run the decoder on the GPU of `ctx` from now on (the conversation starts afresh).
+    /// Run the decoder on the GPU of `ctx` from now on (the conversation starts afresh); a
+    /// LLaVA model's vision tower too, natively ([`Engine::gpu_vision`]).
     /// `budget`: optional cap on GPU bytes. Errors (model too large for the adapter's
     /// limits, no memory) leave the engine on the CPU.
     pub fn use_gpu(&mut self, ctx: Arc<GpuContext>, budget: Option<u64>) -> Result<()> {
