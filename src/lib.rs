@@ -29,6 +29,8 @@ pub mod vision;
 pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench_gpu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench_gpu_vision;
 pub mod bench_vision;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod calib;

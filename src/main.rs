@@ -488,7 +488,8 @@ mod cli {
         Ok(())
     }
 
-    /// `bench --backend gpu`: kernels, then the model's decode on the GPU.
+    /// `bench --backend gpu`: kernels, the vision tower, then the model's decode (and, for a
+    /// LLaVA model, an image prompt's time to first token) on the GPU.
     fn bench_gpu(a: &BenchArgs) -> Result<()> {
         let ctx = Arc::new(GpuContext::new_blocking(&GpuOptions::default())?);
         let mut doc = serde_json::Map::new();
@@ -496,8 +497,21 @@ mod cli {
         if !a.json {
             webvlm::bench_gpu::print_kernels(&kernels);
         }
-        if let Some(path) = &a.model {
-            let mut engine = Engine::new(webvlm::io::open(path)?, &a.load.options()?)?;
+        if !a.no_vision {
+            let clock = std::time::Instant::now();
+            let now_ms = || clock.elapsed().as_secs_f64() * 1e3;
+            let mut rows = Vec::new();
+            for f in &a.vision_formats {
+                let r = webvlm::bench_gpu_vision::tower(ctx.clone(), WeightFormat::parse(f)?, a.vision_runs, &now_ms)?;
+                if !a.json {
+                    webvlm::bench_gpu_vision::print_tower(&r);
+                }
+                rows.push(r);
+            }
+            doc.insert("gpu_vision".into(), serde_json::to_value(&rows)?);
+        }
+        if let (Some(path), false) = (&a.model, a.vision) {
+            let mut engine = Engine::new_with_vision(webvlm::io::open(path)?, &a.load.options()?, &a.load.vision()?)?;
             let name = path.display().to_string();
             let r = webvlm::bench_gpu::decode(&mut engine, ctx.clone(), &name, a.decode_tokens, kernels.copy_gbps)?;
             if !a.json {
@@ -512,6 +526,12 @@ mod cli {
                 );
             }
             doc.insert("gpu_decode".into(), serde_json::to_value(&r)?);
+            if let Some(t) = webvlm::bench_gpu_vision::image_ttft(&mut engine, 3)? {
+                if !a.json {
+                    webvlm::bench_gpu_vision::print_ttft(&name, &t);
+                }
+                doc.insert("gpu_image_ttft".into(), serde_json::to_value(&t)?);
+            }
         }
         doc.insert("gpu".into(), serde_json::to_value(&kernels)?);
         if a.json {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::{now_ms, prompt_embeds, Engine, Model, TokenEvent};
 use crate::error::{Error, Result};
 use crate::gpu::decoder::{GpuDecoder, GpuInput, GpuOutput, Pending};
+use crate::gpu::vision::GpuVision;
 use crate::gpu::GpuContext;
 
 /// Where the decoder runs.
@@ -51,13 +52,21 @@ pub enum StepPending {
 }
 
 impl Engine {
-    /// Run the decoder on the GPU of `ctx` from now on (the conversation starts afresh).
+    /// Run the decoder on the GPU of `ctx` from now on (the conversation starts afresh); a
+    /// LLaVA model's vision tower too, natively ([`Engine::gpu_vision`]).
     /// `budget`: optional cap on GPU bytes. Errors (model too large for the adapter's
     /// limits, no memory) leave the engine on the CPU.
     pub fn use_gpu(&mut self, ctx: Arc<GpuContext>, budget: Option<u64>) -> Result<()> {
+        let vision = match &self.model {
+            Model::Llava(m) if cfg!(not(target_arch = "wasm32")) => {
+                Some(Box::new(GpuVision::for_llava(ctx.clone(), m)?))
+            }
+            _ => None,
+        };
         let dec = GpuDecoder::new(ctx, self.model(), self.context_len(), budget)?;
         self.reset();
         self.gpu = Some(Box::new(dec));
+        self.gpu_vision = vision;
         self.fallback = None;
         Ok(())
     }
@@ -157,9 +166,10 @@ impl Engine {
         }
     }
 
-    fn leave_gpu(&mut self, e: &Error) {
+    pub(super) fn leave_gpu(&mut self, e: &Error) {
         self.fallback = Some(e.to_string());
         self.gpu = None;
+        self.gpu_vision = None;
         self.inflight = None;
     }
 

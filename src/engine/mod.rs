@@ -26,6 +26,7 @@ pub use crate::vision::prompt::ChatTurn;
 use std::sync::Arc;
 
 mod gpu;
+mod gpu_vision;
 mod stops;
 mod types;
 pub use gpu::{Backend, StepPending};
@@ -90,6 +91,8 @@ pub struct Engine {
     timings: Timings,
     /// The GPU decoder when the engine runs on the GPU ([`Engine::use_gpu`]).
     gpu: Option<Box<crate::gpu::decoder::GpuDecoder>>,
+    /// The vision tower on the GPU (LLaVA models on the GPU, native).
+    gpu_vision: Option<Box<crate::gpu::vision::GpuVision>>,
     /// Why the engine left the GPU for the CPU, once it did.
     fallback: Option<String>,
     /// The input of a step submitted to the GPU and not yet completed, and when it started.
@@ -143,6 +146,7 @@ impl Engine {
             first_logits: Vec::new(),
             timings,
             gpu: None,
+            gpu_vision: None,
             fallback: None,
             inflight: None,
             gpu_pick: true,
@@ -334,9 +338,9 @@ impl Engine {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        let Model::Llava(model) = &self.model else {
+        if !matches!(self.model, Model::Llava(_)) {
             return Err(Error::Unsupported("images: this model is text-only".into()));
-        };
+        }
         let mut out = Vec::with_capacity(images.len());
         for img in images {
             let key = match img {
@@ -353,9 +357,11 @@ impl Engine {
                                     "the checkpoint has no image processor config (preprocessor_config.json)".into(),
                                 )
                             })?;
-                            features::encode(&features::prepare(i, cfg, model)?, model)?
+                            let model = self.llava().expect("checked above");
+                            let p = features::prepare(i, cfg, model)?;
+                            self.encode_prepared(&p)?
                         }
-                        ImageInput::Prepared(p) => features::encode(p, model)?,
+                        ImageInput::Prepared(p) => self.encode_prepared(p)?,
                     });
                     self.feature_cache.insert(key, f.clone());
                     f

@@ -10,6 +10,8 @@
 //! - [`decoder`]: the Llama-family decoder recorded as plans ([`decoder_weights`]: its weights).
 //! - [`ops`], [`ops_attn`], [`ops_sample`]: plan builders for the non-matmul ops (norms, RoPE,
 //!   KV append, element-wise; attention; greedy and sampled token choice).
+//! - [`vision`]: the vision tower and LLaVA projector recorded as one plan per tile
+//!   ([`vision_weights`]: its weights; [`ops_vision`]: patch unfold, embeddings, row copy).
 //!
 //! Conventions every kernel follows: binding 0 is a uniform of parameter words (u32 or f32
 //! bit patterns, a `struct Params` at the top of the shader), bindings 1.. are storage buffers
@@ -26,8 +28,11 @@ pub mod linear;
 pub mod ops;
 pub mod ops_attn;
 pub mod ops_sample;
+pub mod ops_vision;
 pub mod plan;
 pub mod shaders;
+pub mod vision;
+pub mod vision_weights;
 pub mod weights;
 
 pub use context::{webgpu_present, AdapterSummary, GpuContext, GpuOptions};

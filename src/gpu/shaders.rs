@@ -50,6 +50,10 @@ pub const SHADERS: &[(&str, &str)] = shader_table![
     "clamp",
     "argmax",
     "sample",
+    // vision tower (src/gpu/ops_vision.rs)
+    "patch_unfold",
+    "vision_embed",
+    "copy_rows",
 ];
 
 /// The raw text of `shaders/{name}.wgsl`.

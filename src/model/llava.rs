@@ -440,6 +440,13 @@ impl Llava {
     /// row). `orig`: the image's `(height, width)` before preprocessing (NeXT's `image_sizes`).
     pub fn image_features(&self, tiles: &[&[f32]], tile_hw: (usize, usize), orig: (usize, usize)) -> Result<Vec<f32>> {
         let feats = tiles.iter().map(|t| self.tile_features(t, tile_hw.0, tile_hw.1)).collect::<Result<Vec<_>>>()?;
+        self.pack_tiles(feats, orig)
+    }
+
+    /// One image's features from its tiles' projected features (as [`Llava::tile_features`]
+    /// returns them, in the order of [`Llava::image_features`]'s `tiles`): LLaVA-1.5 takes its
+    /// one tile as is, NeXT packs base image and grid with `image_newline` ([`pack_next`]).
+    pub fn pack_tiles(&self, feats: Vec<Vec<f32>>, orig: (usize, usize)) -> Result<Vec<f32>> {
         match &self.kind {
             LlavaKind::V15 => {
                 if feats.len() != 1 {
