@@ -304,3 +304,30 @@ fn llava_siglip_converted_int8() {
     assert_eq!(src.iter().filter(|n| n.contains("vision_tower.head.")).count(), 11);
     assert_eq!(names.len(), src.len() - 11);
 }
+
+/// Real SigLIP LLaVA checkpoints (saved by transformers 4.x) keep the tower under
+/// `vision_tower.vision_model.`; 5.23 saves it without that level. Both load to the same
+/// features (and the pooling head, present in both, is never read).
+#[test]
+fn llava_siglip_loads_under_vision_model_names() {
+    use webvlm::model::llava::Llava;
+    let dir = fixture("llava-siglip");
+    let ckpt = webvlm::io::open(&dir).unwrap();
+    let renamed: std::collections::BTreeMap<String, webvlm::io::Tensor> = ckpt
+        .weights
+        .names()
+        .into_iter()
+        .map(|n| {
+            let t = ckpt.weights.load(&n).unwrap();
+            (n.strip_prefix("vision_tower.").map_or(n.clone(), |r| format!("vision_tower.vision_model.{r}")), t)
+        })
+        .collect();
+    assert!(renamed.contains_key("vision_tower.vision_model.head.probe"));
+    let opts = LoadOptions::default();
+    let a = Llava::load(&ckpt.config, ckpt.weights.as_ref(), &opts, &Default::default()).unwrap();
+    let b = Llava::load(&ckpt.config, &renamed, &opts, &Default::default()).unwrap();
+    let px: Vec<f32> = (0..3 * 56 * 56).map(|i| ((i as f32) * 0.013).sin()).collect();
+    let fa = a.tile_features(&px, 56, 56).unwrap(); // [16, text_hidden]
+    assert_eq!(fa.len(), 16 * 64);
+    assert_eq!(fa, b.tile_features(&px, 56, 56).unwrap());
+}
