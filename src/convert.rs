@@ -132,6 +132,15 @@ impl FormatPlan {
         FormatPlan { llava, ternary_blocks: ternary_blocks.unwrap_or(false) }
     }
 
+    /// Whether the converted model leaves tensor `name` out: a LLaVA vision tower's SigLIP
+    /// attention-pooling head (`head.*`), which only computes `pooler_output` (LLaVA reads
+    /// hidden states).
+    pub fn drops(&self, name: &str) -> bool {
+        self.llava
+            && llava_part(name) == Part::Vision
+            && (name.contains("vision_tower.head.") || name.contains("vision_model.head."))
+    }
+
     /// The format tensor `name` of `shape` is stored in under this plan.
     pub fn format(
         &self,
@@ -331,9 +340,9 @@ pub fn convert_with(
     let ckpt = crate::io::open(src)?;
     prepare_out(src, out, opts.force)?;
     let mut report = ConvertReport::default();
-    let names = ckpt.weights.names();
-    let mut writer = ShardWriter::new(out, opts.shard_bytes);
     let plan = FormatPlan::from_config(&ckpt.config);
+    let names: Vec<String> = ckpt.weights.names().into_iter().filter(|n| !plan.drops(n)).collect();
+    let mut writer = ShardWriter::new(out, opts.shard_bytes);
     let mut calibrated = match &opts.calib {
         Some(c) => {
             let fmt = match opts.weights {

@@ -157,7 +157,8 @@ fn llavanext_mistral_converted_int8() {
 
 /// Convert `name` (INT8 vision tower, f16 projector, `weights` language model), run every
 /// case one step, print the top-10 logit error and assert the first id is the reference's.
-fn check_converted(name: &str, weights: WeightChoice) {
+/// Returns the converted folder.
+fn check_converted(name: &str, weights: WeightChoice) -> PathBuf {
     let dir = fixture(name);
     let g = golden(&dir);
     let out = root().join(format!(".cache/tmp-vis/{name}-{weights:?}"));
@@ -179,6 +180,7 @@ fn check_converted(name: &str, weights: WeightChoice) {
         println!("{name}/{} ({weights:?} text, int8 vision): top-10 logit max abs error {err:.4}", case["name"]);
         assert_eq!(first, want[0], "{name}/{}: first id after convert", case["name"]);
     }
+    out
 }
 
 #[test]
@@ -267,4 +269,65 @@ fn cli_generate_with_image() {
     assert_eq!(ids(&doc["generated_ids"]), ids(&case["greedy_ids_stop_at_eos"]));
     assert_eq!(doc["image_tokens"], case["num_image_tokens"]);
     assert!(doc["timings"]["image_encode_ms"].as_f64().unwrap() > 0.0);
+}
+
+/// LLaVA with a SigLIP tower (llava-interleave / llava-onevision style): no class token,
+/// patch-embedding bias, gelu-tanh, eps 1e-6, `vision_feature_layer` -1 (the last layer's
+/// output, without `post_layernorm`), strategy `full`, and `SiglipImageProcessor` (exact
+/// resize, no crop, mean/std 0.5).
+#[test]
+fn llava_siglip_matches_transformers() {
+    let dir = fixture("llava-siglip");
+    let e = Engine::new(webvlm::io::open(&dir).unwrap(), &LoadOptions::default()).unwrap();
+    let m = e.llava().unwrap();
+    assert_eq!(m.cfg.vision.kind, webvlm::vision::clip::TowerKind::Siglip);
+    assert!(m.tower.class_embedding.is_none() && m.tower.pre_norm.is_none() && m.tower.patch.bias.is_some());
+    // -1 resolves to hidden_states[3] of the 3-layer tower: every layer runs.
+    assert_eq!((m.cfg.feature_layers.as_slice(), m.tower.layers.len()), (&[3usize][..], 3));
+    check_fixture("llava-siglip");
+}
+
+#[test]
+fn llava_siglip_on_reference_pixels() {
+    check_reference_pixels("llava-siglip");
+}
+
+/// After `convert` the SigLIP tower is INT8, its pooling head (never read by LLaVA) is left
+/// out, and the first id is transformers'.
+#[test]
+fn llava_siglip_converted_int8() {
+    let out = check_converted("llava-siglip", WeightChoice::Int8);
+    let names = webvlm::io::open(&out).unwrap().weights.names();
+    assert!(names.iter().any(|n| n.contains("vision_tower.encoder.layers.2.mlp.fc2")), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("vision_tower.head.")), "{names:?}");
+    let src = webvlm::io::open(&fixture("llava-siglip")).unwrap().weights.names();
+    assert_eq!(src.iter().filter(|n| n.contains("vision_tower.head.")).count(), 11);
+    assert_eq!(names.len(), src.len() - 11);
+}
+
+/// Real SigLIP LLaVA checkpoints (saved by transformers 4.x) keep the tower under
+/// `vision_tower.vision_model.`; 5.23 saves it without that level. Both load to the same
+/// features (and the pooling head, present in both, is never read).
+#[test]
+fn llava_siglip_loads_under_vision_model_names() {
+    use webvlm::model::llava::Llava;
+    let dir = fixture("llava-siglip");
+    let ckpt = webvlm::io::open(&dir).unwrap();
+    let renamed: std::collections::BTreeMap<String, webvlm::io::Tensor> = ckpt
+        .weights
+        .names()
+        .into_iter()
+        .map(|n| {
+            let t = ckpt.weights.load(&n).unwrap();
+            (n.strip_prefix("vision_tower.").map_or(n.clone(), |r| format!("vision_tower.vision_model.{r}")), t)
+        })
+        .collect();
+    assert!(renamed.contains_key("vision_tower.vision_model.head.probe"));
+    let opts = LoadOptions::default();
+    let a = Llava::load(&ckpt.config, ckpt.weights.as_ref(), &opts, &Default::default()).unwrap();
+    let b = Llava::load(&ckpt.config, &renamed, &opts, &Default::default()).unwrap();
+    let px: Vec<f32> = (0..3 * 56 * 56).map(|i| ((i as f32) * 0.013).sin()).collect();
+    let fa = a.tile_features(&px, 56, 56).unwrap(); // [16, text_hidden]
+    assert_eq!(fa.len(), 16 * 64);
+    assert_eq!(fa, b.tile_features(&px, 56, 56).unwrap());
 }

@@ -354,6 +354,31 @@ fn fixture_llava_next_pixel_values() {
 }
 
 #[test]
+fn fixture_llava_siglip_pixel_values() {
+    check_fixture("llava-siglip");
+}
+
+/// `SiglipImageProcessor` as saved (no crop fields): its own defaults, not CLIP's.
+#[test]
+fn siglip_processor_defaults() {
+    use webvlm::vision::preprocess::Size;
+    let pre = webvlm::io::hf::read_preprocessor(&fixture_dir("llava-siglip")).unwrap().unwrap();
+    let cfg = ClipProcessorConfig::from_json(&pre).unwrap();
+    assert_eq!(
+        (cfg.size, cfg.do_center_crop, cfg.resample),
+        (Size::Exact { height: 56, width: 56 }, false, Resample::Bicubic)
+    );
+    assert_eq!((cfg.image_mean, cfg.image_std), ([0.5; 3], [0.5; 3]));
+    let bare = ClipProcessorConfig::from_json(&serde_json::json!({"image_processor_type": "SiglipImageProcessorPil"}));
+    assert_eq!(bare.unwrap(), ClipProcessorConfig::siglip_default());
+    let siglip = ClipProcessorConfig::siglip_default();
+    assert_eq!((siglip.size, siglip.do_center_crop), (Size::Exact { height: 224, width: 224 }, false));
+    // The same keys under a CLIP processor crop (CLIP's defaults).
+    let clip = ClipProcessorConfig::from_json(&serde_json::json!({"size": {"height": 56, "width": 56}})).unwrap();
+    assert!(clip.do_center_crop);
+}
+
+#[test]
 fn fixture_processor_configs_merge() {
     let pre = webvlm::io::hf::read_preprocessor(&fixture_dir("llavanext-mistral")).unwrap().unwrap();
     assert_eq!(pre["patch_size"], 14);

@@ -8,7 +8,9 @@
 //! residual). `hidden_states[0]` is the encoder input (after `pre_layrnorm`), `hidden_states[i]`
 //! the output of layer `i`; `post_layernorm` only touches the pooled output, which LLaVA never
 //! reads, so it is not applied here. SigLIP differs in: no class token, a patch-embedding
-//! bias, no pre-norm (its `post_layernorm` again only reaches `last_hidden_state`).
+//! bias, no pre-norm (its `post_layernorm` again only reaches `last_hidden_state`, and the
+//! attention-pooling `head.*` only `pooler_output`: neither is loaded). Checked against
+//! transformers by the `llava-siglip` fixture (tests/llava.rs).
 
 use super::ops::{full_attention, layer_norm, Activation};
 use crate::error::{Error, Result};

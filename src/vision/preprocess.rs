@@ -1,9 +1,11 @@
 //! CLIP-style image preprocessing exactly as transformers 5 does it with its PIL backend
-//! (`CLIPImageProcessorPil` / `LlavaImageProcessorPil`, `image_processing_backends.PilBackend`;
+//! (`CLIPImageProcessorPil` / `LlavaImageProcessorPil` / `SiglipImageProcessorPil`,
+//! `image_processing_backends.PilBackend`;
 //! this backend is the default whenever torchvision is not installed, as in the fixture
 //! generator's environment): convert to RGB, optional pad-to-square (LLaVA), shortest-edge
 //! resize with PIL's resampling on 8-bit pixels, center crop, rescale by 1/255 (in f64, then
-//! f32), normalize with f32 mean and std.
+//! f32), normalize with f32 mean and std. SigLIP's processor is the same pipeline with other
+//! defaults: exact `size.height` x `size.width` resize, no crop, mean/std 0.5.
 //!
 //! The resize follows Pillow's `Resample.c`: separable convolution, horizontal pass then
 //! vertical, filter support scaled by the downscale factor, coefficients normalized and turned
@@ -233,13 +235,32 @@ fn parse_pinpoints(v: &Value) -> Result<Vec<(u32, u32)>> {
 }
 
 impl ClipProcessorConfig {
-    /// Read an HF image-processor config (the merged `Checkpoint::preprocessor` object).
+    /// `SiglipImageProcessor`'s class defaults: bicubic resize to exactly 224x224 (no aspect
+    /// ratio kept), no center crop, mean and std 0.5 (`IMAGENET_STANDARD_*`).
+    pub fn siglip_default() -> Self {
+        ClipProcessorConfig {
+            size: Size::Exact { height: 224, width: 224 },
+            do_center_crop: false,
+            image_mean: [0.5; 3],
+            image_std: [0.5; 3],
+            ..ClipProcessorConfig::default()
+        }
+    }
+
+    /// Read an HF image-processor config (the merged `Checkpoint::preprocessor` object), on
+    /// top of its class's defaults (`image_processor_type` `SiglipImageProcessor[Pil]`: SigLIP's,
+    /// anything else: CLIP's).
     pub fn from_json(v: &Value) -> Result<Self> {
         if !v.is_object() {
             return Err(cfg_err("not a JSON object".into()));
         }
-        let mut c = ClipProcessorConfig::default();
         let field = |k: &str| v.get(k).filter(|x| !x.is_null());
+        let kind = field("image_processor_type").and_then(Value::as_str).unwrap_or("");
+        let mut c = if kind.starts_with("SiglipImageProcessor") {
+            ClipProcessorConfig::siglip_default()
+        } else {
+            ClipProcessorConfig::default()
+        };
         let flag = |k: &str, d: bool| -> Result<bool> {
             field(k).map_or(Ok(d), |x| x.as_bool().ok_or_else(|| cfg_err(format!("`{k}` is {x}, not a boolean"))))
         };
@@ -266,7 +287,6 @@ impl ClipProcessorConfig {
         if let Some(s) = field("image_std") {
             c.image_std = parse_triple(s, "image_std")?;
         }
-        let kind = field("image_processor_type").and_then(Value::as_str).unwrap_or("");
         c.pad_to_square = kind.starts_with("LlavaImageProcessor") && flag("do_pad", false)?;
         if let Some(p) = field("image_grid_pinpoints") {
             c.image_grid_pinpoints = Some(parse_pinpoints(p)?);
