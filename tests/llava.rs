@@ -59,10 +59,13 @@ fn check_logits(e: &Engine, case: &Value, what: &str) {
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
     let got_ids: Vec<u32> = order[..10].iter().map(|&i| i as u32).collect();
     assert_eq!(got_ids, want_ids, "{what}: top-10 ids");
+    let mut worst = 0f32;
     for (&id, &w) in want_ids.iter().zip(&want) {
         let got = logits[id as usize];
+        worst = worst.max((got - w).abs() / w.abs().max(1.0));
         assert!((got - w).abs() <= 1e-3 * w.abs().max(1.0), "{what}: logit of {id}: {got} vs {w}");
     }
+    println!("{what}: top-10 logits max relative error {worst:.2e}");
 }
 
 /// Every case of a fixture in f32: ids, pixels, logits, greedy ids.
