@@ -137,12 +137,10 @@ class BitnetLlava(nn.Module):
         feats = self.vision_tower(batch["pixel_values"], output_hidden_states=True).hidden_states[-2][:, 1:]
         img = self.mm_projector(feats)  # [b, n_img, d]
         pos = (ids == IMAGE_TOKEN_INDEX).int().argmax(1)
-        parts = []
-        for i in range(ids.shape[0]):
-            p = int(pos[i])
-            e = self.wte(ids[i].clamp_min(0))
-            parts.append(torch.cat([e[:p], img[i], e[p + 1:]], 0))
-        x = torch.stack(parts)  # [b, t - 1 + n_img, d]
+        p = int(pos[0])
+        assert bool((pos == p).all()), "every prompt has its image at the same position"
+        e = self.wte(ids.clamp_min(0))  # [b, t, d]
+        x = torch.cat([e[:, :p], img, e[:, p + 1:]], 1)  # [b, t - 1 + n_img, d]
         t = x.shape[1]
         keep = batch["attention_mask"].bool()
         keep = torch.cat([keep[:, :1].expand(-1, img.shape[1] - 1), keep], 1)  # the image is never padding
