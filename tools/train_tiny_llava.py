@@ -194,7 +194,7 @@ def train(args, net, data, n_img, out):
         log.append((step, time.time() - t0, loss.item()))
         if step % args.log_every == 0 or step == args.steps - 1:
             el = time.time() - t0
-            print(f"step {step} loss {float(loss):.4f} {(step + 1) / el:.3f} steps/s {el:.0f}s", flush=True)
+            print(f"step {step} loss {loss.item():.4f} {(step + 1) / el:.3f} steps/s {el:.0f}s", flush=True)
         if args.max_minutes and time.time() - t0 > 60 * args.max_minutes:
             print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached", flush=True)
             break
