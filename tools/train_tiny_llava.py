@@ -111,10 +111,31 @@ class Data:
         return [int(self.compact[t]) if t >= 0 else t for t in ids]
 
     def batch(self, rng, size):
+        picks = [self.items[j] for j in rng.integers(0, len(self.items), size)]
+        return self.collate(picks, self.pixels)
+
+    def probe_set(self, n_images=32):
+        """Held-out questions (3 per image, never trained on) for the teacher-forced probe: (batch, target, kinds)."""
+        import numpy as np
+        import vqa_gen
+
+        picks, pix, kinds = [], [], []
+        for i, seed in enumerate(vqa_gen.split_seeds("heldout", n_images)):
+            img, _, qa = vqa_gen.example(seed, per_image=3)
+            pix.append(np.asarray(img))
+            for kind, q, a in qa:
+                ids = self.prompt_ids(q) + self.tok(" " + a)["input_ids"] + [self.tok.eos_token_id]
+                if all(t < 0 or self.compact[t] >= 0 for t in ids):  # only words the training data has
+                    picks.append((i, self.prompt_ids(q), ids[len(self.prompt_ids(q)):]))
+                    kinds.append(kind)
+        batch, target = self.collate(picks, np.stack(pix))
+        return batch, target, kinds
+
+    def collate(self, picks, pixels):
         import numpy as np
         import torch
 
-        picks = [self.items[j] for j in rng.integers(0, len(self.items), size)]
+        size = len(picks)
         seqs = [p + a for _, p, a in picks]
         t = max(len(s) for s in seqs)
         ids = torch.full((size, t), int(self.compact[self.tok.pad_token_id]), dtype=torch.long)
@@ -125,7 +146,7 @@ class Data:
             ids[i, : len(s)] = torch.tensor(self.to_compact(s))
             att[i, : len(s)] = 1
             target[i, len(p) - 1: len(s) - 1] = torch.tensor(self.to_compact(a))
-        px = self.pixels[[i for i, _, _ in picks]].astype(np.float32) / 255.0
+        px = pixels[[i for i, _, _ in picks]].astype(np.float32) / 255.0
         px = (px - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
         pv = torch.from_numpy(px).permute(0, 3, 1, 2).contiguous()  # [b, 3, 64, 64]
         return {"input_ids": ids, "attention_mask": att, "pixel_values": pv}, target
@@ -149,6 +170,27 @@ def loss_fn(net, batch, target, n_img, variant, log_rest):
     logits = h[sel] @ net.embedding().weight.T  # [n, n_used]
     logits = torch.cat([logits, log_rest.expand(logits.shape[0], 1)], 1)
     return F.cross_entropy(logits, target[sel])
+
+
+def probe(net, probe_set, n_img, variant):
+    """Teacher-forced held-out accuracy: a question counts when every answer token is the argmax. Per kind."""
+    import torch
+
+    batch, target, kinds = probe_set
+    with torch.no_grad():
+        h = net.hidden(batch)
+    if variant == "bitnet":
+        from tiny_llava import IMAGE_TOKEN_INDEX
+
+        pos = int((batch["input_ids"][0] == IMAGE_TOKEN_INDEX).int().argmax())
+        pad = torch.full((target.shape[0], n_img - 1), -100, dtype=target.dtype)
+        target = torch.cat([target[:, :pos], pad, target[:, pos:]], 1)
+    pred = (h @ net.embedding().weight.T).argmax(-1)  # [b, t']; unused tokens (logit 0) never win a trained answer
+    ok = ((pred == target) | (target < 0)).all(1).tolist()
+    per = {}
+    for k, good in zip(kinds, ok):
+        per.setdefault(k, []).append(good)
+    return sum(ok) / len(ok), {k: round(sum(v) / len(v), 3) for k, v in sorted(per.items())}
 
 
 def expand_vocab(compact, full, used):
@@ -180,6 +222,7 @@ def train(args, net, data, n_img, out):
                             lr=args.lr, betas=(0.9, 0.98))
     rng = np.random.default_rng(args.seed)
     log_rest = torch.tensor(math.log(len(data.tok) - len(data.used)))
+    probe_set, probes = data.probe_set(), []
     log, t0 = [], time.time()
     net.train()
     for step in range(args.steps):
@@ -192,6 +235,12 @@ def train(args, net, data, n_img, out):
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         log.append((step, time.time() - t0, loss.item()))
+        if args.probe_every and (step % args.probe_every == 0 or step == args.steps - 1):
+            net.eval()
+            acc, per = probe(net, probe_set, n_img, args.variant)
+            net.train()
+            probes.append((step, acc, per))
+            print(f"probe step {step}: held-out teacher-forced {acc:.3f} {per}", flush=True)
         if step % args.log_every == 0 or step == args.steps - 1:
             el = time.time() - t0
             print(f"step {step} loss {loss.item():.4f} {(step + 1) / el:.3f} steps/s {el:.0f}s", flush=True)
@@ -199,6 +248,10 @@ def train(args, net, data, n_img, out):
             print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached", flush=True)
             break
     net.eval()
+    with open(out / "probe.csv", "w") as f:
+        kinds = sorted(probes[0][2]) if probes else []
+        f.write(",".join(["step", "heldout_teacher_forced"] + kinds) + "\n")
+        f.writelines(",".join([str(s), f"{a:.4f}"] + [str(p.get(k, "")) for k in kinds]) + "\n" for s, a, p in probes)
     with open(out / "loss.csv", "w") as f:
         f.write("step,seconds,loss\n")
         f.writelines(f"{s},{t:.2f},{v:.5f}\n" for s, t, v in log)
@@ -258,6 +311,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is much faster on a busy machine)")
     ap.add_argument("--pool-images", type=int, default=20000)
     ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--probe-every", type=int, default=250, help="held-out teacher-forced probe (0: off)")
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--patch", type=int, default=16)
     ap.add_argument("--vis-hidden", type=int, default=128)
