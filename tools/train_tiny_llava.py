@@ -297,8 +297,7 @@ def clip_proc(size):
             "do_center_crop": True, "image_mean": MEAN, "image_std": STD}
 
 
-def main():
-    ensure_venv()
+def parse_args():
     ap = argparse.ArgumentParser(description="Train a tiny LLaVA on generated scenes.")
     ap.add_argument("--variant", choices=["f32", "bitnet"], default="f32")
     ap.add_argument("--out", type=Path, required=True)
@@ -322,7 +321,12 @@ def main():
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--ffn", type=int, default=512)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main():
+    ensure_venv()
+    args = parse_args()
 
     import torch
     from tiny_llava import BitnetLlava, LlavaLoss, build_llava
