@@ -145,20 +145,22 @@ pub struct WasmEngine {
     state: Rc<RefCell<State>>,
 }
 
-/// Progress reporter: `on_progress({ loaded, total, file })` with overall byte counts.
+/// Progress reporter: `on_progress({ loaded, total, file })` with overall byte counts
+/// (`None`: nobody listens, as when shards are fetched again after a device loss).
 struct Progress {
-    callback: Function,
+    callback: Option<Function>,
     loaded: f64,
     total: f64,
 }
 
 impl Progress {
     fn report(&self, file: &str) -> Result<(), JsValue> {
+        let Some(callback) = &self.callback else { return Ok(()) };
         let obj = Object::new();
         Reflect::set(&obj, &"loaded".into(), &self.loaded.into())?;
         Reflect::set(&obj, &"total".into(), &self.total.into())?;
         Reflect::set(&obj, &"file".into(), &file.into())?;
-        self.callback.call1(&JsValue::NULL, &obj)?;
+        callback.call1(&JsValue::NULL, &obj)?;
         Ok(())
     }
 }
@@ -242,7 +244,7 @@ async fn load_impl(base_url: String, on_progress: Function, cfg: LoadConfig) -> 
     let tok_file = manifest.tokenizer.file.clone();
     let tok_size = manifest.files.iter().find(|f| f.file == tok_file).map(|f| f.size);
     let total = manifest.shards.iter().map(|s| s.size).sum::<u64>() + tok_size.unwrap_or(0);
-    let mut progress = Progress { callback: on_progress, loaded: 0.0, total: total as f64 };
+    let mut progress = Progress { callback: Some(on_progress), loaded: 0.0, total: total as f64 };
     progress.report("manifest.json")?;
     let tok_bytes = fetch_bytes(&join_url(&base_url, &tok_file), &tok_file, tok_size, &mut progress).await?;
     let tokenizer_json = String::from_utf8(tok_bytes).map_err(|e| js_msg(format!("{tok_file}: not UTF-8: {e}")))?;
@@ -444,7 +446,7 @@ async fn fetch_shard(source: &ShardSource, index: usize, file: &str, size: u64) 
             }
         }
         ShardSource::Url(base) => {
-            let mut quiet = Progress { callback: Function::new_no_args(""), loaded: 0.0, total: size as f64 };
+            let mut quiet = Progress { callback: None, loaded: 0.0, total: size as f64 };
             fetch_bytes(&join_url(base, file), file, Some(size), &mut quiet).await
         }
     }
