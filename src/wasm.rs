@@ -17,16 +17,20 @@
 //! image token to the image's features. Images already encoded come from the engine's
 //! feature cache, so sending the whole conversation again each turn costs no re-encode.
 //!
-//! Backends: `load(url, on_progress, { backend })` takes `'auto'` (default), `'webgpu'` or
-//! `'cpu'`. Unless `'cpu'`, the global's `navigator.gpu` (a window's or a worker's) is checked
-//! before any wgpu instance exists (wgpu panics uncatchably without it), then an adapter and a
-//! device are requested and the decoder's weights are uploaded ([`Engine::use_gpu`]). `'auto'`
-//! stays on the CPU, with the reason in `fallback_reason()`, when there is no WebGPU, only a
-//! software adapter, or the model does not fit; `'webgpu'` rejects instead. On the GPU a step is
-//! split in two: `step_submit` (records and submits it, engine borrowed) and the readback
-//! awaited with the engine *not* borrowed, then `step_complete`. When the device is lost or runs
-//! out of memory the engine replays the conversation on the CPU and the answer goes on there;
-//! the result says so (`backend`, `fallback_reason`).
+//! Backends: `load(url, on_progress, { backend })` (and `WasmLoader.begin`) take `'auto'`
+//! (default), `'webgpu'` or `'cpu'`. Unless `'cpu'`, the global's `navigator.gpu` (a window's
+//! or a worker's) is checked before any wgpu instance exists (wgpu panics uncatchably without
+//! it), then an adapter and a device are requested and the model is checked against the
+//! adapter's limits from the manifest; the decoder's matrices then go from each shard straight
+//! to GPU buffers ([`crate::engine::stream`]). `'auto'` stays on the CPU, with the reason in
+//! `fallback_reason()`, when there is no WebGPU, only a software adapter, or the model does not
+//! fit; `'webgpu'` rejects instead. On the GPU a step is split in two: `step_submit` (records
+//! and submits it, engine borrowed) and the readback awaited with the engine *not* borrowed,
+//! then `step_complete`. When the device is lost or runs out of memory the engine replays the
+//! conversation on the CPU and the answer goes on there; the result says so (`backend`,
+//! `fallback_reason`). The decoder's weights lived only on the GPU, so the loop first fetches
+//! the shards holding them again, one at a time, from the shard source (`set_shard_source`, or
+//! the URL `load` read).
 //!
 //! Reference followed: the wasm-bindgen guide (`--target web`, `js_sys::Promise`,
 //! `wasm_bindgen_futures::future_to_promise`) and the WHATWG Streams spec
@@ -34,19 +38,22 @@
 
 use crate::engine::{Backend, Engine, GenerateParams, StepPending, StopReason, Timings, TokenEvent};
 use crate::error::Error;
-use crate::gpu::{GpuContext, GpuOptions};
-use crate::io::manifest::ManifestLoader;
-use crate::model::LoadOptions;
+use crate::gpu::GpuContext;
+use crate::io::manifest::{Manifest, ManifestLoader, MemWeights, SkipSink};
 use crate::vision::image::{decode, Image, DEFAULT_MAX_PIXELS};
 use crate::vision::prompt::ChatTurn;
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
-use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+mod loader;
+pub use loader::WasmLoader;
+use loader::{parse_options, LoadConfig};
 
 #[wasm_bindgen(inline_js = r#"
 export function yield_to_event_loop() {
@@ -99,16 +106,20 @@ struct State {
     load_ms: f64,
     /// Why `'auto'` chose the CPU at load (the engine's own reason covers later falls).
     load_fallback: Option<String>,
+    /// The manifest the engine was loaded from (to fetch its shards again).
+    manifest_json: String,
+    /// Where the shards come from again when the weights are needed on the CPU.
+    shard_source: ShardSource,
 }
 
-/// The options object of `load` (every field optional).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct LoadConfig {
-    /// `auto` (default), `webgpu` or `cpu`.
-    backend: Option<String>,
-    /// Cap on GPU memory for weights and caches, in MiB.
-    gpu_budget_mib: Option<u64>,
+/// Where a shard's bytes come from after loading.
+#[derive(Clone)]
+enum ShardSource {
+    None,
+    /// `fetch_shard(index) -> Promise<Uint8Array>` (`WasmEngine.set_shard_source`).
+    Js(Function),
+    /// Fetched again from the folder `WasmEngine.load` read (its base URL).
+    Url(String),
 }
 
 /// The backend's name as the page shows it.
@@ -116,48 +127,6 @@ fn backend_name(b: Backend) -> &'static str {
     match b {
         Backend::Gpu => "webgpu",
         Backend::Cpu => "cpu",
-    }
-}
-
-/// The device `backend` asks for, opened before the download so that `webgpu` fails fast.
-/// `Err(reason)`: `auto` stays on the CPU for that reason (`webgpu` rejects instead).
-async fn open_gpu(backend: &str) -> Result<Result<Arc<GpuContext>, String>, JsValue> {
-    let auto = match backend {
-        "cpu" => return Ok(Err("the CPU backend was asked for".into())),
-        "auto" | "" => true,
-        "webgpu" | "gpu" => false,
-        other => return Err(js_msg(format!("backend must be 'auto', 'webgpu' or 'cpu', got {other:?}"))),
-    };
-    // `GpuContext::new` checks `navigator.gpu` before creating any wgpu instance.
-    let ctx = match GpuContext::new(&GpuOptions::default()).await {
-        // WebGPU handles are not Send in wasm; the engine shares the context with `Arc` for
-        // native threads, and here everything stays on the worker's one thread.
-        #[allow(clippy::arc_with_non_send_sync)]
-        Ok(c) => Arc::new(c),
-        Err(e) if auto => return Ok(Err(e.to_string())),
-        Err(e) => return Err(js_msg(format!("the WebGPU backend is unavailable: {e}"))),
-    };
-    if auto && ctx.info.device_type == "Cpu" {
-        return Ok(Err(format!("only a software WebGPU adapter ({}) was found", adapter_label(&ctx))));
-    }
-    Ok(Ok(ctx))
-}
-
-/// Put `engine` on `gpu` (from [`open_gpu`]). `Ok(Some(reason))`: it stays on the CPU.
-fn attach_gpu(
-    engine: &mut Engine,
-    backend: &str,
-    gpu: Result<Arc<GpuContext>, String>,
-    budget: Option<u64>,
-) -> Result<Option<String>, JsValue> {
-    match gpu {
-        Err(_) if backend == "cpu" => Ok(None),
-        Err(reason) => Ok(Some(reason)),
-        Ok(ctx) => match engine.use_gpu(ctx, budget) {
-            Ok(()) => Ok(None),
-            Err(e) if backend == "auto" || backend.is_empty() => Ok(Some(e.to_string())),
-            Err(e) => Err(js_msg(format!("the model cannot run on WebGPU: {e}"))),
-        },
     }
 }
 
@@ -176,20 +145,22 @@ pub struct WasmEngine {
     state: Rc<RefCell<State>>,
 }
 
-/// Progress reporter: `on_progress({ loaded, total, file })` with overall byte counts.
+/// Progress reporter: `on_progress({ loaded, total, file })` with overall byte counts
+/// (`None`: nobody listens, as when shards are fetched again after a device loss).
 struct Progress {
-    callback: Function,
+    callback: Option<Function>,
     loaded: f64,
     total: f64,
 }
 
 impl Progress {
     fn report(&self, file: &str) -> Result<(), JsValue> {
+        let Some(callback) = &self.callback else { return Ok(()) };
         let obj = Object::new();
         Reflect::set(&obj, &"loaded".into(), &self.loaded.into())?;
         Reflect::set(&obj, &"total".into(), &self.total.into())?;
         Reflect::set(&obj, &"file".into(), &file.into())?;
-        self.callback.call1(&JsValue::NULL, &obj)?;
+        callback.call1(&JsValue::NULL, &obj)?;
         Ok(())
     }
 }
@@ -268,33 +239,25 @@ async fn fetch_bytes(
 }
 
 async fn load_impl(base_url: String, on_progress: Function, cfg: LoadConfig) -> Result<WasmEngine, JsValue> {
-    let t0 = now_ms();
-    let backend = cfg.backend.as_deref().unwrap_or("auto");
-    let gpu = open_gpu(backend).await?;
     let manifest_json = fetch_text(&join_url(&base_url, "manifest.json")).await?;
-    let mut loader = ManifestLoader::new(&manifest_json).map_err(js_err)?;
-    let manifest = loader.manifest();
-    let shards: Vec<(String, u64)> = manifest.shards.iter().map(|s| (s.file.clone(), s.size)).collect();
+    let manifest = crate::io::manifest::Manifest::parse(&manifest_json).map_err(js_err)?;
     let tok_file = manifest.tokenizer.file.clone();
     let tok_size = manifest.files.iter().find(|f| f.file == tok_file).map(|f| f.size);
-    let total = shards.iter().map(|s| s.1).sum::<u64>() + tok_size.unwrap_or(0);
-    let mut progress = Progress { callback: on_progress, loaded: 0.0, total: total as f64 };
+    let total = manifest.shards.iter().map(|s| s.size).sum::<u64>() + tok_size.unwrap_or(0);
+    let mut progress = Progress { callback: Some(on_progress), loaded: 0.0, total: total as f64 };
     progress.report("manifest.json")?;
-
     let tok_bytes = fetch_bytes(&join_url(&base_url, &tok_file), &tok_file, tok_size, &mut progress).await?;
     let tokenizer_json = String::from_utf8(tok_bytes).map_err(|e| js_msg(format!("{tok_file}: not UTF-8: {e}")))?;
-    for (index, (file, size)) in shards.iter().enumerate() {
-        let bytes = fetch_bytes(&join_url(&base_url, file), file, Some(*size), &mut progress).await?;
-        loader.add_shard(index, &bytes).map_err(js_err)?;
-        // `bytes` is dropped here: the loader keeps only the tensors it decoded.
+    let mut loader = WasmLoader::start(&manifest_json, tokenizer_json, &cfg).await?;
+    for (index, shard) in manifest.shards.iter().enumerate() {
+        let bytes =
+            fetch_bytes(&join_url(&base_url, &shard.file), &shard.file, Some(shard.size), &mut progress).await?;
+        loader.add_shard(index as u32, &bytes)?;
+        // `bytes` is dropped here: the loader keeps none of them.
     }
-    let checkpoint = loader.finish(tokenizer_json).map_err(js_err)?;
-    let mut engine = Engine::new(checkpoint, &LoadOptions::default()).map_err(js_err)?;
-    let budget = cfg.gpu_budget_mib.map(|m| m << 20);
-    let load_fallback = attach_gpu(&mut engine, backend, gpu, budget)?;
-    let load_ms = now_ms() - t0;
-    let state = State { engine, busy: false, load_ms, load_fallback };
-    Ok(WasmEngine { state: Rc::new(RefCell::new(state)) })
+    let engine = loader.build()?;
+    engine.state.borrow_mut().shard_source = ShardSource::Url(base_url);
+    Ok(engine)
 }
 
 /// What `generate` resolves to (as a JSON string).
@@ -412,12 +375,79 @@ async fn generate_impl(
 /// is awaited with the borrow released, so `stop`, `lose_device` and the getters stay callable.
 async fn next_event(state: &Rc<RefCell<State>>) -> Result<Option<TokenEvent>, JsValue> {
     let submitted = state.borrow_mut().engine.step_submit().map_err(js_err)?;
-    match submitted {
-        StepPending::Done(event) => Ok(event),
+    let pending = match submitted {
         StepPending::Gpu(step) => {
             let ctx = step.context();
             let out = step.pending.read(&ctx).await;
-            state.borrow_mut().engine.step_complete(out).map_err(js_err)
+            state.borrow_mut().engine.step_complete(out).map_err(js_err)?
+        }
+        other => other,
+    };
+    match pending {
+        StepPending::Done(event) => Ok(event),
+        StepPending::NeedWeights => {
+            let weights = match reload_weights(state).await {
+                Ok(w) => w,
+                Err(e) => {
+                    state.borrow_mut().engine.reset();
+                    return Err(e);
+                }
+            };
+            state.borrow_mut().engine.resume_on_cpu(&weights).map_err(js_err)
+        }
+        StepPending::Gpu(_) => Err(js_msg("a GPU step completed into another GPU step")),
+    }
+}
+
+/// The decoder's weights again, after a device loss on an engine whose weights lived only on
+/// the GPU: each shard holding some of them, one at a time, from the shard source (checked
+/// against the manifest like at load); only those tensors are decoded and kept.
+async fn reload_weights(state: &Rc<RefCell<State>>) -> Result<MemWeights, JsValue> {
+    let (source, manifest_json, keep) = {
+        let s = state.borrow();
+        let keep: BTreeSet<String> = s.engine.gpu_only_tensors().keys().cloned().collect();
+        (s.shard_source.clone(), s.manifest_json.clone(), keep)
+    };
+    if matches!(source, ShardSource::None) {
+        return Err(js_err(state.borrow_mut().engine.no_weight_source()));
+    }
+    let mut loader = ManifestLoader::new(&manifest_json).map_err(js_err)?;
+    let m = loader.manifest().clone();
+    let mut shards: Vec<usize> =
+        m.tensors.iter().filter(|t| keep.contains(&t.name)).filter_map(Manifest::shard_of).collect();
+    shards.dedup();
+    shards.sort_unstable();
+    shards.dedup();
+    for index in shards {
+        let entry = &m.shards[index];
+        let bytes = fetch_shard(&source, index, &entry.file, entry.size).await?;
+        let keep = |n: &str| keep.contains(n);
+        let mut skip = SkipSink { keep: &keep };
+        loader.add_shard_into(index, &bytes, Some(&mut skip)).map_err(js_err)?;
+    }
+    Ok(loader.into_weights())
+}
+
+/// Shard `index` (`file`, `size` bytes) from `source`.
+async fn fetch_shard(source: &ShardSource, index: usize, file: &str, size: u64) -> Result<Vec<u8>, JsValue> {
+    match source {
+        ShardSource::None => Err(js_msg("no shard source")),
+        ShardSource::Js(f) => {
+            let p = f.call1(&JsValue::NULL, &(index as u32).into())?;
+            let v = JsFuture::from(Promise::resolve(&p))
+                .await
+                .map_err(|e| js_msg(format!("the shard source failed for {file}: {}", describe(&e))))?;
+            if let Some(a) = v.dyn_ref::<Uint8Array>() {
+                Ok(a.to_vec())
+            } else if let Some(b) = v.dyn_ref::<ArrayBuffer>() {
+                Ok(Uint8Array::new(b).to_vec())
+            } else {
+                Err(js_msg(format!("the shard source gave {file} as neither a Uint8Array nor an ArrayBuffer")))
+            }
+        }
+        ShardSource::Url(base) => {
+            let mut quiet = Progress { callback: None, loaded: 0.0, total: size as f64 };
+            fetch_bytes(&join_url(base, file), file, Some(size), &mut quiet).await
         }
     }
 }
@@ -437,16 +467,21 @@ impl WasmEngine {
     /// called as bytes arrive. `options` (optional): `{ backend: 'auto' | 'webgpu' | 'cpu',
     /// gpu_budget_mib }`; see the module doc. Resolves to a `WasmEngine`.
     pub fn load(base_url: String, on_progress: Function, options: JsValue) -> Promise {
-        let cfg: LoadConfig = if options.is_undefined() || options.is_null() {
-            LoadConfig::default()
-        } else {
-            let json = js_sys::JSON::stringify(&options).map(String::from).unwrap_or_default();
-            match serde_json::from_str(&json) {
-                Ok(c) => c,
-                Err(e) => return Promise::reject(&js_msg(format!("load options: {e}"))),
-            }
+        let cfg = match parse_options(&options) {
+            Ok(c) => c,
+            Err(e) => return Promise::reject(&e),
         };
         future_to_promise(async move { load_impl(base_url, on_progress, cfg).await.map(JsValue::from) })
+    }
+
+    /// Where the engine gets a shard again when it needs the weights on the CPU after they
+    /// lived only on the GPU (a lost device): `fetch_shard(index)` resolves to the shard's
+    /// bytes (`Uint8Array`), checked against the manifest like at load. `WasmEngine.load`
+    /// sets one that fetches from its URL; without any, such a device loss is an error.
+    pub fn set_shard_source(&self, fetch_shard: Function) -> Result<(), JsValue> {
+        let mut s = self.state.try_borrow_mut().map_err(|_| js_msg("engine is busy"))?;
+        s.shard_source = ShardSource::Js(fetch_shard);
+        Ok(())
     }
 
     /// Token ids of `messages_json` (`[{ role, content, images? }, ...]`) rendered with the

@@ -33,6 +33,7 @@ pub mod plan;
 pub mod shaders;
 pub mod vision;
 pub mod vision_weights;
+pub mod stream;
 pub mod weights;
 
 pub use context::{webgpu_present, AdapterSummary, GpuContext, GpuOptions};
