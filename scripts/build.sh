@@ -41,3 +41,6 @@ fi
 rm -rf www/pkg
 mv target/pkg.tmp www/pkg
 say "www/pkg/webvlm_bg.wasm: $(stat -c %s www/pkg/webvlm_bg.wasm) bytes"
+
+say "npm package -> dist/"
+node scripts/build-package.mjs

@@ -1,0 +1,149 @@
+// The npm package as a web developer uses it: `npm pack` of dist/ (scripts/build-package.mjs),
+// a fresh Vite app that installs the tarball (Vite itself from the registry, cached under
+// .cache/package-vite/ so reruns are fast and work offline), `vite build`, the built app
+// served with the converted SmolLM2 model, and in headless Chromium (WebGPU off): the engine
+// created in its Web Worker, an answer streamed as chat.completion.chunk objects, another
+// aborted with an AbortController, and a non-streamed chat.completion. Needs www/pkg
+// (scripts/build.sh), npm and, on the first run, the registry.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ROOT, launchChromium } from './page-harness.mjs';
+import { startPackageServer } from './package-harness.mjs';
+import { buildPackage } from '../../scripts/build-package.mjs';
+
+const APP = path.join(ROOT, '.cache/package-vite');
+const VITE = '^8';
+const TIMEOUT = 6 * 60_000;
+
+let server;
+let browser;
+let page;
+
+const npm = (args) => execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'],
+  { cwd: APP, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', timeout: 240_000 });
+
+const MAIN_JS = `import { createEngine, listCachedModels, deleteCachedModel } from 'webvlm';
+// Exposed for the test, which drives the app from Chromium.
+window.webvlmApp = { createEngine, listCachedModels, deleteCachedModel };
+document.getElementById('status').textContent = 'ready';
+`;
+
+/** Write the app, install vite (once) and the freshly packed tarball, and build it. */
+async function buildApp() {
+  await mkdir(APP, { recursive: true });
+  await rm(path.join(APP, 'dist'), { recursive: true, force: true });
+  for (const f of await readdir(APP)) if (f.endsWith('.tgz')) await rm(path.join(APP, f));
+  await buildPackage();
+  const tgz = execFileSync('npm', ['pack', path.join(ROOT, 'dist'), '--pack-destination', APP, '--silent'],
+    { encoding: 'utf8' }).trim().split('\n').pop();
+  await writeFile(path.join(APP, 'index.html'),
+    '<!doctype html><meta charset="utf-8"><title>webvlm in Vite</title><p id="status">loading</p>\n' +
+    '<script type="module" src="/main.js"></script>\n');
+  await writeFile(path.join(APP, 'main.js'), MAIN_JS);
+  await writeFile(path.join(APP, 'vite.config.js'), "export default { worker: { format: 'es' } };\n");
+  if (!existsSync(path.join(APP, 'package.json'))) {
+    await writeFile(path.join(APP, 'package.json'), JSON.stringify({ name: 'webvlm-vite-app', private: true,
+      type: 'module', scripts: { build: 'vite build' } }, null, 2));
+  }
+  if (!existsSync(path.join(APP, 'node_modules/vite/package.json'))) npm(['install', '-D', `vite@${VITE}`]);
+  npm(['install', '--prefer-offline', `./${tgz}`]);
+  execFileSync(path.join(APP, 'node_modules/.bin/vite'), ['build', '--logLevel', 'warn'],
+    { cwd: APP, stdio: 'inherit', timeout: 240_000 });
+}
+
+before(async () => {
+  await buildApp();
+  server = await startPackageServer({
+    roots: [['/models/', path.join(ROOT, '.cache/models')], ['/', path.join(APP, 'dist')]],
+  });
+  browser = await launchChromium();
+  page = await browser.newPage();
+  page.on('pageerror', (e) => console.error('pageerror:', e.message));
+  await page.goto(server.url);
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+}, { timeout: TIMEOUT });
+
+after(async () => {
+  await page?.evaluate(() => window.engine?.unload()).catch(() => {});
+  await browser?.close();
+  await server?.close();
+});
+
+test('the built app ships the worker and the wasm as assets', () => {
+  const assets = execFileSync('find', [path.join(APP, 'dist'), '-type', 'f'], { encoding: 'utf8' });
+  assert.match(assets, /\.wasm\n/);
+  assert.match(assets, /worker[^/\n]*\.js\n/);
+  const wasmGets = () => server.log.filter((e) => e.path.endsWith('.wasm'));
+  assert.equal(wasmGets().length, 0, 'nothing loads the wasm before an engine is created');
+});
+
+test('createEngine in a worker, a streamed answer, an aborted one', { timeout: TIMEOUT }, async () => {
+  const out = await page.evaluate(async () => {
+    const model = '/models/smollm2-135m-int4/manifest.json';
+    await window.webvlmApp.deleteCachedModel(model);
+    const progress = [];
+    window.engine = await window.webvlmApp.createEngine({ model, onProgress: (p) => progress.push(p) });
+    const question = { role: 'user', content: [{ type: 'text', text: 'What is the capital of France?' }] };
+    const chunks = [];
+    const stream = await window.engine.chat.completions.create({ messages: [question], stream: true, max_tokens: 24 });
+    for await (const c of stream) chunks.push(c);
+    const ctl = new AbortController();
+    const aborted = [];
+    const story = await window.engine.chat.completions.create({ stream: true, max_tokens: 400, signal: ctl.signal,
+      messages: [{ role: 'user', content: 'Write a long story about a dragon.' }] });
+    for await (const c of story) {
+      aborted.push(c);
+      if (aborted.length === 4) ctl.abort();
+    }
+    let rejected = null;
+    const ctl2 = new AbortController();
+    const p = window.engine.chat.completions.create({ max_tokens: 400, signal: ctl2.signal,
+      messages: [{ role: 'user', content: 'Write a long story about a cat.' }] });
+    setTimeout(() => ctl2.abort(), 300);
+    try {
+      await p;
+    } catch (e) {
+      rejected = e.name;
+    }
+    const full = await window.engine.chat.completions.create({ messages: [question], max_tokens: 24 });
+    return { info: window.engine.info, progress: progress.slice(-3), chunks, aborted, rejected, full };
+  });
+  assert.equal(out.info.backend, 'cpu');
+  const dl = out.progress.find((p) => p.phase === 'download');
+  assert.equal(dl.loaded, dl.total);
+  assert.deepEqual(out.progress.map((p) => p.phase).slice(-2), ['build', 'ready']);
+  // Streamed: chat.completion.chunk objects, one id, role first, content deltas, finish last.
+  const { chunks } = out;
+  assert.ok(chunks.length >= 3);
+  for (const c of chunks) {
+    assert.equal(c.object, 'chat.completion.chunk');
+    assert.equal(c.id, chunks[0].id);
+    assert.match(c.id, /^chatcmpl-/);
+    assert.equal(c.choices.length, 1);
+  }
+  assert.deepEqual(chunks[0].choices[0].delta, { role: 'assistant', content: '' });
+  const last = chunks.at(-1);
+  assert.ok(['stop', 'length'].includes(last.choices[0].finish_reason));
+  assert.equal(last.webvlm.backend, 'cpu');
+  const text = chunks.map((c) => c.choices[0].delta.content || '').join('');
+  assert.match(text, /Paris/);
+  assert.ok(chunks.length - 2 <= last.usage.completion_tokens, 'at most one content chunk per token');
+  // Aborted after the 4th chunk: the engine stops after the token in flight.
+  const end = out.aborted.at(-1);
+  assert.equal(end.choices[0].finish_reason, 'abort');
+  assert.equal(end.webvlm.finish_reason, 'aborted');
+  assert.ok(end.usage.completion_tokens <= 5, `${end.usage.completion_tokens} tokens after abort`);
+  assert.equal(out.rejected, 'AbortError');
+  // Non-streamed: a chat.completion with the same text as the greedy stream.
+  const { full } = out;
+  assert.equal(full.object, 'chat.completion');
+  assert.equal(full.choices[0].message.role, 'assistant');
+  assert.equal(full.choices[0].message.content, text);
+  assert.equal(full.usage.total_tokens, full.usage.prompt_tokens + full.usage.completion_tokens);
+  assert.equal(full.usage.completion_tokens, last.usage.completion_tokens);
+  assert.equal(typeof full.created, 'number');
+});
