@@ -20,6 +20,8 @@ function extras(r) {
     image_tokens: r.image_tokens || 0,
     dropped_messages: r.dropped_messages || 0,
     finish_reason: r.finish_reason,
+    ttft_ms: r.ttft_ms ?? null,
+    dispatches_per_token: r.dispatches_per_token ?? null,
   };
 }
 
@@ -91,6 +93,8 @@ export class Engine {
     this.info = info;
     this.model = info.model;
     this.chat = { completions: { create: (body, options) => this.#create(body, options) } };
+    /** Testing hooks. `loseDevice()` destroys the WebGPU device now, even mid-answer. */
+    this.debug = { loseDevice: () => this.#core.loseDevice() };
   }
 
   /** Where the engine runs now: 'webgpu' | 'cpu' (from the last answer, else from the load). */

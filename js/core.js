@@ -14,6 +14,8 @@
 //     onToken(text, tokenId) per token; `signal` stops after the current token
 //     RawResult: the wasm result ({ text, ids, finish_reason, timings, image_tokens, backend,
 //                fallback_reason, ... }) plus prompt_tokens and dropped_messages
+//   loseDevice() -> Promise<boolean>  testing hook: destroy the WebGPU device (callable mid-answer;
+//                                 the answer goes on on the CPU); false when there is none
 //   reset() -> Promise<void>      forget the KV cache
 //   unload() -> Promise<void>     free the engine (the core cannot be used afterwards)
 import { loadWasm } from './wasm.js';
@@ -87,7 +89,10 @@ export class LocalCore {
   async generate({ messages, params = {}, context = 'error' }, { onToken, signal } = {}) {
     const engine = this.#require();
     const paramsJson = JSON.stringify(params);
+    const t0 = performance.now();
+    let ttft = null;
     const keepGoing = (text, id) => {
+      ttft ??= performance.now() - t0;
       onToken?.(text, id);
       return !signal?.aborted;
     };
@@ -116,8 +121,13 @@ export class LocalCore {
       const r = JSON.parse(json);
       r.prompt_tokens = ids.length - images.length + (r.image_tokens || 0);
       r.dropped_messages = messages.length - msgs.length;
+      r.ttft_ms = ttft;
       return r;
     }
+  }
+
+  async loseDevice() {
+    return this.#require().lose_device();
   }
 
   async reset() {

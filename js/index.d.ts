@@ -99,6 +99,10 @@ export interface WebvlmExtras {
   dropped_messages: number;
   /** The engine's own reason: eos | stop_string | max_new_tokens | context_full | aborted. */
   finish_reason: string;
+  /** Milliseconds from the engine starting the request to its first token (prefill included). */
+  ttft_ms: number | null;
+  /** GPU dispatches per decode token (null on the CPU). */
+  dispatches_per_token: number | null;
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -163,6 +167,8 @@ export declare class Engine {
       create(body: ChatCompletionRequest, options?: { signal?: AbortSignal }): Promise<ChatCompletion | ChunkStream>;
     };
   };
+  /** Testing hooks: `loseDevice()` destroys the WebGPU device (the answer goes on on the CPU). */
+  readonly debug: { loseDevice(): Promise<boolean> };
   reset(): Promise<void>;
   unload(): Promise<void>;
 }
@@ -194,12 +200,14 @@ export declare class ContextWindowError extends Error {
 export interface EngineCore {
   load(options: object, onProgress?: (p: LoadProgress) => void): Promise<LoadInfo>;
   generate(request: object, hooks?: { onToken?: (text: string, id: number) => void; signal?: AbortSignal }): Promise<object>;
+  loseDevice(): Promise<boolean>;
   reset(): Promise<void>;
   unload(): Promise<void>;
 }
 export declare class LocalCore implements EngineCore {
   load(options: object, onProgress?: (p: LoadProgress) => void): Promise<LoadInfo>;
   generate(request: object, hooks?: { onToken?: (text: string, id: number) => void; signal?: AbortSignal }): Promise<object>;
+  loseDevice(): Promise<boolean>;
   reset(): Promise<void>;
   unload(): Promise<void>;
 }

@@ -68,6 +68,10 @@ export class WorkerCore {
     return done.finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
+  loseDevice() {
+    return this.#call('lose_device', {});
+  }
+
   reset() {
     return this.#call('reset', {});
   }

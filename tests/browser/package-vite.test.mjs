@@ -32,6 +32,27 @@ window.webvlmApp = { createEngine, listCachedModels, deleteCachedModel };
 document.getElementById('status').textContent = 'ready';
 `;
 
+// Type-checked against the package's index.d.ts (tsc --strict); the expected errors prove the
+// types are not \`any\`.
+const CHECK_TS = `import { createEngine, listCachedModels, type ChatCompletion } from 'webvlm';
+export async function main(file: Blob): Promise<string> {
+  const engine = await createEngine({ model: '/m/manifest.json', backend: 'auto', context: 'drop_oldest',
+    onProgress: (p) => { if (p.phase === 'download') console.log(p.loaded / p.total, p.etaSeconds); } });
+  const stream = await engine.chat.completions.create({ stream: true, messages: [{ role: 'user',
+    content: [{ type: 'text', text: 'hi' }, { type: 'image', image: file }] }] });
+  let text = '';
+  for await (const c of stream) text += c.choices[0].delta.content ?? '';
+  const r: ChatCompletion = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'x' }] });
+  const n: number = r.usage.total_tokens + r.webvlm.timings.prefill_tokens;
+  // @ts-expect-error: not a backend
+  await createEngine({ model: 'x', backend: 'gpu' });
+  // @ts-expect-error: content parts have a type
+  await engine.chat.completions.create({ messages: [{ role: 'user', content: [{ text: 'x' }] }] });
+  await engine.unload();
+  return text + r.choices[0].message.content + n + (await listCachedModels()).length;
+}
+`;
+
 /** Write the app, install vite (once) and the freshly packed tarball, and build it. */
 async function buildApp() {
   await mkdir(APP, { recursive: true });
@@ -49,7 +70,10 @@ async function buildApp() {
     await writeFile(path.join(APP, 'package.json'), JSON.stringify({ name: 'webvlm-vite-app', private: true,
       type: 'module', scripts: { build: 'vite build' } }, null, 2));
   }
-  if (!existsSync(path.join(APP, 'node_modules/vite/package.json'))) npm(['install', '-D', `vite@${VITE}`]);
+  await writeFile(path.join(APP, 'check.ts'), CHECK_TS);
+  if (!existsSync(path.join(APP, 'node_modules/typescript/package.json'))) {
+    npm(['install', '-D', `vite@${VITE}`, 'typescript@^5']);
+  }
   npm(['install', '--prefer-offline', `./${tgz}`]);
   execFileSync(path.join(APP, 'node_modules/.bin/vite'), ['build', '--logLevel', 'warn'],
     { cwd: APP, stdio: 'inherit', timeout: 240_000 });
@@ -71,6 +95,12 @@ after(async () => {
   await page?.evaluate(() => window.engine?.unload()).catch(() => {});
   await browser?.close();
   await server?.close();
+});
+
+test('a TypeScript consumer type-checks against index.d.ts', () => {
+  execFileSync(path.join(APP, 'node_modules/.bin/tsc'), ['--noEmit', '--strict', '--target', 'es2022', '--module',
+    'esnext', '--moduleResolution', 'bundler', '--lib', 'es2022,dom,dom.iterable', 'check.ts'],
+  { cwd: APP, stdio: 'inherit' });
 });
 
 test('the built app ships the worker and the wasm as assets', () => {
