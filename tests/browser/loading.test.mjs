@@ -1,6 +1,7 @@
 // The package's model loading in headless Chromium (WebGPU off): dist/ (scripts/build.sh) and
 // the converted SmolLM2 model are served by an in-process server that logs every request and
-// can cut a connection mid-file. Checks: a dropped connection fails the load with a clear
+// can cut or stall a connection mid-file. Checks: a tab closed mid-download resumes from the
+// pieces it saved; a dropped connection fails the load with a clear
 // error; a reload resumes (completed files come from Cache Storage, the partial shard
 // continues with a Range request) and finishes; a corrupt cached shard is detected and only
 // it is fetched again; the second turn of a conversation prefills only its new tokens; the
@@ -64,6 +65,34 @@ after(async () => {
   await page?.evaluate(() => window.engine?.unload()).catch(() => {});
   await browser?.close();
   await server?.close();
+});
+
+test('a tab closed mid-download: the next visit resumes from the saved pieces', { timeout: TIMEOUT }, async () => {
+  server.log.length = 0;
+  server.faults.stall = { file: SHARD0, after: 30_000_000 };
+  await page.evaluate((model) => {
+    window.webvlm.createEngine({ model }).catch(() => {}); // never settles: the server stalls
+  }, MODEL);
+  const stalled = () => requestsFor(SHARD0)[0]?.sent >= 30_000_000 && requestsFor(SHARD1)[0]?.status === 200;
+  for (let i = 0; i < 600 && !stalled(); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(stalled(), 'the download reached the stall');
+  await new Promise((r) => setTimeout(r, 1500)); // let the page write its last piece
+  await freshPage(); // closes the tab mid-download
+  server.faults.stall = null;
+  server.log.length = 0;
+  const info = await load();
+  assert.equal(info.error, undefined, info.error);
+  assert.equal(requestsFor('tokenizer.json').length, 0);
+  assert.equal(requestsFor(SHARD1).length, 0);
+  const [resume] = requestsFor(SHARD0);
+  const start = Number(/\d+/.exec(resume?.range)?.[0]);
+  // Pieces are written every 8 MiB: 30 MB in hand leaves three of them.
+  assert.ok(start >= 3 * 8 * 2 ** 20 && start <= 30_000_000, `resumed at ${resume?.range}`);
+  assert.equal(resume.status, 206);
+  await page.evaluate(async (model) => {
+    await window.engine.unload();
+    await window.webvlm.deleteCachedModel(model);
+  }, MODEL);
 });
 
 test('a connection dropped mid-shard fails the load with a clear error', { timeout: TIMEOUT }, async () => {

@@ -19,11 +19,13 @@ const MIME = {
  * Start a server. `roots`: [[urlPrefix, dir]] (longest prefix first); `pages`: { urlPath: html }.
  * Returns { url, log, faults, close }: `log` gets { path, range, status, sent, cut } per
  * request; set `faults.cut = { file: 'name', after: bytes, times: n }` to drop the connection
- * after `after` bytes of that file's body, `times` times (Infinity: until cleared).
+ * after `after` bytes of that file's body, `times` times (Infinity: until cleared);
+ * `faults.stall = { file, after }` sends `after` bytes of it and then nothing (a tab closed
+ * mid-download is simulated by closing the page meanwhile).
  */
 export async function startPackageServer({ roots, pages = {}, rangeSupport = true }) {
   const log = [];
-  const faults = { cut: null };
+  const faults = { cut: null, stall: null };
   const server = createServer((req, res) => {
     serve(req, res, { roots, pages, rangeSupport, log, faults }).catch((e) => {
       if (!res.headersSent) res.writeHead(500).end(String(e));
@@ -86,8 +88,16 @@ async function serve(req, res, { roots, pages, rangeSupport, log, faults }) {
   res.writeHead(entry.status, headers);
   const cut = faults.cut && path.basename(file) === faults.cut.file && faults.cut.times > 0 ? faults.cut : null;
   if (cut) cut.times -= 1;
+  const stall = faults.stall && path.basename(file) === faults.stall.file ? faults.stall : null;
   const stream = createReadStream(file, { start, end });
   stream.on('data', (chunk) => {
+    if (stall && entry.sent + chunk.length >= stall.after) {
+      const n = Math.max(0, stall.after - entry.sent);
+      entry.sent += n;
+      stream.destroy();
+      res.write(chunk.subarray(0, n)); // and never end: the client hangs until it goes away
+      return;
+    }
     if (cut && entry.sent + chunk.length >= cut.after) {
       const n = Math.max(0, cut.after - entry.sent);
       entry.sent += n;
