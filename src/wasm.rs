@@ -34,19 +34,20 @@
 
 use crate::engine::{Backend, Engine, GenerateParams, StepPending, StopReason, Timings, TokenEvent};
 use crate::error::Error;
-use crate::gpu::{GpuContext, GpuOptions};
-use crate::io::manifest::ManifestLoader;
-use crate::model::LoadOptions;
+use crate::gpu::GpuContext;
 use crate::vision::image::{decode, Image, DEFAULT_MAX_PIXELS};
 use crate::vision::prompt::ChatTurn;
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+mod loader;
+pub use loader::WasmLoader;
+use loader::{parse_options, LoadConfig};
 
 #[wasm_bindgen(inline_js = r#"
 export function yield_to_event_loop() {
@@ -99,16 +100,21 @@ struct State {
     load_ms: f64,
     /// Why `'auto'` chose the CPU at load (the engine's own reason covers later falls).
     load_fallback: Option<String>,
+    /// The manifest the engine was loaded from (to fetch its shards again).
+    #[allow(dead_code)] // read by the CPU reload after a device loss (next step)
+    manifest_json: String,
+    /// Where the shards come from again when the weights are needed on the CPU.
+    shard_source: ShardSource,
 }
 
-/// The options object of `load` (every field optional).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct LoadConfig {
-    /// `auto` (default), `webgpu` or `cpu`.
-    backend: Option<String>,
-    /// Cap on GPU memory for weights and caches, in MiB.
-    gpu_budget_mib: Option<u64>,
+/// Where a shard's bytes come from after loading.
+#[allow(dead_code)] // read by the CPU reload after a device loss (next step)
+enum ShardSource {
+    None,
+    /// `fetch_shard(index) -> Promise<Uint8Array>` (`WasmEngine.set_shard_source`).
+    Js(Function),
+    /// Fetched again from the folder `WasmEngine.load` read (its base URL).
+    Url(String),
 }
 
 /// The backend's name as the page shows it.
@@ -116,48 +122,6 @@ fn backend_name(b: Backend) -> &'static str {
     match b {
         Backend::Gpu => "webgpu",
         Backend::Cpu => "cpu",
-    }
-}
-
-/// The device `backend` asks for, opened before the download so that `webgpu` fails fast.
-/// `Err(reason)`: `auto` stays on the CPU for that reason (`webgpu` rejects instead).
-async fn open_gpu(backend: &str) -> Result<Result<Arc<GpuContext>, String>, JsValue> {
-    let auto = match backend {
-        "cpu" => return Ok(Err("the CPU backend was asked for".into())),
-        "auto" | "" => true,
-        "webgpu" | "gpu" => false,
-        other => return Err(js_msg(format!("backend must be 'auto', 'webgpu' or 'cpu', got {other:?}"))),
-    };
-    // `GpuContext::new` checks `navigator.gpu` before creating any wgpu instance.
-    let ctx = match GpuContext::new(&GpuOptions::default()).await {
-        // WebGPU handles are not Send in wasm; the engine shares the context with `Arc` for
-        // native threads, and here everything stays on the worker's one thread.
-        #[allow(clippy::arc_with_non_send_sync)]
-        Ok(c) => Arc::new(c),
-        Err(e) if auto => return Ok(Err(e.to_string())),
-        Err(e) => return Err(js_msg(format!("the WebGPU backend is unavailable: {e}"))),
-    };
-    if auto && ctx.info.device_type == "Cpu" {
-        return Ok(Err(format!("only a software WebGPU adapter ({}) was found", adapter_label(&ctx))));
-    }
-    Ok(Ok(ctx))
-}
-
-/// Put `engine` on `gpu` (from [`open_gpu`]). `Ok(Some(reason))`: it stays on the CPU.
-fn attach_gpu(
-    engine: &mut Engine,
-    backend: &str,
-    gpu: Result<Arc<GpuContext>, String>,
-    budget: Option<u64>,
-) -> Result<Option<String>, JsValue> {
-    match gpu {
-        Err(_) if backend == "cpu" => Ok(None),
-        Err(reason) => Ok(Some(reason)),
-        Ok(ctx) => match engine.use_gpu(ctx, budget) {
-            Ok(()) => Ok(None),
-            Err(e) if backend == "auto" || backend.is_empty() => Ok(Some(e.to_string())),
-            Err(e) => Err(js_msg(format!("the model cannot run on WebGPU: {e}"))),
-        },
     }
 }
 
@@ -268,33 +232,25 @@ async fn fetch_bytes(
 }
 
 async fn load_impl(base_url: String, on_progress: Function, cfg: LoadConfig) -> Result<WasmEngine, JsValue> {
-    let t0 = now_ms();
-    let backend = cfg.backend.as_deref().unwrap_or("auto");
-    let gpu = open_gpu(backend).await?;
     let manifest_json = fetch_text(&join_url(&base_url, "manifest.json")).await?;
-    let mut loader = ManifestLoader::new(&manifest_json).map_err(js_err)?;
-    let manifest = loader.manifest();
-    let shards: Vec<(String, u64)> = manifest.shards.iter().map(|s| (s.file.clone(), s.size)).collect();
+    let manifest = crate::io::manifest::Manifest::parse(&manifest_json).map_err(js_err)?;
     let tok_file = manifest.tokenizer.file.clone();
     let tok_size = manifest.files.iter().find(|f| f.file == tok_file).map(|f| f.size);
-    let total = shards.iter().map(|s| s.1).sum::<u64>() + tok_size.unwrap_or(0);
+    let total = manifest.shards.iter().map(|s| s.size).sum::<u64>() + tok_size.unwrap_or(0);
     let mut progress = Progress { callback: on_progress, loaded: 0.0, total: total as f64 };
     progress.report("manifest.json")?;
-
     let tok_bytes = fetch_bytes(&join_url(&base_url, &tok_file), &tok_file, tok_size, &mut progress).await?;
     let tokenizer_json = String::from_utf8(tok_bytes).map_err(|e| js_msg(format!("{tok_file}: not UTF-8: {e}")))?;
-    for (index, (file, size)) in shards.iter().enumerate() {
-        let bytes = fetch_bytes(&join_url(&base_url, file), file, Some(*size), &mut progress).await?;
-        loader.add_shard(index, &bytes).map_err(js_err)?;
-        // `bytes` is dropped here: the loader keeps only the tensors it decoded.
+    let mut loader = WasmLoader::start(&manifest_json, tokenizer_json, &cfg).await?;
+    for (index, shard) in manifest.shards.iter().enumerate() {
+        let bytes =
+            fetch_bytes(&join_url(&base_url, &shard.file), &shard.file, Some(shard.size), &mut progress).await?;
+        loader.add_shard(index as u32, &bytes)?;
+        // `bytes` is dropped here: the loader keeps none of them.
     }
-    let checkpoint = loader.finish(tokenizer_json).map_err(js_err)?;
-    let mut engine = Engine::new(checkpoint, &LoadOptions::default()).map_err(js_err)?;
-    let budget = cfg.gpu_budget_mib.map(|m| m << 20);
-    let load_fallback = attach_gpu(&mut engine, backend, gpu, budget)?;
-    let load_ms = now_ms() - t0;
-    let state = State { engine, busy: false, load_ms, load_fallback };
-    Ok(WasmEngine { state: Rc::new(RefCell::new(state)) })
+    let engine = loader.build()?;
+    engine.state.borrow_mut().shard_source = ShardSource::Url(base_url);
+    Ok(engine)
 }
 
 /// What `generate` resolves to (as a JSON string).
@@ -437,16 +393,21 @@ impl WasmEngine {
     /// called as bytes arrive. `options` (optional): `{ backend: 'auto' | 'webgpu' | 'cpu',
     /// gpu_budget_mib }`; see the module doc. Resolves to a `WasmEngine`.
     pub fn load(base_url: String, on_progress: Function, options: JsValue) -> Promise {
-        let cfg: LoadConfig = if options.is_undefined() || options.is_null() {
-            LoadConfig::default()
-        } else {
-            let json = js_sys::JSON::stringify(&options).map(String::from).unwrap_or_default();
-            match serde_json::from_str(&json) {
-                Ok(c) => c,
-                Err(e) => return Promise::reject(&js_msg(format!("load options: {e}"))),
-            }
+        let cfg = match parse_options(&options) {
+            Ok(c) => c,
+            Err(e) => return Promise::reject(&e),
         };
         future_to_promise(async move { load_impl(base_url, on_progress, cfg).await.map(JsValue::from) })
+    }
+
+    /// Where the engine gets a shard again when it needs the weights on the CPU after they
+    /// lived only on the GPU (a lost device): `fetch_shard(index)` resolves to the shard's
+    /// bytes (`Uint8Array`), checked against the manifest like at load. `WasmEngine.load`
+    /// sets one that fetches from its URL; without any, such a device loss is an error.
+    pub fn set_shard_source(&self, fetch_shard: Function) -> Result<(), JsValue> {
+        let mut s = self.state.try_borrow_mut().map_err(|_| js_msg("engine is busy"))?;
+        s.shard_source = ShardSource::Js(fetch_shard);
+        Ok(())
     }
 
     /// Token ids of `messages_json` (`[{ role, content, images? }, ...]`) rendered with the

@@ -3,7 +3,7 @@
 //! decodes its tensors, after which the shard's bytes can be dropped, so the model is never
 //! held both as shard bytes and as tensors.
 
-use super::{check_shard, decode_tensor, Manifest};
+use super::{check_shard_with, decode_tensor, Manifest};
 use crate::error::{Error, Result};
 use crate::io::{Checkpoint, Tensor, WeightSource};
 use std::collections::BTreeMap;
@@ -15,6 +15,8 @@ pub struct ManifestLoader {
     by_shard: Vec<Vec<usize>>,
     added: Vec<bool>,
     tensors: BTreeMap<String, Tensor>,
+    /// Check each shard's sha256 (off when the caller already did: size is checked anyway).
+    check_hashes: bool,
 }
 
 impl ManifestLoader {
@@ -28,7 +30,13 @@ impl ManifestLoader {
             }
         }
         let added = vec![false; manifest.shards.len()];
-        Ok(ManifestLoader { manifest, by_shard, added, tensors: BTreeMap::new() })
+        Ok(ManifestLoader { manifest, by_shard, added, tensors: BTreeMap::new(), check_hashes: true })
+    }
+
+    /// Whether `add_shard` (and the tokenizer check) verify sha256; `false` when the caller
+    /// already checked every file against the manifest (sizes are checked either way).
+    pub fn set_check_hashes(&mut self, on: bool) {
+        self.check_hashes = on;
     }
 
     /// The manifest (the shard list says which files to fetch, with sizes and hashes).
@@ -44,7 +52,7 @@ impl ManifestLoader {
         if self.added[index] {
             return Err(Error::Invalid(format!("shard {} added twice", entry.file)));
         }
-        let header = check_shard(entry, bytes)?;
+        let header = check_shard_with(entry, bytes, self.check_hashes)?;
         for &ti in &self.by_shard[index] {
             let t = &self.manifest.tensors[ti];
             let tensor = decode_tensor(t, &header, bytes)?;
@@ -60,14 +68,10 @@ impl ManifestLoader {
         shards.filter(|(_, a)| !**a).map(|(s, _)| s.file.as_str()).collect()
     }
 
-    /// The checkpoint, once every shard is in. `tokenizer_json` is the text of the manifest's
-    /// tokenizer file; its size and sha256 are checked against the manifest.
-    pub fn finish(self, tokenizer_json: String) -> Result<Checkpoint> {
-        let missing = self.missing();
-        if !missing.is_empty() {
-            return Err(Error::Invalid(format!("shards not loaded: {}", missing.join(", "))));
-        }
-        let m = self.manifest;
+    /// Check `tokenizer_json` (the text of the manifest's tokenizer file) against the
+    /// manifest: size, and sha256 unless hashes are off.
+    pub fn check_tokenizer(&self, tokenizer_json: &str) -> Result<()> {
+        let m = &self.manifest;
         let entry = m.files.iter().find(|f| f.file == m.tokenizer.file).expect("validated");
         if tokenizer_json.len() as u64 != entry.size {
             return Err(Error::format(
@@ -75,12 +79,31 @@ impl ManifestLoader {
                 format!("{} bytes, the manifest says {}", tokenizer_json.len(), entry.size),
             ));
         }
-        super::check_hash(entry, tokenizer_json.as_bytes())?;
-        let tokenizer = m.tokenizer_spec(tokenizer_json);
+        if self.check_hashes {
+            super::check_hash(entry, tokenizer_json.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The decoded tensors, once every shard is in (an error names the missing shards).
+    pub fn into_weights(self) -> Result<MemWeights> {
+        let missing = self.missing();
+        if !missing.is_empty() {
+            return Err(Error::Invalid(format!("shards not loaded: {}", missing.join(", "))));
+        }
+        Ok(MemWeights::new(self.tensors))
+    }
+
+    /// The checkpoint, once every shard is in. `tokenizer_json` is the text of the manifest's
+    /// tokenizer file; its size and sha256 are checked against the manifest.
+    pub fn finish(self, tokenizer_json: String) -> Result<Checkpoint> {
+        self.check_tokenizer(&tokenizer_json)?;
+        let m = self.manifest.clone();
+        let weights = self.into_weights()?;
         Ok(Checkpoint {
-            config: m.config,
-            tokenizer,
-            weights: Box::new(MemWeights::new(self.tensors)),
+            config: m.config.clone(),
+            tokenizer: m.tokenizer_spec(tokenizer_json),
+            weights: Box::new(weights),
             preprocessor: m.preprocessor,
         })
     }
