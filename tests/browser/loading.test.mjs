@@ -212,8 +212,8 @@ test('context window: a clear error by default, oldest turns dropped on request'
   assert.match(err.message, /drop_oldest/);
   assert.equal(dropped.webvlm.dropped_messages, 2);
   assert.ok(dropped.usage.prompt_tokens < 100, `prompt of ${dropped.usage.prompt_tokens} tokens`);
-  assert.equal(dropped.usage.completion_tokens, 4);
-  assert.equal(dropped.choices[0].finish_reason, 'length');
+  assert.ok(dropped.usage.completion_tokens >= 1 && dropped.usage.completion_tokens <= 4);
+  assert.ok(['stop', 'length'].includes(dropped.choices[0].finish_reason), dropped.choices[0].finish_reason);
 });
 
 test('cached models are listed and deleted; a too-small quota is refused before downloading', { timeout: TIMEOUT },
