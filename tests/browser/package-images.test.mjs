@@ -65,6 +65,9 @@ test('images across turns: one span each, KV and features reused, both cores agr
   const synthetic = `data:image/png;base64,${png.toString('base64')}`;
   const [r1, r2, r3] = await conversation(true, synthetic);
   const span = r1.webvlm.image_tokens;
+  console.log(`image span ${span}; prompt/prefill tokens per turn: ` +
+    [r1, r2, r3].map((r) => `${r.usage.prompt_tokens}/${r.webvlm.timings.prefill_tokens}`).join(', ') +
+    `; image encode ms: ${[r1, r2, r3].map((r) => r.webvlm.timings.image_encode_ms.toFixed(1)).join(', ')}`);
   assert.ok(span > 1, `an image takes ${span} positions`);
   assert.equal(r2.webvlm.image_tokens, 2 * span, 'two images in the second turn');
   assert.equal(r1.webvlm.timings.prefill_tokens, r1.usage.prompt_tokens);
