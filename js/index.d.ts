@@ -42,6 +42,8 @@ export interface CreateEngineOptions {
   gpuBudgetMib?: number;
   /** Keep the model in Cache Storage (default true). */
   useCache?: boolean;
+  /** Ask for persistent storage with navigator.storage.persist() (default true; Firefox asks the user). */
+  persist?: boolean;
   /** Where webvlm_bg.wasm is, when a bundler did not emit it beside the glue. */
   wasmUrl?: string | URL;
 }

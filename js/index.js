@@ -22,7 +22,7 @@ export { ModelLoadError, listCachedModels, deleteCachedModel, manifestUrlOf } fr
  */
 export async function createEngine(options = {}) {
   const { model, backend = 'auto', onProgress, worker = true, context = 'error', concurrency = 3, retries = 2,
-    gpuBudgetMib, useCache = true, wasmUrl } = options;
+    gpuBudgetMib, useCache = true, persist = true, wasmUrl } = options;
   if (!model) throw new TypeError('createEngine: `model` (the URL of a manifest.json) is required');
   if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
     throw new TypeError(`createEngine: backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(backend)}`);
@@ -32,8 +32,9 @@ export async function createEngine(options = {}) {
   }
   // Relative URLs resolve against the page, not against the worker's script.
   const url = manifestUrlOf(model);
-  // Ask the browser not to evict the cached model under storage pressure (a window-only API).
-  if (useCache && globalThis.navigator?.storage?.persist) {
+  // Ask the browser not to evict the cached model under storage pressure (a window-only API;
+  // Firefox asks the user, hence the option).
+  if (useCache && persist && globalThis.navigator?.storage?.persist) {
     await navigator.storage.persist().catch(() => false);
   }
   const core = worker ? new WorkerCore() : new LocalCore();

@@ -245,3 +245,42 @@ test('cached models are listed and deleted; a too-small quota is refused before 
     const fetched = server.log.map((e) => path.basename(e.path));
     assert.deepEqual(fetched, ['manifest.json'], 'nothing but the manifest is fetched before the quota check');
   });
+
+test('a server without Range support: the partial shard restarts from zero and still verifies', { timeout: TIMEOUT },
+  async () => {
+    const plain = await startPackageServer({
+      roots: [['/models/', MODEL_DIR], ['/dist/', path.join(ROOT, 'dist')]],
+      pages: { '/': packagePage('/dist/index.js') },
+      rangeSupport: false,
+    });
+    const p = await context.newPage(); // another origin: its own Cache Storage
+    try {
+      await p.goto(plain.url);
+      await p.waitForFunction(() => window.webvlmReady === true);
+      plain.faults.cut = { file: SHARD0, after: 20_000_000, times: 1 };
+      const run = (opts) => p.evaluate(async ({ model, opts }) => {
+        try {
+          const e = await window.webvlm.createEngine({ model, ...opts });
+          const info = e.info;
+          await e.unload();
+          return info;
+        } catch (e) {
+          return { error: e.message };
+        }
+      }, { model: MODEL, opts });
+      assert.match((await run({ retries: 0 })).error, /failed after 1 attempt/);
+      const info = await run({});
+      assert.equal(info.error, undefined, info.error);
+      const gets = plain.log.filter((e) => e.path.endsWith(SHARD0));
+      assert.equal(gets.length, 2);
+      assert.match(gets[1].range, /^bytes=\d+-$/, 'the page asked to resume');
+      assert.equal(gets[1].status, 200, 'the server sent the whole file');
+      assert.equal(gets[1].sent, manifest.shards[0].size);
+      assert.deepEqual(info.download.resumed, []);
+      assert.deepEqual(info.download.downloaded, [SHARD0]);
+      await p.evaluate((model) => window.webvlm.deleteCachedModel(model), MODEL);
+    } finally {
+      await p.close();
+      await plain.close();
+    }
+  });
