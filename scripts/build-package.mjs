@@ -2,7 +2,8 @@
 // Assemble the npm package in dist/ from js/ (the ESM sources and index.d.ts) and www/pkg/
 // (the wasm-bindgen output scripts/build.sh makes): dist/index.js, its modules, worker.js,
 // index.d.ts, pkg/webvlm.js + pkg/webvlm_bg.wasm (+ snippets), README.md and a package.json
-// named `webvlm`. `npm pack ./dist` then gives the tarball.
+// named `webvlm`. `npm pack ./dist` then gives the tarball. The same files are copied to
+// www/webvlm/ so the static chat page can `import { createEngine } from './webvlm/index.js'`.
 //
 // Usage: node scripts/build-package.mjs [--pack DIR]   (--pack: also run `npm pack` into DIR;
 //        prints the tarball's path)
@@ -63,6 +64,9 @@ export async function buildPackage() {
   await cp(pkgDir, path.join(DIST, 'pkg'), { recursive: true });
   await writeFile(path.join(DIST, 'package.json'), JSON.stringify(packageJson(root.version), null, 2) + '\n');
   await writeFile(path.join(DIST, 'README.md'), await packageReadme());
+  const www = path.join(ROOT, 'www/webvlm');
+  await rm(www, { recursive: true, force: true });
+  await cp(DIST, www, { recursive: true });
   return DIST;
 }
 
