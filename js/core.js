@@ -4,7 +4,7 @@
 // LocalCore; the public `Engine` (api.js) wraps either one and speaks OpenAI's shapes.
 //
 // Contract (`EngineCore`):
-//   load(options, onProgress) -> Promise<LoadInfo>
+//   load(options, onProgress, signal?) -> Promise<LoadInfo>   (signal: cancels the download)
 //     options: { model (absolute manifest URL), backend, gpuBudgetMib, concurrency, retries,
 //                useCache, wasmUrl }
 //     LoadInfo: { model, backend, fallback_reason, adapter, supports_images, load_ms, download }
@@ -39,14 +39,14 @@ export class LocalCore {
   #manifest = null;
 
   async load({ model, backend = 'auto', gpuBudgetMib, concurrency = 3, retries = 2, useCache = true, wasmUrl } = {},
-    onProgress) {
+    onProgress, signal) {
     if (this.#engine) throw new Error('this engine is already loaded');
     const t0 = performance.now();
     const wasm = await loadWasm({ wasmUrl });
     let loader = null;
     try {
       const res = await fetchModel(model, {
-        onProgress, concurrency, retries, useCache,
+        onProgress, concurrency, retries, useCache, signal,
         begin: async ({ manifestText, tokenizerText }) => {
           const opts = { backend, verified: true };
           if (gpuBudgetMib) opts.gpu_budget_mib = gpuBudgetMib;

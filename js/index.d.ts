@@ -44,6 +44,8 @@ export interface CreateEngineOptions {
   useCache?: boolean;
   /** Ask for persistent storage with navigator.storage.persist() (default true; Firefox asks the user). */
   persist?: boolean;
+  /** Cancels the download (createEngine rejects with an AbortError; saved pieces stay for a resume). */
+  signal?: AbortSignal;
   /** Where webvlm_bg.wasm is, when a bundler did not emit it beside the glue. */
   wasmUrl?: string | URL;
 }
@@ -200,14 +202,14 @@ export declare class ContextWindowError extends Error {
 
 /** The engine cores behind `Engine` (the same contract; see core.js). */
 export interface EngineCore {
-  load(options: object, onProgress?: (p: LoadProgress) => void): Promise<LoadInfo>;
+  load(options: object, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal): Promise<LoadInfo>;
   generate(request: object, hooks?: { onToken?: (text: string, id: number) => void; signal?: AbortSignal }): Promise<object>;
   loseDevice(): Promise<boolean>;
   reset(): Promise<void>;
   unload(): Promise<void>;
 }
 export declare class LocalCore implements EngineCore {
-  load(options: object, onProgress?: (p: LoadProgress) => void): Promise<LoadInfo>;
+  load(options: object, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal): Promise<LoadInfo>;
   generate(request: object, hooks?: { onToken?: (text: string, id: number) => void; signal?: AbortSignal }): Promise<object>;
   loseDevice(): Promise<boolean>;
   reset(): Promise<void>;

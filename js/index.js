@@ -22,7 +22,7 @@ export { ModelLoadError, listCachedModels, deleteCachedModel, manifestUrlOf } fr
  */
 export async function createEngine(options = {}) {
   const { model, backend = 'auto', onProgress, worker = true, context = 'error', concurrency = 3, retries = 2,
-    gpuBudgetMib, useCache = true, persist = true, wasmUrl } = options;
+    gpuBudgetMib, useCache = true, persist = true, wasmUrl, signal } = options;
   if (!model) throw new TypeError('createEngine: `model` (the URL of a manifest.json) is required');
   if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
     throw new TypeError(`createEngine: backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(backend)}`);
@@ -37,14 +37,15 @@ export async function createEngine(options = {}) {
   if (useCache && persist && globalThis.navigator?.storage?.persist) {
     await navigator.storage.persist().catch(() => false);
   }
+  if (signal?.aborted) throw new DOMException('The load was aborted.', 'AbortError');
   const core = worker ? new WorkerCore() : new LocalCore();
   const wasm = wasmUrl ? new URL(wasmUrl, globalThis.location?.href).href : undefined;
   try {
     const info = await core.load({ model: url, backend, gpuBudgetMib, concurrency, retries, useCache, wasmUrl: wasm },
-      onProgress);
+      onProgress, signal);
     return new Engine(core, info, { context });
   } catch (e) {
     await core.unload().catch(() => {});
-    throw e;
+    throw signal?.aborted ? new DOMException('The load was aborted.', 'AbortError') : e;
   }
 }

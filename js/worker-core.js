@@ -53,8 +53,17 @@ export class WorkerCore {
     });
   }
 
-  load(options, onProgress) {
-    return this.#call('load', { options }, { onProgress });
+  /** `signal` (not cloneable, so it stays here) ends the worker, which stops the download. */
+  load(options, onProgress, signal) {
+    const done = this.#call('load', { options }, { onProgress });
+    const onAbort = () => {
+      this.#worker?.terminate();
+      this.#worker = null;
+      this.#failAll(new DOMException('The load was aborted.', 'AbortError'));
+    };
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    return done.finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
   /** Image ArrayBuffers in `request` are transferred (the caller gives fresh copies). */

@@ -284,3 +284,28 @@ test('a server without Range support: the partial shard restarts from zero and s
       await plain.close();
     }
   });
+
+test('createEngine({ signal }) cancels a download in either core', { timeout: TIMEOUT }, async () => {
+  await freshPage();
+  for (const worker of [true, false]) {
+    server.log.length = 0;
+    server.faults.stall = { file: SHARD0, after: 10_000_000 };
+    await page.evaluate(({ model, worker }) => {
+      window.ctl = new AbortController();
+      window.outcome = window.webvlm.createEngine({ model, worker, signal: window.ctl.signal })
+        .then(() => 'loaded', (e) => e.name);
+    }, { model: MODEL, worker });
+    const stalled = () => requestsFor(SHARD0)[0]?.sent >= 10_000_000;
+    for (let i = 0; i < 600 && !stalled(); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(stalled());
+    const t0 = Date.now();
+    const outcome = await page.evaluate(() => {
+      window.ctl.abort();
+      return window.outcome;
+    });
+    assert.equal(outcome, 'AbortError', `worker: ${worker}`);
+    assert.ok(Date.now() - t0 < 5000);
+  }
+  server.faults.stall = null;
+  await page.evaluate((model) => window.webvlm.deleteCachedModel(model), MODEL);
+});
