@@ -43,7 +43,7 @@ function packageJson(version) {
       './loader.js': './loader.js',
       './package.json': './package.json',
     },
-    files: ['*.js', 'index.d.ts', 'pkg/', 'README.md'],
+    files: ['*.js', 'index.d.ts', 'pkg*/', 'README.md'],
     sideEffects: ['./worker.js'],
     keywords: ['llm', 'vlm', 'llava', 'webgpu', 'wasm', 'openai', 'browser'],
   };
@@ -61,7 +61,10 @@ export async function buildPackage() {
   for (const f of await readdir(path.join(ROOT, 'js'))) {
     if (f.endsWith('.js') || f.endsWith('.d.ts')) await cp(path.join(ROOT, 'js', f), path.join(DIST, f));
   }
-  await cp(pkgDir, path.join(DIST, 'pkg'), { recursive: true });
+  // www/pkg and any other wasm-bindgen build beside it (www/pkg-*, e.g. a threaded one).
+  for (const d of await readdir(path.join(ROOT, 'www'))) {
+    if (d === 'pkg' || d.startsWith('pkg-')) await cp(path.join(ROOT, 'www', d), path.join(DIST, d), { recursive: true });
+  }
   await writeFile(path.join(DIST, 'package.json'), JSON.stringify(packageJson(root.version), null, 2) + '\n');
   await writeFile(path.join(DIST, 'README.md'), await packageReadme());
   const www = path.join(ROOT, 'www/webvlm');
