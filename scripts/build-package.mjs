@@ -43,7 +43,7 @@ function packageJson(version) {
       './loader.js': './loader.js',
       './package.json': './package.json',
     },
-    files: ['*.js', 'index.d.ts', 'pkg*/', 'README.md'],
+    files: ['*.js', 'index.d.ts', 'pkg', 'pkg-*', 'README.md'],
     sideEffects: ['./worker.js'],
     keywords: ['llm', 'vlm', 'llava', 'webgpu', 'wasm', 'openai', 'browser'],
   };
