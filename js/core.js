@@ -35,8 +35,6 @@ const OVERFLOW = /prompt of (\d+) tokens does not fit the context window of (\d+
 
 export class LocalCore {
   #engine = null;
-  #model = null;
-  #manifest = null;
 
   async load({ model, backend = 'auto', gpuBudgetMib, concurrency = 3, retries = 2, useCache = true, wasmUrl } = {},
     onProgress, signal) {
@@ -55,11 +53,10 @@ export class LocalCore {
         consume: (shard, bytes) => loader.add_shard(shard.index, bytes),
       });
       onProgress?.({ phase: 'build' });
-      const engine = await loader.finish();
-      loader = null; // consumed by finish()
+      const consumed = loader;
+      loader = null; // finish() consumes it, whether it resolves or rejects
+      const engine = await consumed.finish();
       this.#engine = engine;
-      this.#model = res.manifestUrl;
-      this.#manifest = res.manifest;
       if (useCache && typeof caches !== 'undefined') {
         engine.set_shard_source((index) => readCachedShard(res.manifestUrl, res.manifest, index));
       }
@@ -137,7 +134,6 @@ export class LocalCore {
   async unload() {
     const engine = this.#engine;
     this.#engine = null;
-    this.#manifest = null;
     engine?.free();
   }
 }
