@@ -1,6 +1,7 @@
 // OpenAI chat messages -> the engine's messages `{ role, content: string, images: ArrayBuffer[] }`.
 // Image parts become encoded image bytes here, in the calling thread (a blob: URL belongs to
-// the page that made it); they are decoded inside wasm (JPEG, PNG, WebP). Every image gets a
+// the page that made it; under a CSP that forbids fetching it, it is read through an <img>
+// and re-encoded as PNG); they are decoded inside wasm (JPEG, PNG, WebP). Every image gets a
 // fresh ArrayBuffer, so transferring it to the worker never detaches the caller's buffers.
 // Reference: OpenAI Chat Completions API (message content parts `text` and `image_url`).
 
@@ -30,12 +31,29 @@ async function pngOf(source) {
   return (await canvas.convertToBlob({ type: 'image/png' })).arrayBuffer();
 }
 
+/**
+ * A blob: URL read through an <img> (img-src) and re-encoded as PNG: a page whose CSP has
+ * `connect-src 'self'` may not fetch() blob: URLs, but may show them.
+ */
+async function blobUrlViaImage(url) {
+  const img = new Image();
+  img.src = url;
+  await img.decode();
+  return pngOf(img);
+}
+
 /** A fresh ArrayBuffer of encoded image bytes from a URL string, Blob, buffer or bitmap. */
 export async function imageBytes(src) {
   if (src instanceof URL) src = src.href;
   if (typeof src === 'string') {
     if (src.startsWith('data:')) return dataUrlBytes(src);
-    const resp = await fetch(src);
+    let resp;
+    try {
+      resp = await fetch(src);
+    } catch (e) {
+      if (src.startsWith('blob:') && typeof Image !== 'undefined') return blobUrlViaImage(src);
+      throw new Error(`image ${src.slice(0, 80)}: ${e.message}`, { cause: e });
+    }
     if (!resp.ok) throw new Error(`image ${src.slice(0, 80)}: HTTP ${resp.status}`);
     return resp.arrayBuffer();
   }

@@ -16,18 +16,19 @@ const MIME = {
 };
 
 /**
- * Start a server. `roots`: [[urlPrefix, dir]] (longest prefix first); `pages`: { urlPath: html }.
+ * Start a server. `roots`: [[urlPrefix, dir]] (longest prefix first); `pages`: { urlPath: html }
+ * (sent with `pageHeaders`, e.g. a Content-Security-Policy).
  * Returns { url, log, faults, close }: `log` gets { path, range, status, sent, cut } per
  * request; set `faults.cut = { file: 'name', after: bytes, times: n }` to drop the connection
  * after `after` bytes of that file's body, `times` times (Infinity: until cleared);
  * `faults.stall = { file, after }` sends `after` bytes of it and then nothing (a tab closed
  * mid-download is simulated by closing the page meanwhile).
  */
-export async function startPackageServer({ roots, pages = {}, rangeSupport = true }) {
+export async function startPackageServer({ roots, pages = {}, rangeSupport = true, pageHeaders = {} }) {
   const log = [];
   const faults = { cut: null, stall: null };
   const server = createServer((req, res) => {
-    serve(req, res, { roots, pages, rangeSupport, log, faults }).catch((e) => {
+    serve(req, res, { roots, pages, rangeSupport, pageHeaders, log, faults }).catch((e) => {
       if (!res.headersSent) res.writeHead(500).end(String(e));
       else res.destroy();
     });
@@ -46,7 +47,7 @@ export async function startPackageServer({ roots, pages = {}, rangeSupport = tru
   };
 }
 
-async function serve(req, res, { roots, pages, rangeSupport, log, faults }) {
+async function serve(req, res, { roots, pages, rangeSupport, pageHeaders, log, faults }) {
   const urlPath = decodeURIComponent(new URL(req.url, 'http://x').pathname);
   const entry = { path: urlPath, range: req.headers.range || null, status: 0, sent: 0, cut: false };
   log.push(entry);
@@ -54,7 +55,7 @@ async function serve(req, res, { roots, pages, rangeSupport, log, faults }) {
     'Cross-Origin-Embedder-Policy': 'require-corp' };
   if (pages[urlPath] !== undefined) {
     entry.status = 200;
-    res.writeHead(200, { ...headers, 'Content-Type': 'text/html; charset=utf-8' });
+    res.writeHead(200, { ...headers, ...pageHeaders, 'Content-Type': 'text/html; charset=utf-8' });
     return res.end(pages[urlPath]);
   }
   const root = roots.find(([prefix]) => urlPath.startsWith(prefix));

@@ -1,6 +1,7 @@
 // The package with images, in headless Chromium (CPU path): the converted LLaVA-1.5 fixture
 // (random weights, f32; scripts/setup.sh) answers a three-turn conversation whose images come
-// as a Blob, a data: URL and an ImageBitmap. Checks: one image token span per image, the KV
+// as a blob: URL (under a CSP whose connect-src forbids fetching it), a data: URL and an
+// ImageBitmap. Checks: one image token span per image, the KV
 // cache reused across turns (only new tokens prefilled), the same picture given again in
 // another form (ImageBitmap -> PNG in the package) recognised by its pixels, so nothing is
 // re-run; and the worker core and the in-thread core give identical answers (one contract).
@@ -23,6 +24,10 @@ before(async () => {
     roots: [['/models/', path.join(ROOT, '.cache/models')], ['/dist/', path.join(ROOT, 'dist')],
       ['/images/', path.join(ROOT, 'tests/fixtures/llava/images')]],
     pages: { '/': packagePage('/dist/index.js') },
+    // As strict as the chat page's policy (plus the test page's inline module): fetch() may
+    // not read blob: URLs, so the package reads them through an <img>.
+    pageHeaders: { 'Content-Security-Policy': "default-src 'self'; script-src 'self' 'unsafe-inline' " +
+      "'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; img-src 'self' data: blob:" },
   });
   browser = await launchChromium();
   page = await browser.newPage();
@@ -43,7 +48,9 @@ function conversation(worker, synthetic) {
     try {
       const blob = await (await fetch('/images/chelsea.png')).blob();
       const create = (messages) => engine.chat.completions.create({ messages, max_tokens: 6 });
-      const q1 = { role: 'user', content: [{ type: 'image', image: blob }, { type: 'text', text: 'What is in the image?' }] };
+      const blobUrl = URL.createObjectURL(blob);
+      const q1 = { role: 'user', content: [{ type: 'image_url', image_url: { url: blobUrl } },
+        { type: 'text', text: 'What is in the image?' }] };
       const r1 = await create([q1]);
       const q2 = { role: 'user', content: [{ type: 'image_url', image_url: { url: synthetic } },
         { type: 'text', text: 'And in this one?' }] };
