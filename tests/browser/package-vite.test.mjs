@@ -1,6 +1,6 @@
 // The npm package as a web developer uses it: `npm pack` of dist/ (scripts/build-package.mjs),
-// a fresh Vite app that installs the tarball (Vite itself from the registry, cached under
-// .cache/package-vite/ so reruns are fast and work offline), `vite build`, the built app
+// a fresh Vite app in a temp dir that installs the tarball (Vite and TypeScript from the
+// registry through npm's cache in .cache/npm/, so reruns are fast and work offline), `vite build`, the built app
 // served with the converted SmolLM2 model, and in headless Chromium (WebGPU off): the engine
 // created in its Web Worker, an answer streamed as chat.completion.chunk objects, another
 // aborted with an AbortController, and a non-streamed chat.completion. Needs www/pkg
@@ -8,14 +8,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { ROOT, launchChromium } from './page-harness.mjs';
 import { startPackageServer } from './package-harness.mjs';
 import { buildPackage } from '../../scripts/build-package.mjs';
 
-const APP = path.join(ROOT, '.cache/package-vite');
+const NPM_CACHE = path.join(ROOT, '.cache/npm');
+let APP; // the app's temp dir
 const VITE = '^8';
 const TIMEOUT = 6 * 60_000;
 
@@ -23,8 +24,16 @@ let server;
 let browser;
 let page;
 
-const npm = (args) => execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'],
-  { cwd: APP, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', timeout: 240_000 });
+/** `npm install ...` from npm's cache alone when it has everything, else through the registry. */
+function npmInstall(args) {
+  const run = (mode) => execFileSync('npm', ['install', ...args, '--cache', NPM_CACHE, mode, '--no-audit', '--no-fund',
+    '--loglevel=error'], { cwd: APP, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 240_000 });
+  try {
+    run('--offline');
+  } catch {
+    run('--prefer-offline');
+  }
+}
 
 const MAIN_JS = `import { createEngine, listCachedModels, deleteCachedModel } from 'webvlm';
 // Exposed for the test, which drives the app from Chromium.
@@ -53,11 +62,10 @@ export async function main(file: Blob): Promise<string> {
 }
 `;
 
-/** Write the app, install vite (once) and the freshly packed tarball, and build it. */
+/** A fresh app in a temp dir: vite, typescript and the freshly packed tarball installed (npm's
+ * cache under .cache/ makes reruns fast and lets them work offline), then `vite build`. */
 async function buildApp() {
-  await mkdir(APP, { recursive: true });
-  await rm(path.join(APP, 'dist'), { recursive: true, force: true });
-  for (const f of await readdir(APP)) if (f.endsWith('.tgz')) await rm(path.join(APP, f));
+  APP = await mkdtemp(path.join(os.tmpdir(), 'webvlm-vite-'));
   await buildPackage();
   const tgz = execFileSync('npm', ['pack', path.join(ROOT, 'dist'), '--pack-destination', APP, '--silent'],
     { encoding: 'utf8' }).trim().split('\n').pop();
@@ -65,16 +73,12 @@ async function buildApp() {
     '<!doctype html><meta charset="utf-8"><title>webvlm in Vite</title><p id="status">loading</p>\n' +
     '<script type="module" src="/main.js"></script>\n');
   await writeFile(path.join(APP, 'main.js'), MAIN_JS);
-  await writeFile(path.join(APP, 'vite.config.js'), "export default { worker: { format: 'es' } };\n");
-  if (!existsSync(path.join(APP, 'package.json'))) {
-    await writeFile(path.join(APP, 'package.json'), JSON.stringify({ name: 'webvlm-vite-app', private: true,
-      type: 'module', scripts: { build: 'vite build' } }, null, 2));
-  }
   await writeFile(path.join(APP, 'check.ts'), CHECK_TS);
-  if (!existsSync(path.join(APP, 'node_modules/typescript/package.json'))) {
-    npm(['install', '-D', `vite@${VITE}`, 'typescript@^5']);
-  }
-  npm(['install', '--prefer-offline', `./${tgz}`]);
+  await writeFile(path.join(APP, 'vite.config.js'), "export default { worker: { format: 'es' } };\n");
+  await writeFile(path.join(APP, 'package.json'), JSON.stringify({ name: 'webvlm-vite-app', private: true,
+    type: 'module', scripts: { build: 'vite build' } }, null, 2));
+  npmInstall(['-D', `vite@${VITE}`, 'typescript@^5']);
+  npmInstall([`./${tgz}`]);
   execFileSync(path.join(APP, 'node_modules/.bin/vite'), ['build', '--logLevel', 'warn'],
     { cwd: APP, stdio: 'inherit', timeout: 240_000 });
 }
@@ -95,6 +99,7 @@ after(async () => {
   await page?.evaluate(() => window.engine?.unload()).catch(() => {});
   await browser?.close();
   await server?.close();
+  if (APP) await rm(APP, { recursive: true, force: true });
 });
 
 test('a TypeScript consumer type-checks against index.d.ts', () => {
