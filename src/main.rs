@@ -379,36 +379,57 @@ mod cli {
         engine.encode_with_images(&text, true)
     }
 
-    /// Put the engine on the GPU as `--backend` asks (`auto` skips software adapters).
-    fn attach_backend(engine: &mut Engine, backend: &str) -> Result<()> {
+    /// The GPU `--backend` asks for (`auto` skips software adapters); `None`: the CPU.
+    fn open_gpu(backend: &str) -> Result<Option<Arc<GpuContext>>> {
         if backend == "cpu" {
-            return Ok(());
+            return Ok(None);
         }
-        let ctx = match GpuContext::new_blocking(&GpuOptions::default()) {
+        match GpuContext::new_blocking(&GpuOptions::default()) {
             Ok(c) if backend == "auto" && c.info.device_type == "Cpu" => {
                 eprintln!("webvlm: only a software GPU ({}) was found; running on the CPU", c.info.name);
-                return Ok(());
+                Ok(None)
             }
-            Ok(c) => c,
+            Ok(c) => Ok(Some(Arc::new(c))),
             Err(e) if backend == "auto" => {
                 eprintln!("webvlm: no GPU ({e}); running on the CPU");
-                return Ok(());
+                Ok(None)
             }
-            Err(e) => return Err(e),
-        };
-        match engine.use_gpu(Arc::new(ctx), None) {
-            Err(e) if backend == "auto" => {
-                eprintln!("webvlm: the model does not fit the GPU ({e}); running on the CPU");
-                Ok(())
-            }
-            r => r,
+            Err(e) => Err(e),
         }
     }
 
+    /// Load `model` on the backend `load` asks for. A converted folder goes to the GPU one
+    /// shard at a time, the decoder's matrices never held in memory; other checkpoints are
+    /// built on the CPU and uploaded.
+    fn load_engine(model: &std::path::Path, load: &LoadArgs) -> Result<Engine> {
+        let backend = load.backend.as_deref().unwrap_or("auto");
+        let (opts, vopts) = (load.options()?, load.vision()?);
+        let gpu = open_gpu(backend)?;
+        if let Some(ctx) = &gpu {
+            if model.join("manifest.json").exists() && opts.weights.is_none() {
+                match webvlm::engine::stream::load_dir(model, opts, &vopts, Some((ctx.clone(), None))) {
+                    Err(e @ Error::Gpu(_)) if backend == "auto" => {
+                        eprintln!("webvlm: the model does not fit the GPU ({e}); running on the CPU")
+                    }
+                    r => return r,
+                }
+                return Engine::new_with_vision(webvlm::io::open(model)?, &opts, &vopts);
+            }
+        }
+        let mut engine = Engine::new_with_vision(webvlm::io::open(model)?, &opts, &vopts)?;
+        if let Some(ctx) = gpu {
+            match engine.use_gpu(ctx, None) {
+                Err(e) if backend == "auto" => {
+                    eprintln!("webvlm: the model does not fit the GPU ({e}); running on the CPU")
+                }
+                r => r?,
+            }
+        }
+        Ok(engine)
+    }
+
     fn generate(a: GenerateArgs) -> Result<()> {
-        let ckpt = webvlm::io::open(&a.model)?;
-        let mut engine = Engine::new_with_vision(ckpt, &a.load.options()?, &a.load.vision()?)?;
-        attach_backend(&mut engine, a.load.backend.as_deref().unwrap_or("auto"))?;
+        let mut engine = load_engine(&a.model, &a.load)?;
         let images = a
             .images
             .iter()

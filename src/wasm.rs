@@ -17,16 +17,20 @@
 //! image token to the image's features. Images already encoded come from the engine's
 //! feature cache, so sending the whole conversation again each turn costs no re-encode.
 //!
-//! Backends: `load(url, on_progress, { backend })` takes `'auto'` (default), `'webgpu'` or
-//! `'cpu'`. Unless `'cpu'`, the global's `navigator.gpu` (a window's or a worker's) is checked
-//! before any wgpu instance exists (wgpu panics uncatchably without it), then an adapter and a
-//! device are requested and the decoder's weights are uploaded ([`Engine::use_gpu`]). `'auto'`
-//! stays on the CPU, with the reason in `fallback_reason()`, when there is no WebGPU, only a
-//! software adapter, or the model does not fit; `'webgpu'` rejects instead. On the GPU a step is
-//! split in two: `step_submit` (records and submits it, engine borrowed) and the readback
-//! awaited with the engine *not* borrowed, then `step_complete`. When the device is lost or runs
-//! out of memory the engine replays the conversation on the CPU and the answer goes on there;
-//! the result says so (`backend`, `fallback_reason`).
+//! Backends: `load(url, on_progress, { backend })` (and `WasmLoader.begin`) take `'auto'`
+//! (default), `'webgpu'` or `'cpu'`. Unless `'cpu'`, the global's `navigator.gpu` (a window's
+//! or a worker's) is checked before any wgpu instance exists (wgpu panics uncatchably without
+//! it), then an adapter and a device are requested and the model is checked against the
+//! adapter's limits from the manifest; the decoder's matrices then go from each shard straight
+//! to GPU buffers ([`crate::engine::stream`]). `'auto'` stays on the CPU, with the reason in
+//! `fallback_reason()`, when there is no WebGPU, only a software adapter, or the model does not
+//! fit; `'webgpu'` rejects instead. On the GPU a step is split in two: `step_submit` (records
+//! and submits it, engine borrowed) and the readback awaited with the engine *not* borrowed,
+//! then `step_complete`. When the device is lost or runs out of memory the engine replays the
+//! conversation on the CPU and the answer goes on there; the result says so (`backend`,
+//! `fallback_reason`). The decoder's weights lived only on the GPU, so the loop first fetches
+//! the shards holding them again, one at a time, from the shard source (`set_shard_source`, or
+//! the URL `load` read).
 //!
 //! Reference followed: the wasm-bindgen guide (`--target web`, `js_sys::Promise`,
 //! `wasm_bindgen_futures::future_to_promise`) and the WHATWG Streams spec
@@ -35,11 +39,13 @@
 use crate::engine::{Backend, Engine, GenerateParams, StepPending, StopReason, Timings, TokenEvent};
 use crate::error::Error;
 use crate::gpu::GpuContext;
+use crate::io::manifest::{Manifest, ManifestLoader, MemWeights, SkipSink};
 use crate::vision::image::{decode, Image, DEFAULT_MAX_PIXELS};
 use crate::vision::prompt::ChatTurn;
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -101,14 +107,13 @@ struct State {
     /// Why `'auto'` chose the CPU at load (the engine's own reason covers later falls).
     load_fallback: Option<String>,
     /// The manifest the engine was loaded from (to fetch its shards again).
-    #[allow(dead_code)] // read by the CPU reload after a device loss (next step)
     manifest_json: String,
     /// Where the shards come from again when the weights are needed on the CPU.
     shard_source: ShardSource,
 }
 
 /// Where a shard's bytes come from after loading.
-#[allow(dead_code)] // read by the CPU reload after a device loss (next step)
+#[derive(Clone)]
 enum ShardSource {
     None,
     /// `fetch_shard(index) -> Promise<Uint8Array>` (`WasmEngine.set_shard_source`).
@@ -368,12 +373,79 @@ async fn generate_impl(
 /// is awaited with the borrow released, so `stop`, `lose_device` and the getters stay callable.
 async fn next_event(state: &Rc<RefCell<State>>) -> Result<Option<TokenEvent>, JsValue> {
     let submitted = state.borrow_mut().engine.step_submit().map_err(js_err)?;
-    match submitted {
-        StepPending::Done(event) => Ok(event),
+    let pending = match submitted {
         StepPending::Gpu(step) => {
             let ctx = step.context();
             let out = step.pending.read(&ctx).await;
-            state.borrow_mut().engine.step_complete(out).map_err(js_err)
+            state.borrow_mut().engine.step_complete(out).map_err(js_err)?
+        }
+        other => other,
+    };
+    match pending {
+        StepPending::Done(event) => Ok(event),
+        StepPending::NeedWeights => {
+            let weights = match reload_weights(state).await {
+                Ok(w) => w,
+                Err(e) => {
+                    state.borrow_mut().engine.reset();
+                    return Err(e);
+                }
+            };
+            state.borrow_mut().engine.resume_on_cpu(&weights).map_err(js_err)
+        }
+        StepPending::Gpu(_) => Err(js_msg("a GPU step completed into another GPU step")),
+    }
+}
+
+/// The decoder's weights again, after a device loss on an engine whose weights lived only on
+/// the GPU: each shard holding some of them, one at a time, from the shard source (checked
+/// against the manifest like at load); only those tensors are decoded and kept.
+async fn reload_weights(state: &Rc<RefCell<State>>) -> Result<MemWeights, JsValue> {
+    let (source, manifest_json, keep) = {
+        let s = state.borrow();
+        let keep: BTreeSet<String> = s.engine.gpu_only_tensors().keys().cloned().collect();
+        (s.shard_source.clone(), s.manifest_json.clone(), keep)
+    };
+    if matches!(source, ShardSource::None) {
+        return Err(js_err(state.borrow_mut().engine.no_weight_source()));
+    }
+    let mut loader = ManifestLoader::new(&manifest_json).map_err(js_err)?;
+    let m = loader.manifest().clone();
+    let mut shards: Vec<usize> =
+        m.tensors.iter().filter(|t| keep.contains(&t.name)).filter_map(Manifest::shard_of).collect();
+    shards.dedup();
+    shards.sort_unstable();
+    shards.dedup();
+    for index in shards {
+        let entry = &m.shards[index];
+        let bytes = fetch_shard(&source, index, &entry.file, entry.size).await?;
+        let keep = |n: &str| keep.contains(n);
+        let mut skip = SkipSink { keep: &keep };
+        loader.add_shard_into(index, &bytes, Some(&mut skip)).map_err(js_err)?;
+    }
+    Ok(loader.into_weights())
+}
+
+/// Shard `index` (`file`, `size` bytes) from `source`.
+async fn fetch_shard(source: &ShardSource, index: usize, file: &str, size: u64) -> Result<Vec<u8>, JsValue> {
+    match source {
+        ShardSource::None => Err(js_msg("no shard source")),
+        ShardSource::Js(f) => {
+            let p = f.call1(&JsValue::NULL, &(index as u32).into())?;
+            let v = JsFuture::from(Promise::resolve(&p))
+                .await
+                .map_err(|e| js_msg(format!("the shard source failed for {file}: {}", describe(&e))))?;
+            if let Some(a) = v.dyn_ref::<Uint8Array>() {
+                Ok(a.to_vec())
+            } else if let Some(b) = v.dyn_ref::<ArrayBuffer>() {
+                Ok(Uint8Array::new(b).to_vec())
+            } else {
+                Err(js_msg(format!("the shard source gave {file} as neither a Uint8Array nor an ArrayBuffer")))
+            }
+        }
+        ShardSource::Url(base) => {
+            let mut quiet = Progress { callback: Function::new_no_args(""), loaded: 0.0, total: size as f64 };
+            fetch_bytes(&join_url(base, file), file, Some(size), &mut quiet).await
         }
     }
 }

@@ -4,13 +4,23 @@
 //! the engine leaves it for good, rebuilds the CPU KV cache from the tokens (and image
 //! features) of the conversation, and goes on with the same step on the CPU, reporting why
 //! in [`Engine::fallback_reason`].
+//!
+//! When the decoder's matrices were streamed to the GPU only ([`super::stream`]), the CPU
+//! model holds placeholders: leaving the GPU then answers [`StepPending::NeedWeights`], the
+//! caller hands the weights back ([`Engine::resume_on_cpu`]; [`Engine::step`] uses the
+//! [`WeightReload`] set natively) and the replay goes on.
 
 use std::sync::Arc;
 
 use super::{now_ms, prompt_embeds, Engine, Model, TokenEvent};
 use crate::error::{Error, Result};
 use crate::gpu::decoder::{GpuDecoder, GpuInput, GpuOutput, Pending};
+use crate::gpu::stream::GpuUpload;
 use crate::gpu::GpuContext;
+use crate::io::WeightSource;
+
+/// Gives the decoder's weights again (natively: the model folder opened anew).
+pub type WeightReload = Box<dyn FnMut() -> Result<Box<dyn WeightSource>> + Send + Sync>;
 
 /// Where the decoder runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,6 +58,9 @@ pub enum StepPending {
     /// The step was submitted to the GPU: await [`Pending::read`], then call
     /// [`Engine::step_complete`].
     Gpu(GpuStep),
+    /// The step must run on the CPU but the decoder's weights lived only on the GPU: hand
+    /// them back with [`Engine::resume_on_cpu`], which runs the step.
+    NeedWeights,
 }
 
 impl Engine {
@@ -60,6 +73,82 @@ impl Engine {
         self.gpu = Some(Box::new(dec));
         self.fallback = None;
         Ok(())
+    }
+
+    /// Run the decoder on the GPU with the matrices `up` uploaded as their shards arrived
+    /// (the CPU model holds placeholders for them). On an error the engine has no decoder
+    /// weights anywhere until [`Engine::resume_on_cpu`].
+    pub fn use_gpu_streamed(&mut self, up: GpuUpload) -> Result<()> {
+        let GpuUpload { ctx, budget, slots, streamed } = up;
+        let lm = self.model();
+        self.gpu_only = slots.into_iter().filter(|(_, s)| lm.matrix(*s).is_some_and(|m| m.is_placeholder())).collect();
+        let dec = GpuDecoder::with_streamed(ctx, self.model(), self.context_len(), budget, streamed)?;
+        self.reset();
+        self.gpu = Some(Box::new(dec));
+        self.fallback = None;
+        Ok(())
+    }
+
+    /// The decoder matrices held only on the GPU, by checkpoint name (empty when the CPU
+    /// model is whole): what [`Engine::resume_on_cpu`] needs.
+    pub fn gpu_only_tensors(&self) -> &std::collections::BTreeMap<String, crate::model::slots::Slot> {
+        &self.gpu_only
+    }
+
+    /// Bytes of decoder weights held in memory (placeholders count nothing).
+    pub fn decoder_cpu_bytes(&self) -> usize {
+        self.model().weight_bytes()
+    }
+
+    /// Where [`Engine::step`] gets the decoder's weights after a device loss.
+    pub fn set_weight_reload(&mut self, f: WeightReload) {
+        self.reload = Some(f);
+    }
+
+    /// After [`StepPending::NeedWeights`]: fill the decoder's placeholders from `src` (the
+    /// checkpoint's names; only [`Engine::gpu_only_tensors`] are read) and run the waiting
+    /// step on the CPU, replaying the conversation.
+    pub fn resume_on_cpu(&mut self, src: &dyn WeightSource) -> Result<Option<TokenEvent>> {
+        let (input, t0) =
+            self.awaiting.take().ok_or_else(|| Error::Invalid("no step waits for the decoder's weights".into()))?;
+        let slots = std::mem::take(&mut self.gpu_only);
+        let filled = match &mut self.model {
+            Model::Text(m) => m.fill_placeholders(src, &slots),
+            Model::Llava(m) => m.lm.fill_placeholders(src, &slots),
+        };
+        if let Err(e) = filled {
+            self.gpu_only = slots;
+            self.reset();
+            return Err(e);
+        }
+        self.replay_on_cpu(input, t0)
+    }
+
+    fn reload_weights_error(&self) -> Error {
+        let why = self.fallback.as_deref().unwrap_or("no GPU");
+        Error::Gpu(format!(
+            "the GPU failed ({why}) and the decoder's weights lived only there; no source to load them again from (set_shard_source)"
+        ))
+    }
+
+    /// The decoder's weights from the [`WeightReload`], or an error saying there is none.
+    pub(super) fn reload_weights(&mut self) -> Result<Box<dyn WeightSource>> {
+        let err = self.reload_weights_error();
+        let r = self.reload.as_mut().ok_or(err);
+        match r.and_then(|f| f()) {
+            Ok(src) => Ok(src),
+            Err(e) => {
+                self.reset();
+                Err(e)
+            }
+        }
+    }
+
+    /// The error [`StepPending::NeedWeights`] turns into when the caller has no weights.
+    pub fn no_weight_source(&mut self) -> Error {
+        let e = self.reload_weights_error();
+        self.reset();
+        e
     }
 
     /// Where the decoder runs now.
@@ -100,22 +189,34 @@ impl Engine {
                     return Err(e);
                 }
             }
-            return self.replay_on_cpu(input, t0).map(StepPending::Done);
+            return self.replay_or_wait(input, t0);
+        }
+        if !self.gpu_only.is_empty() {
+            return self.replay_or_wait(input, t0);
         }
         self.cpu_step(input, t0).map(StepPending::Done)
     }
 
+    /// Replay on the CPU, or wait for the decoder's weights when they lived on the GPU only.
+    fn replay_or_wait(&mut self, input: Vec<u32>, t0: f64) -> Result<StepPending> {
+        if self.gpu_only.is_empty() {
+            return self.replay_on_cpu(input, t0).map(StepPending::Done);
+        }
+        self.awaiting = Some((input, t0));
+        Ok(StepPending::NeedWeights)
+    }
+
     /// Second half of a GPU step: sample from the step's logits (or, when the GPU failed,
-    /// redo the step on the CPU).
-    pub fn step_complete(&mut self, out: Result<GpuOutput>) -> Result<Option<TokenEvent>> {
+    /// redo the step on the CPU: [`StepPending::Done`], or [`StepPending::NeedWeights`]).
+    pub fn step_complete(&mut self, out: Result<GpuOutput>) -> Result<StepPending> {
         let Some((input, t0)) = self.inflight.take() else {
             return Err(Error::Invalid("step_complete without a submitted step".into()));
         };
         match out {
-            Ok(out) => self.finish_step(input, out, t0),
+            Ok(out) => self.finish_step(input, out, t0).map(StepPending::Done),
             Err(e @ Error::Gpu(_)) => {
                 self.leave_gpu(&e);
-                self.replay_on_cpu(input, t0)
+                self.replay_or_wait(input, t0)
             }
             Err(e) => {
                 self.reset();

@@ -27,8 +27,9 @@ use std::sync::Arc;
 
 mod gpu;
 mod stops;
+pub mod stream;
 mod types;
-pub use gpu::{Backend, StepPending};
+pub use gpu::{Backend, StepPending, WeightReload};
 use stops::take_text;
 use types::now_ms;
 pub use types::{GenerateParams, GenerationOutput, StopReason, Timings, TokenEvent};
@@ -97,6 +98,13 @@ pub struct Engine {
     /// Choose decode tokens on the GPU (one id read back per token) rather than reading the
     /// logits back and sampling here. On by default.
     gpu_pick: bool,
+    /// The decoder matrices whose bytes live only on the GPU (placeholders in `model`), by
+    /// checkpoint name; empty when the CPU model is whole.
+    gpu_only: std::collections::BTreeMap<String, crate::model::slots::Slot>,
+    /// A step that waits for those weights to come back ([`StepPending::NeedWeights`]).
+    awaiting: Option<(Vec<u32>, f64)>,
+    /// Where [`Engine::step`] gets them (native: the model folder mapped again).
+    reload: Option<WeightReload>,
 }
 
 impl Engine {
@@ -146,6 +154,9 @@ impl Engine {
             fallback: None,
             inflight: None,
             gpu_pick: true,
+            gpu_only: Default::default(),
+            awaiting: None,
+            reload: None,
         })
     }
 
@@ -184,6 +195,7 @@ impl Engine {
             g.truncate(0);
         }
         self.inflight = None;
+        self.awaiting = None;
         self.cached.clear();
         self.cached_images.clear();
         self.run = None;
@@ -391,16 +403,26 @@ impl Engine {
     /// Advance by one token: the first call prefills the prompt, later calls decode the
     /// previous token. `Ok(None)` once generation has ended (or before any `start`).
     pub fn step(&mut self) -> Result<Option<TokenEvent>> {
-        match self.step_submit()? {
-            StepPending::Done(ev) => Ok(ev),
+        let pending = match self.step_submit()? {
             #[cfg(not(target_arch = "wasm32"))]
             StepPending::Gpu(p) => {
                 let ctx = p.context();
                 let out = pollster::block_on(p.pending.read(&ctx));
-                self.step_complete(out)
+                self.step_complete(out)?
             }
             #[cfg(target_arch = "wasm32")]
-            StepPending::Gpu(_) => Err(Error::Invalid("on the GPU in wasm, drive steps with step_submit".into())),
+            StepPending::Gpu(_) => {
+                return Err(Error::Invalid("on the GPU in wasm, drive steps with step_submit".into()))
+            }
+            other => other,
+        };
+        match pending {
+            StepPending::Done(ev) => Ok(ev),
+            StepPending::NeedWeights => {
+                let src = self.reload_weights()?;
+                self.resume_on_cpu(src.as_ref())
+            }
+            StepPending::Gpu(_) => Err(Error::Invalid("a GPU step completed into another GPU step".into())),
         }
     }
 

@@ -260,14 +260,19 @@ impl GpuContext {
     }
 
     /// A uniform buffer of parameter words (u32 or f32 bit patterns), padded to 16 bytes.
+    /// Written through the queue rather than mapped at creation: on a lost device wgpu's
+    /// mapped range panics, a queued write only reports an error.
     pub fn uniform(&self, label: &str, words: &[u32]) -> wgpu::Buffer {
         let mut v = words.to_vec();
         v.resize(words.len().div_ceil(4).max(1) * 4, 0);
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            contents: bytemuck::cast_slice(&v),
+            size: 4 * v.len() as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        })
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(&v));
+        buf
     }
 
     /// A bind group for `pipe`'s group 0 with `buffers` at bindings 0, 1, 2, ….

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use super::decoder_weights::{footprint, Footprint, GpuLinear, GpuNorm, GpuWeights};
+use super::decoder_weights::{footprint, Footprint, GpuLinear, GpuNorm, GpuWeights, Streamed};
 use super::linear::{plan_gather, plan_linear};
 use super::ops;
 use super::ops_attn::{attention_decode, attention_prefill, decode_splits, AttnDims};
@@ -148,9 +148,23 @@ impl GpuDecoder {
     /// Upload `lm`'s weights after checking they fit the adapter (`budget`: optional byte cap).
     /// `context` caps the cache (positions).
     pub fn new(ctx: Arc<GpuContext>, lm: &Llama, context: usize, budget: Option<u64>) -> Result<GpuDecoder> {
-        let Footprint { max_positions, prefill_chunk } = footprint(&ctx, lm, budget)?;
+        Self::with_streamed(ctx, lm, context, budget, Streamed::new())
+    }
+
+    /// [`GpuDecoder::new`] taking the matrices already uploaded as their shards arrived
+    /// (`lm` holds placeholders for them) and uploading the rest from `lm`.
+    pub fn with_streamed(
+        ctx: Arc<GpuContext>,
+        lm: &Llama,
+        context: usize,
+        budget: Option<u64>,
+        mut streamed: Streamed,
+    ) -> Result<GpuDecoder> {
+        let on_gpu: u64 = streamed.values().map(|m| m.nbytes()).sum();
+        let Footprint { max_positions, prefill_chunk } =
+            footprint(&ctx, &lm.cfg, lm.weight_bytes() as u64 + on_gpu, budget)?;
         let cfg = lm.cfg.clone();
-        let w = GpuWeights::upload(&ctx, lm)?;
+        let w = GpuWeights::upload(&ctx, lm, &mut streamed)?;
         let rope = lm.rope.clone();
         let mut rope_max_seq = 0;
         let inv = rope.frequencies(1, &mut rope_max_seq);

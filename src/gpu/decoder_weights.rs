@@ -1,12 +1,18 @@
-//! The decoder's weights on the GPU, uploaded from the CPU model's [`Llama`] (the same
-//! segments, byte for byte), and the size check that runs before anything is allocated.
+//! The decoder's weights on the GPU: each matrix either uploaded already as its shard
+//! arrived ([`Streamed`], [`super::stream`]) or uploaded here from the CPU model's [`Llama`]
+//! (the same segments, byte for byte); and the size check that runs before anything is
+//! allocated.
 
 use super::weights::GpuMatrix;
 use super::GpuContext;
 use crate::error::{Error, Result};
-use crate::model::linear::Linear;
 use crate::model::llama::{Layer, Norm};
-use crate::model::Llama;
+use crate::model::slots::{Proj, Slot};
+use crate::model::{Llama, LlamaConfig};
+use std::collections::BTreeMap;
+
+/// Matrices uploaded as their shards arrived, by place.
+pub type Streamed = BTreeMap<Slot, GpuMatrix>;
 
 /// A norm's optional weight and bias `[hidden]`.
 pub struct GpuNorm {
@@ -43,13 +49,17 @@ pub struct GpuWeights {
 }
 
 impl GpuWeights {
-    pub fn upload(ctx: &GpuContext, lm: &Llama) -> Result<GpuWeights> {
-        let layers = lm.layers.iter().enumerate().map(|(i, l)| upload_layer(ctx, i, l)).collect::<Result<_>>()?;
+    /// Every weight of `lm`, taking the matrices in `streamed` (which must match `lm`'s
+    /// placeholders in format and shape) and uploading the others from `lm`.
+    pub fn upload(ctx: &GpuContext, lm: &Llama, streamed: &mut Streamed) -> Result<GpuWeights> {
+        let mut up = Uploader { ctx, lm, streamed };
+        let layers = (0..lm.layers.len()).map(|i| up.layer(i)).collect::<Result<_>>()?;
+        let lm_head = if lm.lm_head.is_some() { Some(up.matrix(Slot::Head, "lm_head")?) } else { None };
         Ok(GpuWeights {
-            embed: GpuMatrix::upload(ctx, &lm.embed.w, "embed")?,
+            embed: up.matrix(Slot::Embed, "embed")?,
             layers,
             norm: upload_norm(ctx, &lm.norm, "norm"),
-            lm_head: lm.lm_head.as_ref().map(|h| GpuMatrix::upload(ctx, &h.w, "lm_head")).transpose()?,
+            lm_head,
         })
     }
 
@@ -69,27 +79,58 @@ impl GpuWeights {
     }
 }
 
-fn upload_linear(ctx: &GpuContext, l: &Linear, label: &str) -> Result<GpuLinear> {
-    Ok(GpuLinear { m: GpuMatrix::upload(ctx, &l.w, label)?, bias: l.bias.as_ref().map(|b| ctx.upload_f32(label, b)) })
+struct Uploader<'a> {
+    ctx: &'a GpuContext,
+    lm: &'a Llama,
+    streamed: &'a mut Streamed,
+}
+
+impl Uploader<'_> {
+    fn matrix(&mut self, slot: Slot, label: &str) -> Result<GpuMatrix> {
+        let cpu = self.lm.matrix(slot).ok_or_else(|| Error::Gpu(format!("{label}: no such matrix")))?;
+        match self.streamed.remove(&slot) {
+            Some(m) if (m.format, m.rows, m.cols) == (cpu.format(), cpu.rows, cpu.cols) => Ok(m),
+            Some(m) => Err(Error::Gpu(format!(
+                "{label}: uploaded as {} [{}, {}], the model holds {} [{}, {}]",
+                m.format.name(),
+                m.rows,
+                m.cols,
+                cpu.format().name(),
+                cpu.rows,
+                cpu.cols
+            ))),
+            None => GpuMatrix::upload(self.ctx, cpu, label),
+        }
+    }
+
+    fn linear(&mut self, i: usize, p: Proj, label: &str) -> Result<GpuLinear> {
+        let bias = self.lm.layers[i].proj(p).bias.as_ref().map(|b| self.ctx.upload_f32(label, b));
+        Ok(GpuLinear { m: self.matrix(Slot::Layer(i, p), label)?, bias })
+    }
+
+    fn layer(&mut self, i: usize) -> Result<GpuLayer> {
+        let name = |s: &str| format!("layers.{i}.{s}");
+        let l: &Layer = &self.lm.layers[i];
+        let (input_norm, post_norm) = (
+            upload_norm(self.ctx, &l.input_norm, &name("input_norm")),
+            upload_norm(self.ctx, &l.post_norm, &name("post_norm")),
+        );
+        Ok(GpuLayer {
+            input_norm,
+            q: self.linear(i, Proj::Q, &name("q"))?,
+            k: self.linear(i, Proj::K, &name("k"))?,
+            v: self.linear(i, Proj::V, &name("v"))?,
+            o: self.linear(i, Proj::O, &name("o"))?,
+            post_norm,
+            gate: self.linear(i, Proj::Gate, &name("gate"))?,
+            up: self.linear(i, Proj::Up, &name("up"))?,
+            down: self.linear(i, Proj::Down, &name("down"))?,
+        })
+    }
 }
 
 fn upload_norm(ctx: &GpuContext, n: &Norm, label: &str) -> GpuNorm {
     GpuNorm { w: n.w.as_ref().map(|w| ctx.upload_f32(label, w)), b: n.b.as_ref().map(|b| ctx.upload_f32(label, b)) }
-}
-
-fn upload_layer(ctx: &GpuContext, i: usize, l: &Layer) -> Result<GpuLayer> {
-    let name = |s: &str| format!("layers.{i}.{s}");
-    Ok(GpuLayer {
-        input_norm: upload_norm(ctx, &l.input_norm, &name("input_norm")),
-        q: upload_linear(ctx, &l.q, &name("q"))?,
-        k: upload_linear(ctx, &l.k, &name("k"))?,
-        v: upload_linear(ctx, &l.v, &name("v"))?,
-        o: upload_linear(ctx, &l.o, &name("o"))?,
-        post_norm: upload_norm(ctx, &l.post_norm, &name("post_norm")),
-        gate: upload_linear(ctx, &l.gate, &name("gate"))?,
-        up: upload_linear(ctx, &l.up, &name("up"))?,
-        down: upload_linear(ctx, &l.down, &name("down"))?,
-    })
 }
 
 /// What the decoder will allocate, checked against the adapter before any allocation:
@@ -103,11 +144,11 @@ pub struct Footprint {
     pub prefill_chunk: usize,
 }
 
-pub fn footprint(ctx: &GpuContext, lm: &Llama, budget: Option<u64>) -> Result<Footprint> {
-    let c = &lm.cfg;
+/// `weights`: bytes of every decoder weight on the GPU (from the model, or from a manifest's
+/// segment lengths before any shard arrives).
+pub fn footprint(ctx: &GpuContext, c: &LlamaConfig, weights: u64, budget: Option<u64>) -> Result<Footprint> {
     let max_binding = ctx.max_binding();
     let row = (c.n_kv_heads() * c.head_dim() * 4) as u64; // one position of one layer's K (or V)
-    let weights = lm.weight_bytes() as u64;
     let max_positions = (max_binding / row.max(1)) as usize;
     if max_positions == 0 {
         return Err(Error::Gpu(format!(

@@ -28,6 +28,7 @@ pub mod ops_attn;
 pub mod ops_sample;
 pub mod plan;
 pub mod shaders;
+pub mod stream;
 pub mod weights;
 
 pub use context::{webgpu_present, AdapterSummary, GpuContext, GpuOptions};

@@ -11,7 +11,7 @@
 //! and travels in the kernels' parameters instead of a buffer.
 
 use crate::error::{Error, Result};
-use crate::quant::{QData, QTensor, WeightFormat};
+use crate::quant::{QTensor, WeightFormat};
 
 use super::GpuContext;
 
@@ -52,19 +52,36 @@ impl GpuMatrix {
     /// [`GpuMatrix::upload`] with an explicit per-buffer byte limit (tests force splitting
     /// with a small one).
     pub fn upload_with_limit(ctx: &GpuContext, q: &QTensor, label: &str, max_bytes: u64) -> Result<GpuMatrix> {
-        let fmt = q.format();
-        let segs = row_segments(q);
-        let rows_per_part = rows_per_part(&segs, q.rows, max_bytes).ok_or_else(|| {
-            Error::Gpu(format!("{label}: one row of {fmt:?} [{}, {}] exceeds {max_bytes} bytes", q.rows, q.cols))
+        if q.is_placeholder() {
+            return Err(Error::Gpu(format!("{label}: the matrix's bytes are not in memory (a placeholder)")));
+        }
+        Self::upload_segments(ctx, q.format(), [q.rows, q.cols], &q.segments(), label, max_bytes)
+    }
+
+    /// Upload a `[rows, cols]` matrix of format `fmt` from its segments `(name, bytes)` (any
+    /// order; the bytes of a shard as they arrive, or a [`QTensor`]'s), split into parts of at
+    /// most `max_bytes` per buffer.
+    pub fn upload_segments(
+        ctx: &GpuContext,
+        fmt: WeightFormat,
+        [rows, cols]: [usize; 2],
+        segments: &[(&str, &[u8])],
+        label: &str,
+        max_bytes: u64,
+    ) -> Result<GpuMatrix> {
+        let segs = row_segments(fmt, rows, cols, segments)?;
+        let rows_per_part = rows_per_part(&segs, rows, max_bytes).ok_or_else(|| {
+            Error::Gpu(format!("{label}: one row of {fmt:?} [{rows}, {cols}] exceeds {max_bytes} bytes"))
         })?;
-        let scale = match &q.data {
-            QData::Ternary { scale, .. } => *scale,
+        let scale = match (fmt, segments.iter().find(|(n, _)| *n == "scale")) {
+            (WeightFormat::Ternary, Some((_, b))) if b.len() == 4 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            (WeightFormat::Ternary, _) => return Err(Error::Gpu(format!("{label}: ternary scale missing"))),
             _ => 1.0,
         };
         let mut parts = Vec::new();
         let mut r0 = 0;
-        while r0 < q.rows.max(1) {
-            let r1 = (r0 + rows_per_part).min(q.rows);
+        while r0 < rows.max(1) {
+            let r1 = (r0 + rows_per_part).min(rows);
             let mut bufs = segs.iter().map(|(name, bytes, bpr)| {
                 upload_padded(ctx, &format!("{label}.{name}[{r0}..{r1}]"), &bytes[r0 * bpr..r1 * bpr])
             });
@@ -72,7 +89,21 @@ impl GpuMatrix {
             parts.push(MatrixPart { r0, rows: r1 - r0, q: q_buf, scales: bufs.next(), mins: bufs.next() });
             r0 = r1.max(r0 + 1);
         }
-        Ok(GpuMatrix { rows: q.rows, cols: q.cols, format: fmt, scale, parts })
+        Ok(GpuMatrix { rows, cols, format: fmt, scale, parts })
+    }
+
+    /// Check, before anything is allocated, that one row of each segment of a `[rows, cols]`
+    /// matrix of format `fmt` fits a buffer of `max_bytes` (so it can be split by rows).
+    pub fn check_rows(fmt: WeightFormat, rows: usize, cols: usize, max_bytes: u64, label: &str) -> Result<()> {
+        let sizes = QTensor::segment_sizes(fmt, rows, cols);
+        let widest = sizes.iter().filter(|(n, _)| *n != "scale").map(|(_, s)| s / rows.max(1)).max().unwrap_or(0);
+        if widest.div_ceil(16) * 16 > (max_bytes / 16 * 16) as usize || max_bytes < 16 {
+            return Err(Error::Gpu(format!(
+                "{label}: one row of {} [{rows}, {cols}] takes {widest} bytes, over the adapter's {max_bytes}-byte storage binding limit",
+                fmt.name()
+            )));
+        }
+        Ok(())
     }
 
     /// Bytes of weights on the GPU (all parts, without padding).
@@ -85,14 +116,27 @@ impl GpuMatrix {
     }
 }
 
-/// The row-proportional segments of `q` as `(name, bytes, bytes per row)` in the order
-/// `q`/`w`, `scales`, `mins` (ternary's `scale` is left out: it travels as a parameter).
-fn row_segments(q: &QTensor) -> Vec<(&'static str, &[u8], usize)> {
-    q.segments()
-        .into_iter()
-        .filter(|(name, _)| !matches!(q.data, QData::Ternary { .. }) || *name != "scale")
-        .map(|(name, bytes)| (name, bytes, bytes.len() / q.rows.max(1)))
-        .collect()
+/// The row-proportional segments as `(name, bytes, bytes per row)` in the order `q`/`w`,
+/// `scales`, `mins` (ternary's `scale` is left out: it travels as a parameter), each checked
+/// for its length.
+fn row_segments<'a>(
+    fmt: WeightFormat,
+    rows: usize,
+    cols: usize,
+    segments: &[(&str, &'a [u8])],
+) -> Result<Vec<(&'static str, &'a [u8], usize)>> {
+    let mut out = Vec::new();
+    for (name, len) in QTensor::segment_sizes(fmt, rows, cols) {
+        if fmt == WeightFormat::Ternary && name == "scale" {
+            continue;
+        }
+        let bytes = segments.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
+        let bytes = bytes.filter(|b| b.len() == len).ok_or_else(|| {
+            Error::Gpu(format!("segment `{name}` of {} [{rows}, {cols}] missing or not {len} bytes", fmt.name()))
+        })?;
+        out.push((name, bytes, len / rows.max(1)));
+    }
+    Ok(out)
 }
 
 /// The most rows per part such that every segment's part, padded to 16 bytes, fits

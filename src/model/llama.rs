@@ -55,6 +55,11 @@ impl Norm {
     }
 }
 
+/// The error of a CPU forward over weights that live only on the GPU.
+fn no_cpu_weights() -> Error {
+    Error::Invalid("the decoder's weights are on the GPU only; the CPU path needs them loaded again".into())
+}
+
 /// One decoder layer.
 pub struct Layer {
     pub input_norm: Norm,
@@ -119,6 +124,9 @@ impl Llama {
     /// Embedding rows for `tokens` → `[n, hidden]`. Errors on ids outside the vocabulary.
     pub fn embed_tokens(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         let d = self.cfg.hidden_size;
+        if self.embed.w.is_placeholder() {
+            return Err(no_cpu_weights());
+        }
         let mut x = vec![0f32; tokens.len() * d];
         for (&t, row) in tokens.iter().zip(x.chunks_exact_mut(d)) {
             if t as usize >= self.cfg.vocab_size {
@@ -166,6 +174,9 @@ impl Llama {
             return Err(Error::Shape(format!("{} embedding values for [{n}, {d}]", x.len())));
         }
         kv.check_room(n)?;
+        if !self.has_cpu_weights() {
+            return Err(no_cpu_weights());
+        }
         if self.cfg.arch.embed_scale {
             let normalizer = (d as f64).sqrt() as f32; // Gemma: sqrt(hidden) in the hidden dtype
             x.iter_mut().for_each(|v| *v *= normalizer);

@@ -19,6 +19,7 @@ mod load;
 pub mod olmo_config;
 pub mod ops;
 pub mod rope;
+pub mod slots;
 #[cfg(test)]
 mod tests;
 

@@ -143,6 +143,27 @@ impl QTensor {
         }
     }
 
+    /// A shape-only stand-in for a matrix whose bytes live elsewhere (uploaded to the GPU as
+    /// its shard arrived): the format and shape with empty segments. CPU kernels must not run
+    /// on it; [`QTensor::is_placeholder`] tells.
+    pub fn placeholder(fmt: WeightFormat, rows: usize, cols: usize) -> QTensor {
+        let data = match fmt {
+            WeightFormat::F32 => QData::F32(Vec::new()),
+            WeightFormat::F16 => QData::F16(Vec::new()),
+            WeightFormat::Int8 => QData::Int8 { q: Vec::new(), scales: Vec::new() },
+            WeightFormat::Int4 { group, sym } => {
+                QData::Int4 { group, q: Vec::new(), scales: Vec::new(), mins: (!sym).then(Vec::new) }
+            }
+            WeightFormat::Ternary => QData::Ternary { q: Vec::new(), scale: 0.0 },
+        };
+        QTensor { rows, cols, data }
+    }
+
+    /// Whether this is a [`QTensor::placeholder`] (a non-empty shape without its bytes).
+    pub fn is_placeholder(&self) -> bool {
+        self.rows * self.cols > 0 && self.segments().first().is_some_and(|(_, b)| b.is_empty())
+    }
+
     /// Quantize a dense row-major `[rows, cols]` matrix with round-to-nearest.
     pub fn quantize(w: &[f32], rows: usize, cols: usize, fmt: WeightFormat) -> Result<QTensor> {
         if w.len() != rows * cols {

@@ -1,7 +1,9 @@
 //! Incremental loading for JavaScript (`docs/ARCHITECTURE.md`, "Loading"): [`WasmLoader`]
 //! takes `manifest.json` and the tokenizer at `begin`, then the shards one at a time in any
 //! order (`add_shard` checks size, sha256 unless the caller verified it, and the safetensors
-//! header, and keeps none of the bytes), and `finish` builds the [`WasmEngine`]. JavaScript
+//! header, and keeps none of the bytes; on the GPU the decoder's matrices go straight from
+//! those bytes to GPU buffers, [`StreamLoader`]), and `finish` builds the [`WasmEngine`]. Whether
+//! the model fits the adapter is checked at `begin`, from the manifest. JavaScript
 //! owns downloading and caching; `WasmEngine.load` is a convenience over the same steps that
 //! fetches in Rust.
 //!
@@ -9,9 +11,8 @@
 //! `js_sys::Promise`, `wasm_bindgen_futures::future_to_promise`).
 
 use super::{js_err, js_msg, now_ms, ShardSource, State, WasmEngine};
-use crate::engine::Engine;
+use crate::engine::stream::StreamLoader;
 use crate::gpu::{GpuContext, GpuOptions};
-use crate::io::manifest::ManifestLoader;
 use crate::model::LoadOptions;
 use js_sys::Promise;
 use serde::{Deserialize, Serialize};
@@ -66,24 +67,6 @@ async fn open_gpu(backend: &str) -> Result<Result<Arc<GpuContext>, String>, JsVa
     Ok(Ok(ctx))
 }
 
-/// Put `engine` on `gpu` (from [`open_gpu`]). `Ok(Some(reason))`: it stays on the CPU.
-fn attach_gpu(
-    engine: &mut Engine,
-    backend: &str,
-    gpu: Result<Arc<GpuContext>, String>,
-    budget: Option<u64>,
-) -> Result<Option<String>, JsValue> {
-    match gpu {
-        Err(_) if backend == "cpu" => Ok(None),
-        Err(reason) => Ok(Some(reason)),
-        Ok(ctx) => match engine.use_gpu(ctx, budget) {
-            Ok(()) => Ok(None),
-            Err(e) if backend == "auto" || backend.is_empty() => Ok(Some(e.to_string())),
-            Err(e) => Err(js_msg(format!("the model cannot run on WebGPU: {e}"))),
-        },
-    }
-}
-
 /// One shard as `shards()` lists it.
 #[derive(Serialize)]
 struct ShardInfo<'a> {
@@ -96,38 +79,57 @@ struct ShardInfo<'a> {
 /// A model being loaded: the manifest and tokenizer are in, shards arrive one at a time.
 #[wasm_bindgen]
 pub struct WasmLoader {
-    loader: ManifestLoader,
+    loader: StreamLoader,
     tokenizer_json: String,
-    /// What the caller asked for (`auto`, `webgpu`, `cpu`).
-    asked: String,
-    /// The device, or why the weights go to the CPU.
-    gpu: Result<Arc<GpuContext>, String>,
-    budget: Option<u64>,
+    /// Why the weights go to the CPU although WebGPU was allowed (`auto`).
+    load_fallback: Option<String>,
     t0: f64,
 }
 
 impl WasmLoader {
-    /// Parse the manifest, check the tokenizer against it, open the device `cfg` asks for.
+    /// Parse the manifest, check the tokenizer against it, open the device `cfg` asks for and
+    /// check that the model fits it, before any shard or GPU buffer.
     pub(super) async fn start(manifest_json: &str, tokenizer_json: String, cfg: &LoadConfig) -> Result<Self, JsValue> {
         let t0 = now_ms();
         let asked = cfg.backend.clone().unwrap_or_else(|| "auto".into());
-        let gpu = open_gpu(&asked).await?;
-        let mut loader = ManifestLoader::new(manifest_json).map_err(js_err)?;
-        loader.set_check_hashes(!cfg.verified);
-        loader.check_tokenizer(&tokenizer_json).map_err(js_err)?;
         let budget = cfg.gpu_budget_mib.map(|m| m << 20);
-        Ok(WasmLoader { loader, tokenizer_json, asked, gpu, budget, t0 })
+        let opts = LoadOptions::default();
+        let (loader, load_fallback) = match open_gpu(&asked).await? {
+            Err(_) if asked == "cpu" => (StreamLoader::new(manifest_json, opts, None), None),
+            Err(reason) => (StreamLoader::new(manifest_json, opts, None), Some(reason)),
+            Ok(ctx) => match StreamLoader::new(manifest_json, opts, Some((ctx, budget))) {
+                Err(e @ crate::Error::Gpu(_)) if asked == "auto" => {
+                    (StreamLoader::new(manifest_json, opts, None), Some(e.to_string()))
+                }
+                Err(e @ crate::Error::Gpu(_)) => return Err(js_msg(format!("the model cannot run on WebGPU: {e}"))),
+                r => (r, None),
+            },
+        };
+        let mut loader = loader.map_err(js_err)?;
+        loader.loader_mut().set_check_hashes(!cfg.verified);
+        loader.loader_mut().check_tokenizer(&tokenizer_json).map_err(js_err)?;
+        Ok(WasmLoader { loader, tokenizer_json, load_fallback, t0 })
     }
 
     /// Build the engine from the shards added (consumes the loader).
     pub(super) fn build(self) -> Result<WasmEngine, JsValue> {
         let manifest_json = self.loader.manifest().to_json();
-        let checkpoint = self.loader.finish(self.tokenizer_json).map_err(js_err)?;
-        let mut engine = Engine::new(checkpoint, &LoadOptions::default()).map_err(js_err)?;
-        let load_fallback = attach_gpu(&mut engine, &self.asked, self.gpu, self.budget)?;
-        let load_ms = now_ms() - self.t0;
-        let state =
-            State { engine, busy: false, load_ms, load_fallback, manifest_json, shard_source: ShardSource::None };
+        let on_gpu = self.loader.on_gpu();
+        let engine = self.loader.finish(self.tokenizer_json, &Default::default()).map_err(|e| {
+            if on_gpu {
+                js_msg(format!("the model cannot run on WebGPU: {e}"))
+            } else {
+                js_err(e)
+            }
+        })?;
+        let state = State {
+            engine,
+            busy: false,
+            load_ms: now_ms() - self.t0,
+            load_fallback: self.load_fallback,
+            manifest_json,
+            shard_source: ShardSource::None,
+        };
         Ok(WasmEngine { state: Rc::new(RefCell::new(state)) })
     }
 }
@@ -155,7 +157,7 @@ impl WasmLoader {
 
     /// Where the weights are going: `webgpu` or `cpu`.
     pub fn backend(&self) -> String {
-        if self.gpu.is_ok() { "webgpu" } else { "cpu" }.to_string()
+        if self.loader.on_gpu() { "webgpu" } else { "cpu" }.to_string()
     }
 
     /// Check shard `index` (size, sha256 unless `verified`, header) and take its tensors; the

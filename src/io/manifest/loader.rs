@@ -3,7 +3,7 @@
 //! decodes its tensors, after which the shard's bytes can be dropped, so the model is never
 //! held both as shard bytes and as tensors.
 
-use super::{check_shard_with, decode_tensor, Manifest};
+use super::{check_shard_with, decode_tensor, placeholder, tensor_segments, Manifest, TensorEntry, TensorSink};
 use crate::error::{Error, Result};
 use crate::io::{Checkpoint, Tensor, WeightSource};
 use std::collections::BTreeMap;
@@ -46,6 +46,12 @@ impl ManifestLoader {
 
     /// Check shard `index` (size, sha256, safetensors header) and decode its tensors.
     pub fn add_shard(&mut self, index: usize, bytes: &[u8]) -> Result<()> {
+        self.add_shard_into(index, bytes, None)
+    }
+
+    /// [`ManifestLoader::add_shard`] handing the tensors `sink` wants to it (straight from
+    /// `bytes`, nothing decoded) and keeping a shape-only placeholder for each.
+    pub fn add_shard_into(&mut self, index: usize, bytes: &[u8], mut sink: Option<&mut dyn TensorSink>) -> Result<()> {
         let entry = self.manifest.shards.get(index).ok_or_else(|| {
             Error::Invalid(format!("shard index {index}, the manifest lists {}", self.manifest.shards.len()))
         })?;
@@ -55,7 +61,13 @@ impl ManifestLoader {
         let header = check_shard_with(entry, bytes, self.check_hashes)?;
         for &ti in &self.by_shard[index] {
             let t = &self.manifest.tensors[ti];
-            let tensor = decode_tensor(t, &header, bytes)?;
+            let tensor = match sink.as_deref_mut().filter(|s| s.wants(t)) {
+                Some(s) => {
+                    s.take(t, &tensor_segments(t, &header, bytes)?)?;
+                    placeholder(t)
+                }
+                None => decode_tensor(t, &header, bytes)?,
+            };
             self.tensors.insert(t.name.clone(), tensor);
         }
         self.added[index] = true;
@@ -85,27 +97,42 @@ impl ManifestLoader {
         Ok(())
     }
 
-    /// The decoded tensors, once every shard is in (an error names the missing shards).
-    pub fn into_weights(self) -> Result<MemWeights> {
-        let missing = self.missing();
-        if !missing.is_empty() {
-            return Err(Error::Invalid(format!("shards not loaded: {}", missing.join(", "))));
-        }
-        Ok(MemWeights::new(self.tensors))
+    /// The tensors of the shards added so far (decoded, or placeholders for those a sink took).
+    pub fn into_weights(self) -> MemWeights {
+        MemWeights::new(self.tensors)
     }
 
     /// The checkpoint, once every shard is in. `tokenizer_json` is the text of the manifest's
     /// tokenizer file; its size and sha256 are checked against the manifest.
     pub fn finish(self, tokenizer_json: String) -> Result<Checkpoint> {
+        let missing = self.missing();
+        if !missing.is_empty() {
+            return Err(Error::Invalid(format!("shards not loaded: {}", missing.join(", "))));
+        }
         self.check_tokenizer(&tokenizer_json)?;
         let m = self.manifest.clone();
-        let weights = self.into_weights()?;
+        let weights = self.into_weights();
         Ok(Checkpoint {
             config: m.config.clone(),
             tokenizer: m.tokenizer_spec(tokenizer_json),
             weights: Box::new(weights),
             preprocessor: m.preprocessor,
         })
+    }
+}
+
+/// A sink that takes (and drops) every tensor not named in `keep`: a loader that needs only
+/// those tensors' data holds no more.
+pub struct SkipSink<'a> {
+    pub keep: &'a dyn Fn(&str) -> bool,
+}
+
+impl TensorSink for SkipSink<'_> {
+    fn wants(&self, t: &TensorEntry) -> bool {
+        !(self.keep)(&t.name)
+    }
+    fn take(&mut self, _: &TensorEntry, _: &[(&str, &[u8])]) -> Result<()> {
+        Ok(())
     }
 }
 

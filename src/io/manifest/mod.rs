@@ -17,13 +17,13 @@ mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod writer;
 
-pub use loader::{ManifestLoader, MemWeights};
+pub use loader::{ManifestLoader, MemWeights, SkipSink};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{open_dir, ManifestWeights};
 
 use crate::error::{Error, Result};
 use crate::io::safetensors::{Dtype, Header};
-use crate::io::{Tensor, TensorData, TokenizerSpec};
+use crate::io::{Tensor, TensorData, TokenizerSpec, WeightSource};
 use crate::quant::{pod_vec, QTensor, WeightFormat};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -257,11 +257,11 @@ pub fn check_hash(entry: &FileEntry, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Decode tensor `t` from the bytes of its shard (`header` parsed from them). Every segment
-/// must be the shard's tensor `<name>.<segment>`, at the manifest's offset, with the layout's
-/// dtype. `f32` tensors become [`TensorData::F32`], the others [`TensorData::Quant`].
-pub fn decode_tensor(t: &TensorEntry, header: &Header, bytes: &[u8]) -> Result<Tensor> {
-    let mut segs: Vec<(&str, &[u8])> = Vec::new();
+/// The segments of tensor `t` in the bytes of its shard (`header` parsed from them), as
+/// `(segment, bytes)` in layout order. Every segment must be the shard's tensor
+/// `<name>.<segment>`, at the manifest's offset, with the layout's dtype.
+pub fn tensor_segments<'a>(t: &TensorEntry, header: &Header, bytes: &'a [u8]) -> Result<Vec<(&'static str, &'a [u8])>> {
+    let mut segs = Vec::new();
     for (seg, dtype, shape) in segment_layout(&t.name, t.format, &t.shape)? {
         let loc = t
             .segments
@@ -291,6 +291,13 @@ pub fn decode_tensor(t: &TensorEntry, header: &Header, bytes: &[u8]) -> Result<T
         }
         segs.push((seg, header.data(bytes, &st_name)?));
     }
+    Ok(segs)
+}
+
+/// Decode tensor `t` from the bytes of its shard ([`tensor_segments`]). `f32` tensors become
+/// [`TensorData::F32`], the others [`TensorData::Quant`].
+pub fn decode_tensor(t: &TensorEntry, header: &Header, bytes: &[u8]) -> Result<Tensor> {
+    let segs = tensor_segments(t, header, bytes)?;
     let data = if t.format == WeightFormat::F32 {
         TensorData::F32(pod_vec::<f32>(segs[0].1))
     } else {
@@ -298,6 +305,43 @@ pub fn decode_tensor(t: &TensorEntry, header: &Header, bytes: &[u8]) -> Result<T
         TensorData::Quant(QTensor::from_segments(t.format, r, c, &segs)?)
     };
     Ok(Tensor { shape: t.shape.clone(), data })
+}
+
+/// The shape-only stand-in the loader keeps for a tensor a [`TensorSink`] took: a
+/// [`QTensor::placeholder`] for matrices, empty values otherwise.
+pub fn placeholder(t: &TensorEntry) -> Tensor {
+    let data = match t.shape[..] {
+        [r, c] => TensorData::Quant(QTensor::placeholder(t.format, r, c)),
+        _ => TensorData::F32(Vec::new()),
+    };
+    Tensor { shape: t.shape.clone(), data }
+}
+
+/// Takes some tensors as their shard is added (the GPU upload, [`crate::gpu::stream`]); the
+/// loader then keeps only their [`placeholder`].
+pub trait TensorSink {
+    /// Whether this sink takes `t`.
+    fn wants(&self, t: &TensorEntry) -> bool;
+    /// Take `t`: its `(segment, bytes)` in layout order, borrowed from the shard being added.
+    fn take(&mut self, t: &TensorEntry, segments: &[(&str, &[u8])]) -> Result<()>;
+}
+
+/// A manifest as a [`WeightSource`] of names and shapes only (planning before any shard).
+pub struct ManifestShapes<'a>(pub &'a Manifest);
+
+impl WeightSource for ManifestShapes<'_> {
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.0.tensors.iter().map(|t| t.name.clone()).collect();
+        v.sort();
+        v
+    }
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        let t = self.0.tensors.iter().find(|t| t.name == name);
+        t.map(|t| t.shape.clone()).ok_or_else(|| Error::MissingTensor(name.into()))
+    }
+    fn load(&self, name: &str) -> Result<Tensor> {
+        Err(Error::Invalid(format!("`{name}`: the manifest alone holds no tensor data")))
+    }
 }
 
 #[cfg(test)]

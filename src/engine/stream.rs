@@ -1,0 +1,98 @@
+//! Building an engine from a converted model one shard at a time (`docs/ARCHITECTURE.md`,
+//! "Loading"), shared by the browser ([`crate::wasm`]'s `WasmLoader`) and the CLI: with a GPU
+//! the decoder's matrices go from each shard straight to GPU buffers ([`GpuUpload`]) and the
+//! CPU model keeps placeholders for them; after a device loss the engine asks for them again
+//! ([`StepPending::NeedWeights`](super::StepPending::NeedWeights), [`Engine::resume_on_cpu`]).
+
+use super::Engine;
+use crate::error::Result;
+use crate::gpu::stream::GpuUpload;
+use crate::gpu::GpuContext;
+use crate::io::manifest::{Manifest, ManifestLoader, TensorSink};
+use crate::model::llava::VisionLoadOptions;
+use crate::model::LoadOptions;
+use std::sync::Arc;
+
+/// A load in progress: the manifest is in, shards arrive in any order.
+pub struct StreamLoader {
+    loader: ManifestLoader,
+    gpu: Option<GpuUpload>,
+    opts: LoadOptions,
+}
+
+impl StreamLoader {
+    /// Parse `manifest_json`; with `gpu` (a device and an optional byte budget) plan the
+    /// upload and check the model fits, before any allocation: `Err` when it does not.
+    /// Load options that convert weights (`opts.weights`) keep every tensor in memory.
+    pub fn new(manifest_json: &str, opts: LoadOptions, gpu: Option<(Arc<GpuContext>, Option<u64>)>) -> Result<Self> {
+        let loader = ManifestLoader::new(manifest_json)?;
+        let gpu = match gpu {
+            Some((ctx, budget)) => {
+                let mut up = GpuUpload::plan(ctx, loader.manifest(), budget)?;
+                if opts.weights.is_some() {
+                    up.slots.clear();
+                }
+                Some(up)
+            }
+            None => None,
+        };
+        Ok(StreamLoader { loader, gpu, opts })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        self.loader.manifest()
+    }
+
+    /// The manifest loader (hash checking, the tokenizer check).
+    pub fn loader_mut(&mut self) -> &mut ManifestLoader {
+        &mut self.loader
+    }
+
+    /// Whether the decoder goes to the GPU.
+    pub fn on_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    /// Check shard `index` and take its tensors: the decoder's matrices to the GPU, the rest
+    /// decoded into memory. None of `bytes` is kept.
+    pub fn add_shard(&mut self, index: usize, bytes: &[u8]) -> Result<()> {
+        let sink = self.gpu.as_mut().map(|g| g as &mut dyn TensorSink);
+        self.loader.add_shard_into(index, bytes, sink)
+    }
+
+    /// Build the engine (an error names the shards not added), on the GPU when planned so.
+    pub fn finish(self, tokenizer_json: String, vopts: &VisionLoadOptions) -> Result<Engine> {
+        let ckpt = self.loader.finish(tokenizer_json)?;
+        let mut engine = Engine::new_with_vision(ckpt, &self.opts, vopts)?;
+        if let Some(up) = self.gpu {
+            engine.use_gpu_streamed(up)?;
+        }
+        Ok(engine)
+    }
+}
+
+/// Load the converted folder `dir` reading one shard at a time, the decoder's matrices
+/// going straight to `gpu`; after a device loss the engine maps the folder again for them.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_dir(
+    dir: &std::path::Path,
+    opts: LoadOptions,
+    vopts: &VisionLoadOptions,
+    gpu: Option<(Arc<GpuContext>, Option<u64>)>,
+) -> Result<Engine> {
+    use crate::error::Error;
+    let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| Error::io(dir.join(name), e));
+    let manifest_json =
+        String::from_utf8(read("manifest.json")?).map_err(|e| Error::format("manifest.json", e.to_string()))?;
+    let mut loader = StreamLoader::new(&manifest_json, opts, gpu)?;
+    let tok_file = loader.manifest().tokenizer.file.clone();
+    let tokenizer = String::from_utf8(read(&tok_file)?).map_err(|e| Error::format(&tok_file, e.to_string()))?;
+    let files: Vec<String> = loader.manifest().shards.iter().map(|s| s.file.clone()).collect();
+    for (i, file) in files.iter().enumerate() {
+        loader.add_shard(i, &read(file)?)?;
+    }
+    let mut engine = loader.finish(tokenizer, vopts)?;
+    let dir = dir.to_path_buf();
+    engine.set_weight_reload(Box::new(move || Ok(crate::io::open(&dir)?.weights)));
+    Ok(engine)
+}
