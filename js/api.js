@@ -22,6 +22,7 @@ function extras(r) {
     finish_reason: r.finish_reason,
     ttft_ms: r.ttft_ms ?? null,
     dispatches_per_token: r.dispatches_per_token ?? null,
+    shards_reloaded: r.shards_reloaded || 0,
   };
 }
 

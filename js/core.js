@@ -35,6 +35,7 @@ const OVERFLOW = /prompt of (\d+) tokens does not fit the context window of (\d+
 
 export class LocalCore {
   #engine = null;
+  #shardsReloaded = 0; // shards the engine asked for again (a lost GPU's weights), from the cache
 
   async load({ model, backend = 'auto', gpuBudgetMib, concurrency = 3, retries = 2, useCache = true, wasmUrl } = {},
     onProgress, signal) {
@@ -58,7 +59,10 @@ export class LocalCore {
       const engine = await consumed.finish();
       this.#engine = engine;
       if (useCache && typeof caches !== 'undefined') {
-        engine.set_shard_source((index) => readCachedShard(res.manifestUrl, res.manifest, index));
+        engine.set_shard_source((index) => {
+          this.#shardsReloaded += 1;
+          return readCachedShard(res.manifestUrl, res.manifest, index);
+        });
       }
       const adapter = engine.adapter_info();
       const info = {
@@ -119,6 +123,7 @@ export class LocalCore {
       r.prompt_tokens = ids.length - images.length + (r.image_tokens || 0);
       r.dropped_messages = messages.length - msgs.length;
       r.ttft_ms = ttft;
+      r.shards_reloaded = this.#shardsReloaded;
       return r;
     }
   }

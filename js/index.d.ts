@@ -107,6 +107,8 @@ export interface WebvlmExtras {
   ttft_ms: number | null;
   /** GPU dispatches per decode token (null on the CPU). */
   dispatches_per_token: number | null;
+  /** Shards read again from Cache Storage since the load (the CPU's weights after a lost GPU). */
+  shards_reloaded: number;
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';

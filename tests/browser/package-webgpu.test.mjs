@@ -62,7 +62,8 @@ test('WebGPU engine: a device lost mid-answer finishes it on the CPU, same greed
   }, { model: MODEL, max: MAX_TOKENS });
   const t = out.last.webvlm.timings;
   console.log(`WebGPU load ${Math.round(out.info.load_ms)} ms; the answer: prefill ${Math.round(t.prefill_ms)} ms, ` +
-    `decode ${Math.round(t.decode_ms)} ms (SwiftShader, then the CPU)`);
+    `decode ${Math.round(t.decode_ms)} ms (SwiftShader, then the CPU); shards read again from the cache: ` +
+    `${out.last.webvlm.shards_reloaded}`);
   assert.equal(out.info.backend, 'webgpu');
   assert.equal(out.onCpu.webvlm.backend, 'cpu');
   assert.equal(out.onCpu.usage.completion_tokens, MAX_TOKENS, 'the CPU answer runs to max_tokens');
@@ -71,6 +72,7 @@ test('WebGPU engine: a device lost mid-answer finishes it on the CPU, same greed
   assert.ok(out.last.webvlm.fallback_reason, 'the answer says why it moved to the CPU');
   assert.equal(out.text, out.onCpu.choices[0].message.content,
     'two tokens from WebGPU, the rest from the CPU: the same greedy answer as the CPU alone');
+  assert.ok(out.last.webvlm.shards_reloaded >= 1, 'the weights the GPU held were read again from the cache');
   const shardGets = server.log.filter((e) => e.path.endsWith('.safetensors'));
   assert.ok(shardGets.length <= 2, 'the CPU weights after the loss came from Cache Storage, not the network');
 });
