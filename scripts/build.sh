@@ -81,3 +81,7 @@ if [ "${WEBVLM_NO_THREADS:-0}" = 1 ]; then
 else
   build_threads
 fi
+
+# 6. The npm package (dist/, and www/webvlm/ for the page); ships www/pkg-threads when built.
+say "npm package -> dist/"
+node scripts/build-package.mjs

@@ -1,0 +1,128 @@
+// Shared by the package tests (loading, package-vite): an in-process static server over
+// several roots that records every request (path, Range header, bytes sent) and can cut the
+// connection partway through a file, as a dropped network does. Not a test file itself.
+import { createServer } from 'node:http';
+import { createReadStream, promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { parseRange } from '../../scripts/serve.mjs';
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.wasm': 'application/wasm',
+};
+
+/**
+ * Start a server. `roots`: [[urlPrefix, dir]] (longest prefix first); `pages`: { urlPath: html }
+ * (sent with `pageHeaders`, e.g. a Content-Security-Policy).
+ * Returns { url, log, faults, close }: `log` gets { path, range, status, sent, cut } per
+ * request; set `faults.cut = { file: 'name', after: bytes, times: n }` to drop the connection
+ * after `after` bytes of that file's body, `times` times (Infinity: until cleared);
+ * `faults.stall = { file, after }` sends `after` bytes of it and then nothing (a tab closed
+ * mid-download is simulated by closing the page meanwhile).
+ */
+export async function startPackageServer({ roots, pages = {}, rangeSupport = true, pageHeaders = {} }) {
+  const log = [];
+  const faults = { cut: null, stall: null };
+  const server = createServer((req, res) => {
+    serve(req, res, { roots, pages, rangeSupport, pageHeaders, log, faults }).catch((e) => {
+      if (!res.headersSent) res.writeHead(500).end(String(e));
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  return {
+    url,
+    log,
+    faults,
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections?.();
+      server.close(resolve);
+    }),
+  };
+}
+
+async function serve(req, res, { roots, pages, rangeSupport, pageHeaders, log, faults }) {
+  const urlPath = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  const entry = { path: urlPath, range: req.headers.range || null, status: 0, sent: 0, cut: false };
+  log.push(entry);
+  const headers = { 'Cache-Control': 'no-cache', 'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Embedder-Policy': 'require-corp' };
+  if (pages[urlPath] !== undefined) {
+    entry.status = 200;
+    res.writeHead(200, { ...headers, ...pageHeaders, 'Content-Type': 'text/html; charset=utf-8' });
+    return res.end(pages[urlPath]);
+  }
+  const root = roots.find(([prefix]) => urlPath.startsWith(prefix));
+  const rel = root && urlPath.slice(root[0].length);
+  if (!root || rel.split('/').includes('..')) {
+    entry.status = 404;
+    return res.writeHead(404).end('not found');
+  }
+  let file = path.join(root[1], rel);
+  let stat = await fsp.stat(file).catch(() => null);
+  if (stat?.isDirectory()) {
+    file = path.join(file, 'index.html');
+    stat = await fsp.stat(file).catch(() => null);
+  }
+  if (!stat?.isFile()) {
+    entry.status = 404;
+    return res.writeHead(404).end('not found');
+  }
+  let start = 0;
+  let end = stat.size - 1;
+  entry.status = 200;
+  const r = rangeSupport && req.headers.range ? parseRange(req.headers.range, stat.size) : null;
+  if (r && r !== 'unsatisfiable') {
+    ({ start, end } = r);
+    entry.status = 206;
+    headers['Content-Range'] = `bytes ${start}-${end}/${stat.size}`;
+  }
+  if (rangeSupport) headers['Accept-Ranges'] = 'bytes';
+  headers['Content-Type'] = MIME[path.extname(file)] || 'application/octet-stream';
+  headers['Content-Length'] = String(end - start + 1);
+  res.writeHead(entry.status, headers);
+  const cut = faults.cut && path.basename(file) === faults.cut.file && faults.cut.times > 0 ? faults.cut : null;
+  if (cut) cut.times -= 1;
+  const stall = faults.stall && path.basename(file) === faults.stall.file ? faults.stall : null;
+  const stream = createReadStream(file, { start, end });
+  stream.on('data', (chunk) => {
+    if (stall && entry.sent + chunk.length >= stall.after) {
+      const n = Math.max(0, stall.after - entry.sent);
+      entry.sent += n;
+      stream.destroy();
+      res.write(chunk.subarray(0, n)); // and never end: the client hangs until it goes away
+      return;
+    }
+    if (cut && entry.sent + chunk.length >= cut.after) {
+      const n = Math.max(0, cut.after - entry.sent);
+      entry.sent += n;
+      entry.cut = true;
+      stream.destroy();
+      res.write(chunk.subarray(0, n), () => res.destroy());
+      return;
+    }
+    entry.sent += chunk.length;
+    if (!res.write(chunk)) {
+      stream.pause();
+      res.once('drain', () => stream.resume());
+    }
+  });
+  stream.on('end', () => res.end());
+  stream.on('error', () => res.destroy());
+}
+
+/** The page that loads the package from `pkgPath` and exposes it as `window.webvlm`. */
+export function packagePage(pkgPath) {
+  return `<!doctype html><meta charset="utf-8"><title>webvlm package test</title>
+<script type="module">
+import * as webvlm from '${pkgPath}';
+window.webvlm = webvlm;
+window.webvlmReady = true;
+</script>`;
+}
