@@ -15,8 +15,8 @@ use std::sync::Arc;
 use super::{now_ms, prompt_embeds, Engine, Model, TokenEvent};
 use crate::error::{Error, Result};
 use crate::gpu::decoder::{GpuDecoder, GpuInput, GpuOutput, Pending};
-use crate::gpu::vision::GpuVision;
 use crate::gpu::stream::GpuUpload;
+use crate::gpu::vision::GpuVision;
 use crate::gpu::GpuContext;
 use crate::io::WeightSource;
 
@@ -99,7 +99,9 @@ impl Engine {
     /// path is synchronous and a GPU readback must be awaited, so images encode on the CPU).
     fn vision_on(&self, ctx: &Arc<GpuContext>) -> Result<Option<Box<GpuVision>>> {
         match &self.model {
-            Model::Llava(m) if cfg!(not(target_arch = "wasm32")) => Ok(Some(Box::new(GpuVision::for_llava(ctx.clone(), m)?))),
+            Model::Llava(m) if cfg!(not(target_arch = "wasm32")) => {
+                Ok(Some(Box::new(GpuVision::for_llava(ctx.clone(), m)?)))
+            }
             _ => Ok(None),
         }
     }

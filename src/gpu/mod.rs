@@ -31,9 +31,9 @@ pub mod ops_sample;
 pub mod ops_vision;
 pub mod plan;
 pub mod shaders;
+pub mod stream;
 pub mod vision;
 pub mod vision_weights;
-pub mod stream;
 pub mod weights;
 
 pub use context::{webgpu_present, AdapterSummary, GpuContext, GpuOptions};
