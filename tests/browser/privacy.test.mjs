@@ -66,6 +66,7 @@ test('a session with an image and a prompt', { timeout: TIMEOUT }, async () => {
 
 test('only the page, models.json and the model files are fetched, with GET from the page origin', async () => {
   const own = new Set(['', 'index.html', 'sw.js', 'models.json', 'pkg/webvlm.js', 'pkg/webvlm_bg.wasm',
+    'pkg-threads/webvlm.js', 'pkg-threads/webvlm_bg.wasm',
     ...(await readdir(path.join(ROOT, 'www'))).filter((f) => /\.(js|css)$/.test(f))]);
   const modelDir = path.join(MODELS, MODEL.replace('models/', ''));
   const manifest = JSON.parse(await readFile(path.join(modelDir, 'manifest.json'), 'utf8'));
@@ -80,7 +81,7 @@ test('only the page, models.json and the model files are fetched, with GET from 
     const u = new URL(r.url);
     assert.equal(u.origin, origin, `request to another origin: ${r.url}`);
     const p = u.pathname.slice(1);
-    const ok = own.has(p) || /^pkg\/snippets\/[\w.-]+\/inline\d+\.js$/.test(p)
+    const ok = own.has(p) || /^pkg(-threads)?\/snippets\/[\w.-]+\/inline\d+\.js$/.test(p)
       || (p.startsWith(MODEL) && modelFiles.includes(p.slice(MODEL.length)));
     assert.ok(ok, `unexpected request (${r.from}): ${r.url}`);
     seen.add(p);
