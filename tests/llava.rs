@@ -251,6 +251,11 @@ fn llava_gemma_converted_int8() {
     check_converted("llava-gemma", WeightChoice::Int8);
 }
 
+#[test]
+fn llava_gemma_converted_int8_vision_int4_text() {
+    check_converted("llava-gemma", WeightChoice::Int4);
+}
+
 /// `webvlm generate --image --chat --json` on the LLaVA-1.5 photo: the golden ids, and
 /// `image_tokens` / `image_encode_ms` in the output.
 #[test]
