@@ -3,30 +3,17 @@
 //! across turns, a model over the GPU budget, and a device lost mid-answer (the engine goes
 //! on on the CPU with the same tokens). Set WEBVLM_SKIP_GPU=1 where no Vulkan driver exists.
 
+mod gpu_common;
+use gpu_common::fresh_gpu;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::Arc;
 use webvlm::engine::{Backend, ChatTurn, Engine, GenerateParams};
-use webvlm::gpu::{GpuContext, GpuOptions};
 use webvlm::model::LoadOptions;
 use webvlm::quant::WeightFormat;
 use webvlm::vision::image::{decode, DEFAULT_MAX_PIXELS};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fresh device for one test (one test destroys its own), or `None` when skipping.
-fn gpu() -> Option<Arc<GpuContext>> {
-    if std::env::var("WEBVLM_SKIP_GPU").is_ok_and(|v| v == "1") {
-        return None;
-    }
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
-    }
-    let ctx = GpuContext::new_blocking(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh for lavapipe, or set WEBVLM_SKIP_GPU=1)"));
-    Some(Arc::new(ctx))
 }
 
 fn smollm2(opts: &LoadOptions) -> Engine {
@@ -57,7 +44,7 @@ fn rel_err(a: &[f32], b: &[f32]) -> f32 {
 
 /// CPU and GPU greedy ids on the same prompt; the GPU engine's backend stays GPU.
 fn compare_smollm2(weights: Option<WeightFormat>, n: usize, bound: f32) {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let opts = LoadOptions { weights, ..Default::default() };
     let mut cpu = smollm2(&opts);
     let prompt = cpu.tokenizer().encode("The capital of France is", true).unwrap();
@@ -99,7 +86,7 @@ fn smollm2_ternary_gpu_matches_cpu() {
 /// equals a fresh prefill's.
 #[test]
 fn kv_reuse_across_turns_on_gpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let mut e = smollm2(&LoadOptions::default());
     e.use_gpu(ctx, None).unwrap();
     let p1 = e.tokenizer().encode("The capital of France is", true).unwrap();
@@ -119,7 +106,7 @@ fn kv_reuse_across_turns_on_gpu() {
 /// an all-CPU answer.
 #[test]
 fn device_loss_falls_back_to_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let mut cpu = smollm2(&LoadOptions::default());
     let prompt = cpu.tokenizer().encode("Once upon a time", true).unwrap();
     let (want, _) = run(&mut cpu, &prompt, 10);
@@ -144,7 +131,7 @@ fn device_loss_falls_back_to_cpu() {
 
 #[test]
 fn model_over_the_budget_is_refused_clearly() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let mut e = smollm2(&LoadOptions::default());
     let err = e.use_gpu(ctx, Some(16 << 20)).unwrap_err().to_string();
     assert!(err.contains("budget") && err.contains("MiB"), "{err}");
@@ -155,7 +142,7 @@ fn model_over_the_budget_is_refused_clearly() {
 
 /// The LLaVA fixtures on the GPU decoder: greedy ids equal transformers' (the golden).
 fn llava_fixture(name: &str) {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let dir = root().join("tests/fixtures/llava").join(name);
     let g: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
     let mut e = Engine::new(webvlm::io::open(&dir).unwrap(), &LoadOptions::default()).unwrap();
@@ -196,7 +183,7 @@ fn llava_gemma_on_gpu() {
 /// read back per token — gives the CPU sampler's tokens; so does reading logits back.
 #[test]
 fn seeded_sampling_on_gpu_matches_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let sampling =
         webvlm::sampler::SamplerConfig { temperature: 0.8, top_k: 40, top_p: 0.9, repetition_penalty: 1.1, seed: 7 };
     let params = GenerateParams { max_new_tokens: 16, sampling, ..Default::default() };

@@ -5,30 +5,19 @@
 //! on the CPU after the weights are read again from the shards, and without any source says
 //! so. Set WEBVLM_SKIP_GPU=1 where no Vulkan driver exists.
 
+mod gpu_common;
+use gpu_common::fresh_gpu;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use webvlm::engine::stream::{load_dir, StreamLoader};
 use webvlm::engine::{Backend, ChatTurn, Engine, GenerateParams};
-use webvlm::gpu::{GpuContext, GpuOptions};
+use webvlm::gpu::GpuContext;
 use webvlm::model::LoadOptions;
 use webvlm::vision::image::{decode, Image, DEFAULT_MAX_PIXELS};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A fresh device for one test (some destroy theirs), or `None` when skipping.
-fn gpu() -> Option<Arc<GpuContext>> {
-    if std::env::var("WEBVLM_SKIP_GPU").is_ok_and(|v| v == "1") {
-        return None;
-    }
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
-    }
-    let ctx = GpuContext::new_blocking(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh for lavapipe, or set WEBVLM_SKIP_GPU=1)"));
-    Some(Arc::new(ctx))
 }
 
 fn model(name: &str) -> PathBuf {
@@ -75,7 +64,7 @@ fn assert_gpu_only(e: &Engine, cpu: &Engine, matrices: usize) {
 
 #[test]
 fn smollm2_int4_streamed_matches_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let dir = model("smollm2-135m-int4");
     let mut cpu = cpu_engine(&dir);
     let prompt = cpu.tokenizer().encode("The capital of France is", true).unwrap();
@@ -101,7 +90,7 @@ fn llava_prompt(e: &Engine) -> (Vec<u32>, Image) {
 /// prompts are embedded on the CPU), as does the vision tower.
 #[test]
 fn llava_fixture_streamed_matches_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let dir = model("llava15-llama-fixture");
     let mut cpu = cpu_engine(&dir);
     let (prompt, img) = llava_prompt(&cpu);
@@ -117,7 +106,7 @@ fn llava_fixture_streamed_matches_cpu() {
 /// The budget check runs from the manifest alone, before any shard is read or buffer made.
 #[test]
 fn model_over_the_budget_is_refused_before_loading() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let dir = model("smollm2-135m-int4");
     let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     let err = StreamLoader::new(&manifest, LoadOptions::default(), Some((ctx.clone(), Some(16 << 20))))
@@ -134,7 +123,7 @@ fn model_over_the_budget_is_refused_before_loading() {
 /// and the answer goes on on the CPU with the all-CPU tokens; the next turn stays there.
 #[test]
 fn device_loss_reloads_weights_and_goes_on_on_the_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let dir = model("smollm2-135m-int4");
     let mut cpu = cpu_engine(&dir);
     let prompt = cpu.tokenizer().encode("Once upon a time", true).unwrap();
@@ -151,7 +140,7 @@ fn device_loss_reloads_weights_and_goes_on_on_the_cpu() {
 /// The same loss with the LLaVA fixture and an image: the replay splices the image features in.
 #[test]
 fn llava_device_loss_reloads_weights() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let dir = model("llava15-llama-fixture");
     let mut cpu = cpu_engine(&dir);
     let (prompt, img) = llava_prompt(&cpu);
@@ -164,7 +153,7 @@ fn llava_device_loss_reloads_weights() {
 /// Without a source for the weights, a device loss is an error that says so (no panic).
 #[test]
 fn device_loss_without_a_source_is_a_clear_error() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let dir = model("smollm2-135m-int4");
     let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     let mut loader = StreamLoader::new(&manifest, LoadOptions::default(), Some((ctx.clone(), None))).unwrap();

@@ -10,14 +10,13 @@
 
 mod gpu_common;
 
-use gpu_common::rel_err;
+use gpu_common::{fresh_gpu, rel_err};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::Arc;
 use webvlm::engine::{Backend, ChatTurn, Engine, GenerateParams};
 use webvlm::gpu::ops_vision::{copy_rows, patch_unfold, vision_embed, RowCopy};
 use webvlm::gpu::vision::{FeatureSelect, GpuVision};
-use webvlm::gpu::{GpuContext, GpuOptions, Plan};
+use webvlm::gpu::{GpuContext, Plan};
 use webvlm::model::linear::Linear;
 use webvlm::model::llava::{Llava, VisionLoadOptions};
 use webvlm::model::LoadOptions;
@@ -31,20 +30,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A device of this test's own (GpuVision holds an `Arc`), or `None` when skipping.
-fn gpu() -> Option<Arc<GpuContext>> {
-    if std::env::var("WEBVLM_SKIP_GPU").is_ok_and(|v| v == "1") {
-        eprintln!("WEBVLM_SKIP_GPU=1: skipping a GPU test");
-        return None;
-    }
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
-    }
-    let ctx = GpuContext::new_blocking(&GpuOptions::default())
-        .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh for lavapipe, or set WEBVLM_SKIP_GPU=1)"));
-    Some(Arc::new(ctx))
-}
-
 fn run(ctx: &GpuContext, plan: &Plan, out: &wgpu::Buffer, n: usize) -> Vec<f32> {
     plan.submit(ctx);
     ctx.read_f32(out, n).unwrap()
@@ -52,7 +37,7 @@ fn run(ctx: &GpuContext, plan: &Plan, out: &wgpu::Buffer, n: usize) -> Vec<f32> 
 
 #[test]
 fn patch_unfold_matches_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let mut rng = Rng::new(11);
     // (c, h, w, p): square and not, sides that are not multiples of p (the rest is dropped).
     for (c, h, w, p) in [(3usize, 28usize, 42usize, 14usize), (3, 17, 23, 5), (1, 6, 6, 6), (2, 33, 16, 4)] {
@@ -66,7 +51,7 @@ fn patch_unfold_matches_cpu() {
 
 #[test]
 fn vision_embed_matches_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let mut rng = Rng::new(12);
     for (n, d, cls) in [(17usize, 32usize, true), (25, 48, false), (577, 37, true), (2, 1, false)] {
         let patches = rng.normals((n - cls as usize) * d, 0.0);
@@ -83,7 +68,7 @@ fn vision_embed_matches_cpu() {
 
 #[test]
 fn copy_rows_matches_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let mut rng = Rng::new(13);
     let (n, d, layers) = (19usize, 13usize, 3usize);
     let src = rng.normals(n * d, 0.0);
@@ -169,7 +154,7 @@ fn worst_err(v: &GpuVision, m: &Llava, cpu: &Llava, name: &str) -> f32 {
 /// bound is against the CPU tower on the dequantized weights (the same arithmetic); the CPU's
 /// own quantized path, which also rounds activations to int8, is compared with `loose`.
 fn compare_fixture_features(name: &str, tower: Option<WeightFormat>, loose: f32) {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let m = load_llava(name, tower);
     let v = GpuVision::for_llava(ctx, &m).unwrap();
     let mut exact = load_llava(name, tower);
@@ -257,7 +242,7 @@ fn siglip_tower(rng: &mut Rng) -> VisionTower {
 /// SigLIP-style, hidden states 1 and 3 side by side (no projector), every row kept.
 #[test]
 fn siglip_two_layer_features_match_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let mut rng = Rng::new(21);
     let tower = siglip_tower(&mut rng);
     let s = tower.dims.image_size;
@@ -304,7 +289,7 @@ fn golden_ids(name: &str) -> Vec<Vec<u32>> {
 
 /// The whole fixture on the GPU (vision and decoder) gives transformers' greedy ids.
 fn whole_fixture_on_gpu(name: &str) {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let mut e = Engine::new(webvlm::io::open(&fixture_dir(name)).unwrap(), &LoadOptions::default()).unwrap();
     e.use_gpu(ctx, None).unwrap();
     assert!(e.gpu_vision().is_some(), "images are encoded on the GPU");
@@ -331,7 +316,7 @@ fn llava_gemma_whole_fixture_on_gpu() {
 /// and answers as transformers does.
 #[test]
 fn device_loss_before_encode_falls_back_to_cpu() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let name = "llava15-llama";
     let mut e = Engine::new(webvlm::io::open(&fixture_dir(name)).unwrap(), &LoadOptions::default()).unwrap();
     e.use_gpu(ctx.clone(), None).unwrap();
@@ -346,7 +331,7 @@ fn device_loss_before_encode_falls_back_to_cpu() {
 /// the image went through the GPU tower in several tiles, and fresh images missed the cache.
 #[test]
 fn bench_image_ttft_splits_encode_and_prefill() {
-    let Some(ctx) = gpu() else { return };
+    let Some(ctx) = fresh_gpu() else { return };
     let dir = fixture_dir("llavanext-mistral");
     let mut e = Engine::new(webvlm::io::open(&dir).unwrap(), &LoadOptions::default()).unwrap();
     e.use_gpu(ctx, None).unwrap();

@@ -1,7 +1,7 @@
 //! Shared by the GPU test files: one device per test binary, or a skip when asked.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use webvlm::gpu::{GpuContext, GpuOptions};
 
@@ -12,20 +12,39 @@ static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// A GPU context for a test (tests of one binary take turns through a lock), or `None` when WEBVLM_SKIP_GPU=1. Any other failure to open a
 /// device fails the test: scripts/setup.sh installs lavapipe, so CI always has an adapter.
 pub fn gpu() -> Option<GpuGuard> {
-    if std::env::var("WEBVLM_SKIP_GPU").is_ok_and(|v| v == "1") {
-        eprintln!("WEBVLM_SKIP_GPU=1: skipping a GPU test");
+    if skipping() {
         return None;
     }
     static CTX: OnceLock<Shared> = OnceLock::new();
-    let ctx = CTX.get_or_init(|| {
-        std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".into()));
-        Shared(
-            GpuContext::new_blocking(&GpuOptions::default())
-                .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh for lavapipe, or set WEBVLM_SKIP_GPU=1)")),
-        )
-    });
+    let ctx = CTX.get_or_init(|| Shared(open()));
     let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
     Some(GpuGuard { ctx: &ctx.0, _guard: guard })
+}
+
+/// A device of the test's own (for tests that destroy it, or hand an `Arc` to an engine), or
+/// `None` when WEBVLM_SKIP_GPU=1.
+pub fn fresh_gpu() -> Option<Arc<GpuContext>> {
+    if skipping() {
+        return None;
+    }
+    Some(Arc::new(open()))
+}
+
+fn skipping() -> bool {
+    let skip = std::env::var("WEBVLM_SKIP_GPU").is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("WEBVLM_SKIP_GPU=1: skipping a GPU test");
+    }
+    skip
+}
+
+/// Open the default adapter (lavapipe on CI); failing to is a test failure, not a skip.
+fn open() -> GpuContext {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
+    }
+    GpuContext::new_blocking(&GpuOptions::default())
+        .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh for lavapipe, or set WEBVLM_SKIP_GPU=1)"))
 }
 
 /// A locked reference to the shared context.
