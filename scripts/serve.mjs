@@ -102,13 +102,27 @@ async function realInside(dir, full) {
   return realFull === realDir || realFull.startsWith(realDir + path.sep) ? realFull : null;
 }
 
+async function exists(file) {
+  try {
+    await fsp.stat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function handle(req, res, roots) {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     return send(res, 405, 'method not allowed\n', { Allow: 'GET, HEAD' });
   }
   const urlPath = new URL(req.url, 'http://localhost').pathname;
-  const target = resolvePath(urlPath, roots);
+  let target = resolvePath(urlPath, roots);
   if (!target) return send(res, 403, 'forbidden\n');
+  // A path missing under its mount falls through to the next matching one: /models/X is served from
+  // the converted-models folder first, then from www/models/ (the models committed with the page).
+  const later = roots.slice(roots.findIndex(([, dir]) => dir === target.dir) + 1);
+  const fallback = later.length ? resolvePath(urlPath, later) : null;
+  if (fallback && !(await exists(target.full))) target = fallback;
   let file = target.full;
   let stat;
   try {

@@ -4,8 +4,9 @@ tools/vqa_gen.py's answer key.
 
     python3 tools/eval_heldout.py --model .cache/tinyllava/f32/int4 [--cli PATH] [--limit N] [--out FILE]
 
-The held-out split (seeds from vqa_gen.HELDOUT_BASE, never trained on) is written once to
-.cache/vqa/heldout-eval/ (80 images, 3 questions each: 240 questions). Each question is asked alone with
+The held-out split (seeds from vqa_gen.HELDOUT_BASE, never trained on; 80 images, 3 questions each: 240
+questions) is the committed tests/fixtures/tinyllava/heldout/ (tests/tiny_llava.rs asks it too);
+`--write` regenerates it from the generator (tools/tests/test_vqa_gen.py checks it is up to date). Each question is asked alone with
 greedy decoding, as the LLaVA-1.5 template renders it (`USER: <image>\\n{question} ASSISTANT:`).
 Prints per-kind and overall accuracy and writes every answer to --out (JSON).
 """
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import vqa_gen  # noqa: E402
 
-SPLIT = ROOT / ".cache" / "vqa" / "heldout-eval"
+SPLIT = ROOT / "tests" / "fixtures" / "tinyllava" / "heldout"
+SPLIT_IMAGES, SPLIT_PER_IMAGE = 80, 3
 
 
 def ask(cli, model, image, question, backend, threads):
@@ -43,9 +45,10 @@ def main():
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--write", action="store_true", help="regenerate the committed held-out split first")
     a = ap.parse_args()
-    if not (SPLIT / "questions.jsonl").exists():
-        vqa_gen.write_split("heldout", 80, SPLIT, per_image=3)
+    if a.write or not (SPLIT / "questions.jsonl").exists():
+        vqa_gen.write_split("heldout", SPLIT_IMAGES, SPLIT, per_image=SPLIT_PER_IMAGE)
     rows = [json.loads(line) for line in open(SPLIT / "questions.jsonl")]
     rows = rows[: a.limit] if a.limit else rows
     per_kind, results, t0 = {}, [], time.time()

@@ -198,3 +198,53 @@ def cosine_lr(step, total, peak, warmup):
     if step < warmup:
         return peak * (step + 1) / warmup
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+# ------------------------------------------------------------------------------------------------
+# Auxiliary supervision of the vision tower (training only; never exported)
+
+
+def slot_weights(image_size, patch, slots, half=10.0):
+    """[n_slots, n_patches]: the share of each slot's (2*half)^2 box that falls in each patch (rows sum to 1)."""
+    g = image_size // patch
+    w = torch.zeros(len(slots), g * g)
+    for s, (cx, cy) in enumerate(slots):
+        for py in range(g):
+            for px in range(g):
+                ox = max(0.0, min(cx + half, (px + 1) * patch) - max(cx - half, px * patch))
+                oy = max(0.0, min(cy + half, (py + 1) * patch) - max(cy - half, py * patch))
+                w[s, py * g + px] = ox * oy
+    return w / w.sum(1, keepdim=True)
+
+
+class SlotProbe(nn.Module):
+    """Reads the tower's selected layer (the features the projector sees) at each slot and predicts what the
+    generator put there: kind (empty, text, or one of the shapes), colour, size, word; and the background from
+    all patches. Its cross-entropy is added to the language loss so the tower learns local, linearly readable
+    scene features from the first steps instead of waiting for the decoder's gradient (which, alone, left the
+    decoder on the language prior: docs/TRAINING.md)."""
+
+    def __init__(self, tower, feature_layer, weights, dim, n_kind, n_colour, n_size, n_word, n_bg):
+        super().__init__()
+        enc = getattr(tower, "vision_model", tower).encoder
+        self.register_buffer("weights", weights)  # [slots, patches]
+        self.heads = nn.ModuleList(nn.Linear(dim, n) for n in (n_kind, n_colour, n_size, n_word))
+        self.bg = nn.Linear(dim, n_bg)
+        self.feats = None
+        layer = enc.layers[len(enc.layers) + feature_layer]  # hidden_states[-k] is layers[L - k]'s output
+
+        def keep(_m, _i, out):
+            self.feats = out[0] if isinstance(out, tuple) else out
+
+        layer.register_forward_hook(keep)
+
+    def loss(self, labels, bg):
+        """labels [b, slots, 4] (-100 where a head has no answer), bg [b]; after a forward of the tower."""
+        x = self.feats[:, 1:]  # [b, patches, dim] without CLS
+        pooled = torch.einsum("sp,bpd->bsd", self.weights, x)  # [b, slots, dim]
+        total = F.cross_entropy(self.bg(x.mean(1)), bg)
+        for j, head in enumerate(self.heads):
+            y = labels[:, :, j].reshape(-1)
+            if bool((y >= 0).any()):
+                total = total + F.cross_entropy(head(pooled).reshape(y.shape[0], -1), y, ignore_index=-100)
+        return total

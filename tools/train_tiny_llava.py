@@ -81,13 +81,16 @@ class Data:
         self.tok, self.variant, self.n_img = tok, variant, n_img
         self.image_id = tok.convert_tokens_to_ids("<image>") if variant == "f32" else None
         t0 = time.time()
-        pix, self.items, self._prompts = [], [], {}
+        pix, self.items, self._prompts, labels = [], [], {}, []
         for i, seed in enumerate(vqa_gen.split_seeds("train", args.pool_images)):
-            img, _, qa = vqa_gen.example(seed)
+            img, scene, qa = vqa_gen.example(seed)
             pix.append(np.asarray(img))
+            labels.append(scene_labels(scene))
             for _, q, a in qa:
                 self.items.append((i, self.prompt_ids(q), tok(" " + a)["input_ids"] + [tok.eos_token_id]))
-        self.pixels = np.stack(pix)  # [n, 64, 64, 3] uint8
+        self.pixels = np.stack(pix)  # [n, SIZE, SIZE, 3] uint8
+        self.slot_labels = np.stack([s for s, _ in labels])  # [n, slots, 4]
+        self.bg_labels = np.array([b for _, b in labels])  # [n]
         used = {t for _, p, a in self.items for t in p + a if t >= 0} | {tok.pad_token_id, tok.eos_token_id}
         self.used = sorted(used)  # training runs on these tokens only (compact ids: their order here)
         self.compact = np.full(len(tok), -100, np.int64)
@@ -111,8 +114,14 @@ class Data:
         return [int(self.compact[t]) if t >= 0 else t for t in ids]
 
     def batch(self, rng, size):
+        import torch
+
         picks = [self.items[j] for j in rng.integers(0, len(self.items), size)]
-        return self.collate(picks, self.pixels)
+        batch, target = self.collate(picks, self.pixels)
+        rows = [i for i, _, _ in picks]
+        batch["slot_labels"] = torch.from_numpy(self.slot_labels[rows])
+        batch["bg_labels"] = torch.from_numpy(self.bg_labels[rows])
+        return batch, target
 
     def probe_set(self, n_images=32):
         """Held-out questions (3 per image, never trained on) for the teacher-forced probe: (batch, target, kinds)."""
@@ -148,8 +157,36 @@ class Data:
             target[i, len(p) - 1: len(s) - 1] = torch.tensor(self.to_compact(a))
         px = pixels[[i for i, _, _ in picks]].astype(np.float32) / 255.0
         px = (px - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
-        pv = torch.from_numpy(px).permute(0, 3, 1, 2).contiguous()  # [b, 3, 64, 64]
+        pv = torch.from_numpy(px).permute(0, 3, 1, 2).contiguous()  # [b, 3, SIZE, SIZE]
         return {"input_ids": ids, "attention_mask": att, "pixel_values": pv}, target
+
+
+def scene_labels(scene):
+    """The SlotProbe's targets for a scene: per slot (vqa_gen.SLOT_ORDER) [kind, colour, size, word] with kind
+    0 empty, 1 text, 2.. a shape (-100 where a head has no answer), and the background's index."""
+    import numpy as np
+    import vqa_gen
+
+    out = np.full((len(vqa_gen.SLOT_ORDER), 4), -100, np.int64)
+    out[:, 0] = 0
+    for o in scene["objects"]:
+        s = vqa_gen.SLOT_ORDER.index(o["slot"])
+        out[s] = [2 + vqa_gen.SHAPES.index(o["shape"]), list(vqa_gen.COLOURS).index(o["colour"]),
+                  list(vqa_gen.SIZES).index(o["size"]), -100]
+    if scene["text"]:
+        out[vqa_gen.SLOT_ORDER.index(scene["text_slot"])] = [1, -100, -100, vqa_gen.WORDS.index(scene["text"])]
+    return out, vqa_gen.BACKGROUNDS.index(scene["background"])
+
+
+def make_slot_probe(args, net):
+    """The auxiliary SlotProbe on the tower of `net` (f32: inside the HF model; bitnet: `vision_tower`)."""
+    import vqa_gen
+    from tiny_llava import SlotProbe, slot_weights
+
+    tower = net.model.model.vision_tower if args.variant == "f32" else net.vision_tower
+    w = slot_weights(args.image_size, args.patch, [vqa_gen.SLOTS[s] for s in vqa_gen.SLOT_ORDER])
+    return SlotProbe(tower, -2, w, args.vis_hidden, 2 + len(vqa_gen.SHAPES), len(vqa_gen.COLOURS),
+                     len(vqa_gen.SIZES), len(vqa_gen.WORDS), len(vqa_gen.BACKGROUNDS))
 
 
 def loss_fn(net, batch, target, n_img, variant, log_rest):
@@ -209,15 +246,16 @@ def expand_vocab(compact, full, used):
     return full
 
 
-def train(args, net, data, n_img, out):
+def train(args, net, data, n_img, out, aux=None):
     import math
 
     import numpy as np
     import torch
     from tiny_llava import cosine_lr
 
-    decay = [p for n, p in net.named_parameters() if p.dim() >= 2 and "embed" not in n and "wte" not in n]
-    other = [p for n, p in net.named_parameters() if not (p.dim() >= 2 and "embed" not in n and "wte" not in n)]
+    named = list(net.named_parameters()) + (list(aux.named_parameters()) if aux is not None else [])
+    decay = [p for n, p in named if p.dim() >= 2 and "embed" not in n and "wte" not in n]
+    other = [p for n, p in named if not (p.dim() >= 2 and "embed" not in n and "wte" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": other, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.98))
     rng = np.random.default_rng(args.seed)
@@ -230,9 +268,13 @@ def train(args, net, data, n_img, out):
             g["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
         batch, target = data.batch(rng, args.batch)
         loss = loss_fn(net, batch, target, n_img, args.variant, log_rest)
+        total = loss
+        if aux is not None and args.aux_weight > 0:
+            aux_loss = aux.loss(batch["slot_labels"], batch["bg_labels"])
+            total = loss + args.aux_weight * aux_loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
         opt.step()
         log.append((step, time.time() - t0, loss.item()))
         if args.probe_every and (step % args.probe_every == 0 or step == args.steps - 1):
@@ -243,7 +285,8 @@ def train(args, net, data, n_img, out):
             print(f"probe step {step}: held-out teacher-forced {acc:.3f} {per}", flush=True)
         if step % args.log_every == 0 or step == args.steps - 1:
             el = time.time() - t0
-            print(f"step {step} loss {loss.item():.4f} {(step + 1) / el:.3f} steps/s {el:.0f}s", flush=True)
+            extra = f" aux {aux_loss.item():.4f}" if aux is not None and args.aux_weight > 0 else ""
+            print(f"step {step} loss {loss.item():.4f}{extra} {(step + 1) / el:.3f} steps/s {el:.0f}s", flush=True)
         if args.max_minutes and time.time() - t0 > 60 * args.max_minutes:
             print(f"stopping at step {step}: --max-minutes {args.max_minutes} reached", flush=True)
             break
@@ -311,8 +354,10 @@ def parse_args():
     ap.add_argument("--pool-images", type=int, default=20000)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--probe-every", type=int, default=250, help="held-out teacher-forced probe (0: off)")
-    ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--patch", type=int, default=16)
+    ap.add_argument("--aux-weight", type=float, default=1.0,
+                    help="weight of the tower's auxiliary slot loss (tiny_llava.SlotProbe; 0: off)")
+    ap.add_argument("--image-size", type=int, default=72, help="vqa_gen.SIZE")
+    ap.add_argument("--patch", type=int, default=24, help="vqa_gen.CELL: one slot per patch")
     ap.add_argument("--vis-hidden", type=int, default=128)
     ap.add_argument("--vis-layers", type=int, default=3)
     ap.add_argument("--vis-heads", type=int, default=4)
@@ -350,8 +395,9 @@ def main():
     net = LlavaLoss(net) if args.variant == "f32" else net
     n_params = sum(p.numel() for p in net.parameters())
     print(f"{args.variant}: {n_params / 1e6:.2f} M parameters trained, {n_img} image tokens", flush=True)
+    aux = make_slot_probe(args, net) if args.aux_weight > 0 else None
     t0 = time.time()
-    log = train(args, net, data, n_img, args.out)
+    log = train(args, net, data, n_img, args.out, aux)
     wall = time.time() - t0
     model = make(len(tok), tok.convert_tokens_to_ids)
     expand_vocab(net.model if args.variant == "f32" else net, model, torch.tensor(data.used))

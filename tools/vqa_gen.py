@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-SIZE = 64  # image side in pixels (the vision tower's image_size: no resize in the processor)
+SIZE = 72  # image side in pixels (the vision tower's image_size: no resize in the processor)
+CELL = 24  # the slots are the centres of a 3x3 grid of CELL-pixel cells: with the tower's patch size equal to
+# CELL, every object (radius <= 9.5) and word (21 px wide with its box) lies inside one patch
 SS = 4  # supersampling factor for anti-aliased shapes
 HELDOUT_BASE = 1_000_000
 COLOURS = {
@@ -35,7 +37,8 @@ COLOURS = {
 }
 SHAPES = ["circle", "square", "triangle", "star", "diamond"]
 SIZES = {"small": 5.5, "large": 9.5}  # radius in pixels
-SLOTS = {"top": (32, 11), "left": (11, 32), "centre": (32, 32), "right": (53, 32), "bottom": (32, 53)}
+SLOTS = {name: (CELL * gx + CELL // 2, CELL * gy + CELL // 2)
+         for name, (gx, gy) in {"top": (1, 0), "left": (0, 1), "centre": (1, 1), "right": (2, 1), "bottom": (1, 2)}.items()}
 SLOT_ORDER = ["top", "left", "centre", "right", "bottom"]
 WHERE = {"top": "at the top", "bottom": "at the bottom", "left": "on the left", "right": "on the right",
          "centre": "in the centre"}

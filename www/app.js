@@ -11,6 +11,7 @@ import { bindSettings, initialBackend, loadSettings, readParams, saveSettings } 
 import { BACKEND_NAMES, addMessage, addMeta, progressText, renderAttachments, renderCachedModels, setAnswer }
   from './view.js';
 import { modelFolder } from './model-cache.js';
+import { renderSamples } from './samples.js';
 
 const FALLBACK_MODELS = { default: 'models/smollm2-135m-int4/',
   models: [{ name: 'SmolLM2 135M Instruct (int4)', url: 'models/smollm2-135m-int4/' }] };
@@ -24,6 +25,7 @@ const ui = {
   temperature: $('temperature'), topP: $('top-p'), backend: $('backend'), attach: $('attach'),
   imageInput: $('image-input'), attachments: $('attachments'), cachedModels: $('cached-models'),
   cacheTotal: $('cache-total'), cacheEmpty: $('cache-empty'), cachePanel: $('cache-panel'),
+  samples: $('samples'), sampleList: $('sample-list'),
 };
 
 let engine = null;
@@ -131,6 +133,12 @@ async function loadModel() {
   backendLabel = describeBackend(info.backend, info.adapter);
   if (info.fallbackReason) showNotice(`Running on the CPU: ${info.fallbackReason}`);
   ui.attach.hidden = !info.supportsImages;
+  const samples = info.supportsImages ? models.find((m) => m.url === url)?.samples : null;
+  renderSamples(ui.samples, ui.sampleList, samples, (file, question) => {
+    attachFiles([file]);
+    ui.prompt.value = question;
+    ui.prompt.focus();
+  });
   const cpuThreads = `${info.threads} CPU thread${info.threads === 1 ? '' : 's'}`;
   ui.status.textContent = `Ready · backend: ${backendLabel} · ${cpuThreads} · loaded in ${(info.loadMs / 1000).toFixed(1)} s`;
   ui.status.title = info.threadsReason ? `one CPU thread: ${info.threadsReason}` : '';

@@ -6,12 +6,13 @@
 // install / activate / fetch events and the Cache interface.
 const CACHE = 'webvlm-page-v1';
 const FILES = ['./', 'index.html', 'app.js', 'view.js', 'settings.js', 'markdown.js', 'engine-client.js',
-  'model-cache.js', 'worker.js', 'threads.js', 'thread-worker.js', 'style.css', 'models.json', 'pkg/webvlm.js',
+  'model-cache.js', 'samples.js', 'worker.js', 'threads.js', 'thread-worker.js', 'style.css', 'models.json', 'pkg/webvlm.js',
   'pkg/webvlm_bg.wasm'];
 // The threaded build (absent when built with WEBVLM_NO_THREADS=1): cached when present.
 const OPTIONAL = ['pkg-threads/webvlm.js', 'pkg-threads/webvlm_bg.wasm'];
 const URLS = new Set([...FILES, ...OPTIONAL].map((f) => new URL(f, self.registration.scope).href));
 const SNIPPET = /^pkg(-threads)?\/snippets\/[\w.-]+\/[\w.-]+\.js$/; // wasm-bindgen's inline JS (hashed names)
+const SAMPLE = /^samples\/[\w.-]+\.png$/; // models.json's sample images: kept once shown
 
 /** The snippet modules a wasm-bindgen glue file imports, as paths under `dir`. */
 function snippetsOf(glue, dir) {
@@ -54,7 +55,7 @@ function pageFile(request) {
   url.hash = '';
   if (request.mode === 'navigate' && url.href === self.registration.scope) return url.href;
   const rel = url.href.startsWith(self.registration.scope) ? url.href.slice(self.registration.scope.length) : null;
-  return URLS.has(url.href) || SNIPPET.test(rel) ? url.href : null;
+  return URLS.has(url.href) || SNIPPET.test(rel) || SAMPLE.test(rel) ? url.href : null;
 }
 
 self.addEventListener('fetch', (event) => {

@@ -80,6 +80,25 @@ class Scenes(unittest.TestCase):
         self.assertGreaterEqual(n, 200)
 
 
+class CommittedSplit(unittest.TestCase):
+    def test_heldout_fixture_is_the_generators_output(self):
+        # tests/fixtures/tinyllava/heldout (asked by tests/tiny_llava.rs) is what the generator writes today
+        import json
+        import tempfile
+
+        root = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "tinyllava" / "heldout"
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = g.write_split("heldout", 80, tmp, per_image=3)
+            committed = [json.loads(line) for line in open(root / "questions.jsonl")]
+            self.assertEqual(rows, committed, "re-run: python3 tools/eval_heldout.py --write ...")
+            for name in sorted({r["image"] for r in rows}):
+                a = np.asarray(g.Image.open(Path(tmp) / name))
+                b = np.asarray(g.Image.open(root / name))
+                self.assertTrue(np.array_equal(a, b), name)
+        self.assertGreaterEqual(len(rows), 200)
+        self.assertTrue(all(r["seed"] >= g.HELDOUT_BASE for r in rows))
+
+
 class Judge(unittest.TestCase):
     def test_normalization(self):
         self.assertTrue(g.judge("What colour is the star?", "The star is orange.", "the star is Orange"))
