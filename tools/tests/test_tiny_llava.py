@@ -43,6 +43,34 @@ class Models(unittest.TestCase):
         err = np.abs(ours - ref).max() / np.abs(ref).max()
         self.assertLess(err, 1e-5)
 
+    def test_slot_probe_reads_the_feature_layer_at_each_slot(self):
+        import train_tiny_llava as T
+        import vqa_gen
+        from tiny_llava import BitnetLlava, slot_weights
+
+        # the generator's slots sit at patch centres: each slot reads exactly one patch
+        w = slot_weights(vqa_gen.SIZE, vqa_gen.CELL, [vqa_gen.SLOTS[s] for s in vqa_gen.SLOT_ORDER])
+        self.assertEqual(w.shape, (5, 9))
+        self.assertTrue(torch.equal(w, (w > 0).float()))
+        self.assertEqual(w.argmax(1).tolist(), [1, 3, 4, 5, 7])  # top, left, centre, right, bottom
+        w16 = slot_weights(64, 16, [(32, 32)])  # a slot on a patch corner: four patches share it
+        self.assertTrue(torch.allclose(w16.sum(1), torch.ones(1)) and int((w16 > 0).sum()) == 4)
+        args = small_args()
+        args.variant, args.image_size, args.patch = "bitnet", vqa_gen.SIZE, vqa_gen.CELL
+        torch.manual_seed(2)
+        net = BitnetLlava(args, 20)
+        probe = T.make_slot_probe(args, net)
+        px = torch.randn(2, 3, vqa_gen.SIZE, vqa_gen.SIZE)
+        layer = net.vision_tower(px, output_hidden_states=True).hidden_states[-2]
+        self.assertTrue(torch.equal(probe.feats, layer))  # the hook saw the projector's input layer
+        labels = torch.from_numpy(np.stack([T.scene_labels(vqa_gen.sample_scene(s))[0] for s in (0, 1)]))
+        bg = torch.tensor([T.scene_labels(vqa_gen.sample_scene(s))[1] for s in (0, 1)])
+        loss = probe.loss(labels, bg)
+        loss.backward()
+        self.assertTrue(torch.isfinite(loss))
+        self.assertIsNotNone(net.vision_tower.embeddings.patch_embedding.weight.grad)
+        self.assertIsNone(net.wte.weight.grad)  # the decoder is not part of it
+
     def test_compact_loss_is_full_cross_entropy(self):
         import torch.nn.functional as F
         import train_tiny_llava as T
