@@ -64,6 +64,23 @@ function visionTable(native, wasmVision) {
   return lines.join('\n');
 }
 
+function browserTable(b) {
+  const lines = [
+    `Headless Chromium, the npm package on ${b.cpus} CPU cores (${b.date.slice(0, 10)}). webgpu here is SwiftShader ` +
+      '(a CPU rasterizer): it shows the path works, not GPU speed. Loads: first (download + sha256 + Cache Storage) ' +
+      'and from the cache in a new engine; TTFT = image encode + prefill + first step.',
+    '',
+    '| model | path | threads | first load ms | cached load ms | image encode ms | prefill ms (tokens) | TTFT ms | decode tokens/s |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of b.rows) {
+    lines.push(`| ${r.model} | ${r.backend} | ${r.threads ?? '-'} | ${fix(r.cold_load_ms, 0)} | ${fix(r.cached_load_ms, 0)} | ` +
+      `${fix(r.image_encode_ms)} | ${fix(r.prefill_ms)} (${r.prefill_tokens}) | ${fix(r.ttft_ms, 0)} | ` +
+      `${fix(r.decode_tokens_per_s)} |`);
+  }
+  return lines.join('\n');
+}
+
 const native = read('bench-native.json');
 const wasm = [];
 for (const f of ['bench-wasm.json', 'bench-wasm-threads.json']) {
@@ -75,4 +92,7 @@ const sections = [];
 if (native.gemv) sections.push(`## GEMV kernels\n\n${gemvTable(native)}`);
 if (native.decode || wasm.length) sections.push(`## SmolLM2-135M-Instruct decode\n\n${decodeTable(native, wasm)}`);
 if (native.vision || wasmVision) sections.push(`## Vision tower encode\n\n${visionTable(native, wasmVision)}`);
+try {
+  sections.push(`## In the browser\n\n${browserTable(read('bench-browser.json'))}`);
+} catch { /* not measured */ }
 console.log(sections.join('\n\n'));

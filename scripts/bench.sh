@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks behind `npm run bench`: the native CLI benchmark (`webvlm bench`) on the converted
 # model, then decode speed of the wasm build under Node (scripts/bench-wasm.mjs; one thread, and
-# all threads with the threaded build when it was built). Results are
+# all threads with the threaded build when it was built), then the package in headless Chromium
+# (scripts/bench-browser.mjs: load from cache, time to first token, decode tokens/s per path). Results are
 # JSON files in test-results/. Run after scripts/setup.sh and scripts/build.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ if [ -f www/pkg-threads/webvlm_bg.wasm ]; then
 fi
 echo "bench: wasm vision tower under Node" >&2
 node scripts/bench-wasm.mjs --vision --out test-results/bench-wasm-vision.json
+
+echo "bench: the package in Chromium (CPU 1 thread, all threads, WebGPU)" >&2
+node scripts/bench-browser.mjs --out test-results/bench-browser.json
 
 node scripts/bench-summary.mjs test-results > test-results/bench.md
 echo "bench: summary in test-results/bench.md" >&2
