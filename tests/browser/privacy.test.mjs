@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, launchChromium, startServe } from './page-harness.mjs';
+import { ROOT, launchChromium, startServe, waitSettled } from './page-harness.mjs';
 
 const MODELS = path.resolve(ROOT, process.env.WEBVLM_MODELS_DIR || '.cache/models');
 const IMAGE = path.join(ROOT, 'tests/fixtures/llava/images/chelsea.png');
@@ -40,8 +40,7 @@ after(async () => {
   server?.kill();
 });
 
-const waitReady = () => page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-  null, { timeout: TIMEOUT, polling: 100 });
+const waitReady = () => waitSettled(page);
 
 async function askWithImage() {
   await page.locator('#image-input').setInputFiles(IMAGE);

@@ -10,7 +10,7 @@
 // Needs www/pkg and www/pkg-threads (scripts/build.sh), www/webvlm and the converted model.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchChromium, startServe } from './page-harness.mjs';
+import { launchChromium, startServe, watchPage } from './page-harness.mjs';
 import { chooseBuild, MAX_THREADS } from '../../js/threads.js';
 
 const MODEL = 'models/smollm2-135m-int4/';
@@ -36,8 +36,7 @@ async function openPage(env = {}) {
   servers.push(child);
   const page = await browser.newPage();
   const errors = [];
-  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
+  watchPage(page, errors, { http: false });
   await page.route('**/app.js', (route) => route.fulfill({ status: 200, contentType: 'text/javascript', body: '' }));
   await page.goto(url);
   return { page, errors };
