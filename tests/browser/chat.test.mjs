@@ -1,7 +1,7 @@
 // End to end in headless Chromium (WebGPU off, so the CPU wasm path runs): serve the page
 // and the converted model with scripts/serve.mjs, wait for the streamed download, ask a
 // question and watch the answer grow token by token, then stop a long generation.
-// Screenshots go to test-results/. Needs www/pkg (scripts/build.sh) and the converted model
+// Screenshots go to test-results/. Needs www/webvlm (scripts/build.sh) and the converted model
 // (scripts/setup.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -5,7 +5,7 @@
 // (`webvlm generate --chat --image ... --json`) on the same converted folder, greedy, 12
 // tokens. The page renders the same conversation the CLI does: one user turn showing one
 // image, rendered by the model's chat template (`USER: <image>\nWhat is in the image? ASSISTANT:`,
-// golden.json's chat_text). Screenshots go to test-results/. Needs www/pkg (scripts/build.sh)
+// golden.json's chat_text). Screenshots go to test-results/. Needs www/webvlm (scripts/build.sh)
 // and target/release/webvlm (under $CARGO_TARGET_DIR when set).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

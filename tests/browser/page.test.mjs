@@ -5,7 +5,7 @@
 // figures the page shows, also as data-* attributes); settings kept across a reload; the
 // downloaded-models panel (Cache Storage) with a delete button; and the page, engine and model
 // working offline once loaded (the server stopped, the service worker and the cache answer).
-// Greedy sampling throughout. Needs www/pkg (scripts/build.sh).
+// Greedy sampling throughout. Needs www/webvlm (scripts/build.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';

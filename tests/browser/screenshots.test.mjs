@@ -3,7 +3,7 @@
 // WebGPU backend (--enable-unsafe-webgpu, SwiftShader). Each run also checks what a screenshot
 // cannot: no horizontal scrolling at phone width, the composer in view, every control labelled,
 // and a keyboard-only turn (Tab to the prompt, Enter sends, Shift+Enter is a new line).
-// WEBVLM_SKIP_GPU=1 skips the WebGPU part where Chromium has no adapter. Needs www/pkg.
+// WEBVLM_SKIP_GPU=1 skips the WebGPU part where Chromium has no adapter. Needs www/webvlm (scripts/build.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';

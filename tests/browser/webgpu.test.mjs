@@ -4,7 +4,7 @@
 // mid-answer (the page's testing hook) moves the conversation to the CPU: the answer completes
 // with the same ids, a notice says why, and the next turn runs. SwiftShader is slow, so answers
 // are short. WEBVLM_SKIP_GPU=1 skips them where the browser has no WebGPU adapter.
-// Needs www/pkg (scripts/build.sh) and the converted model (scripts/setup.sh).
+// Needs www/webvlm (scripts/build.sh) and the converted model (scripts/setup.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
