@@ -97,7 +97,10 @@ export class Engine {
     this.chat = { completions: { create: (body, options) => this.#create(body, options) } };
     /** Testing hooks. `loseDevice()` destroys the WebGPU device now, even mid-answer;
      * `threadPoolCheck()` runs a job on every CPU pool thread (core.js). */
-    this.debug = { loseDevice: () => this.#core.loseDevice(), threadPoolCheck: () => this.#core.threadPoolCheck() };
+    this.debug = {
+      loseDevice: () => this.#core.loseDevice(),
+      threadPoolCheck: () => this.#core.threadPoolCheck(),
+    };
   }
 
   /** Where the engine runs now: 'webgpu' | 'cpu' (from the last answer, else from the load). */

@@ -10,7 +10,8 @@ import { startThreadPool } from './threads.js';
 /** Start one pool worker; resolves once it has instantiated the module on the shared memory. */
 function spawnWebWorker({ module, memory, index }) {
   return new Promise((resolve, reject) => {
-    const w = new Worker(new URL('./thread-worker.js', import.meta.url), { type: 'module', name: `webvlm-thread-${index}` });
+    const name = `webvlm-thread-${index}`;
+    const w = new Worker(new URL('./thread-worker.js', import.meta.url), { type: 'module', name });
     w.onmessage = (ev) => {
       if (ev.data?.type === 'ready') resolve(w);
       else reject(new Error(`thread worker ${index}: ${ev.data?.message || 'failed'}`));

@@ -37,7 +37,8 @@ export function chooseBuild(requested, env = {}) {
     return { threaded: false, threads: 1, reason: 'the page is not cross-origin isolated (no SharedArrayBuffer)' };
   }
   if (!canBlock) {
-    return { threaded: false, threads: 1, reason: "the in-thread engine runs on the page's main thread, which may not block" };
+    const reason = "the in-thread engine runs on the page's main thread, which may not block";
+    return { threaded: false, threads: 1, reason };
   }
   return { threaded: true, threads, reason: null };
 }
@@ -52,7 +53,8 @@ export async function startThreadPool(glue, glueUrl, n, spawn) {
   if (!glue.threads_supported()) throw new Error('this wasm build has no thread support');
   const module = glue.wasm_module();
   const memory = glue.wasm_memory();
-  const started = await Promise.allSettled(Array.from({ length: n }, (_, index) => spawn({ glueUrl, module, memory, index })));
+  const spawns = Array.from({ length: n }, (_, index) => spawn({ glueUrl, module, memory, index }));
+  const started = await Promise.allSettled(spawns);
   const failed = started.find((r) => r.status === 'rejected');
   if (failed) {
     // Those that started wait for a rayon thread that will never come: stop them.

@@ -23,7 +23,8 @@ export function progressText({ loaded, total, etaSeconds, files = [] }) {
   const pct = total ? Math.floor((100 * loaded) / total) : 0;
   const left = loaded < total && etaSeconds > 0 ? ` · about ${formatDuration(etaSeconds)} left` : '';
   const busy = files.filter((f) => f.state === 'downloading' || f.state === 'verifying').map((f) => f.file);
-  return `${formatBytes(loaded)} / ${formatBytes(total)} (${pct}%)${left}${busy.length ? ` · ${busy.join(', ')}` : ''}`;
+  const names = busy.length ? ` · ${busy.join(', ')}` : '';
+  return `${formatBytes(loaded)} / ${formatBytes(total)} (${pct}%)${left}${names}`;
 }
 
 /** Append a message bubble to `log`; returns { li, body } (body receives the text). */

@@ -67,7 +67,8 @@ export function watchPage(page, errors, { origin, console = true, http = true } 
  * of `viewport` watched by watchPage (`watch`: its options; origin: the server).
  * Resolves to { server (the child process), baseUrl, browser, page, errors }.
  */
-export async function openChatPage({ env = {}, webgpu = false, viewport = { width: 1000, height: 900 }, watch = {} } = {}) {
+export async function openChatPage({ env = {}, webgpu = false, viewport = { width: 1000, height: 900 },
+  watch = {} } = {}) {
   const { child: server, url: baseUrl } = await startServe(env);
   const browser = await launchChromium({ webgpu });
   const page = await browser.newPage({ viewport });
@@ -78,5 +79,6 @@ export async function openChatPage({ env = {}, webgpu = false, viewport = { widt
 
 /** Wait until the chat page has loaded its model or failed (body data-state 'ready' | 'error'). */
 export function waitSettled(page, { timeout = PAGE_TIMEOUT, polling = 100 } = {}) {
-  return page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state), null, { timeout, polling });
+  const settled = () => ['ready', 'error'].includes(document.body.dataset.state);
+  return page.waitForFunction(settled, null, { timeout, polling });
 }
