@@ -20,6 +20,7 @@ function extras(r) {
     image_tokens: r.image_tokens || 0,
     dropped_messages: r.dropped_messages || 0,
     finish_reason: r.finish_reason,
+    ids: r.ids || [],
     ttft_ms: r.ttft_ms ?? null,
     dispatches_per_token: r.dispatches_per_token ?? null,
     shards_reloaded: r.shards_reloaded || 0,
@@ -94,8 +95,12 @@ export class Engine {
     this.info = info;
     this.model = info.model;
     this.chat = { completions: { create: (body, options) => this.#create(body, options) } };
-    /** Testing hooks. `loseDevice()` destroys the WebGPU device now, even mid-answer. */
-    this.debug = { loseDevice: () => this.#core.loseDevice() };
+    /** Testing hooks. `loseDevice()` destroys the WebGPU device now, even mid-answer;
+     * `threadPoolCheck()` runs a job on every CPU pool thread (core.js). */
+    this.debug = {
+      loseDevice: () => this.#core.loseDevice(),
+      threadPoolCheck: () => this.#core.threadPoolCheck(),
+    };
   }
 
   /** Where the engine runs now: 'webgpu' | 'cpu' (from the last answer, else from the load). */

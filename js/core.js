@@ -6,8 +6,9 @@
 // Contract (`EngineCore`):
 //   load(options, onProgress, signal?) -> Promise<LoadInfo>   (signal: cancels the download)
 //     options: { model (absolute manifest URL), backend, gpuBudgetMib, concurrency, retries,
-//                useCache, wasmUrl }
-//     LoadInfo: { model, backend, fallback_reason, adapter, supports_images, load_ms, download }
+//                useCache, wasmUrl, threads ('auto' | n: CPU threads, see threads.js) }
+//     LoadInfo: { model, backend, fallback_reason, adapter, supports_images, load_ms, download,
+//                 threads (CPU threads of the wasm build), threads_reason (why one, or null) }
 //   generate(request, { onToken, signal }) -> Promise<RawResult>
 //     request: { messages: [{ role, content: string, images: ArrayBuffer[] }],
 //                params: { max_new_tokens, sampling, stop }, context: 'error' | 'drop_oldest' }
@@ -16,6 +17,8 @@
 //                fallback_reason, ... }) plus prompt_tokens and dropped_messages
 //   loseDevice() -> Promise<boolean>  testing hook: destroy the WebGPU device (callable mid-answer;
 //                                 the answer goes on on the CPU); false when there is none
+//   threadPoolCheck() -> Promise<{ threads, broadcast, max_abs_diff }>  testing hook: every pool
+//                                 thread runs a job, a row-split INT4 matmul vs one chunk
 //   reset() -> Promise<void>      forget the KV cache
 //   unload() -> Promise<void>     free the engine (the core cannot be used afterwards)
 import { loadWasm } from './wasm.js';
@@ -36,12 +39,14 @@ const OVERFLOW = /prompt of (\d+) tokens does not fit the context window of (\d+
 export class LocalCore {
   #engine = null;
   #shardsReloaded = 0; // shards the engine asked for again (a lost GPU's weights), from the cache
+  #wasm = null; // loadWasm's { glue, threads, threaded, reason }
 
-  async load({ model, backend = 'auto', gpuBudgetMib, concurrency = 3, retries = 2, useCache = true, wasmUrl } = {},
-    onProgress, signal) {
+  async load({ model, backend = 'auto', gpuBudgetMib, concurrency = 3, retries = 2, useCache = true, wasmUrl,
+    threads = 'auto' } = {}, onProgress, signal) {
     if (this.#engine) throw new Error('this engine is already loaded');
     const t0 = performance.now();
-    const wasm = await loadWasm({ wasmUrl });
+    this.#wasm = await loadWasm({ wasmUrl, threads });
+    const wasm = this.#wasm.glue;
     let loader = null;
     try {
       const res = await fetchModel(model, {
@@ -73,6 +78,8 @@ export class LocalCore {
         supports_images: engine.supports_images(),
         load_ms: performance.now() - t0,
         download: res.stats,
+        threads: this.#wasm.threads,
+        threads_reason: this.#wasm.reason,
       };
       onProgress?.({ phase: 'ready', backend: info.backend });
       return info;
@@ -130,6 +137,11 @@ export class LocalCore {
 
   async loseDevice() {
     return this.#require().lose_device();
+  }
+
+  async threadPoolCheck() {
+    this.#require();
+    return JSON.parse(this.#wasm.glue.thread_pool_check(1024, 512, 3));
   }
 
   async reset() {

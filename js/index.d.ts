@@ -46,8 +46,13 @@ export interface CreateEngineOptions {
   persist?: boolean;
   /** Cancels the download (createEngine rejects with an AbortError; saved pieces stay for a resume). */
   signal?: AbortSignal;
-  /** Where webvlm_bg.wasm is, when a bundler did not emit it beside the glue. */
+  /** Where the one-thread build's webvlm_bg.wasm is, when a bundler did not emit it beside the
+   * glue (the engine then runs on one thread). */
   wasmUrl?: string | URL;
+  /** CPU threads: 'auto' (default) = one per logical core when the page is cross-origin isolated
+   * (SharedArrayBuffer; the threaded wasm build with a pool of Web Workers) and the engine runs
+   * in a worker, else 1; a number asks for that many (1: the one-thread build). */
+  threads?: 'auto' | number;
 }
 
 export type ImageSource = Blob | ImageBitmap | ArrayBuffer | ArrayBufferView;
@@ -103,6 +108,8 @@ export interface WebvlmExtras {
   dropped_messages: number;
   /** The engine's own reason: eos | stop_string | max_new_tokens | context_full | aborted. */
   finish_reason: string;
+  /** The answer's token ids. */
+  ids: number[];
   /** Milliseconds from the engine starting the request to its first token (prefill included). */
   ttft_ms: number | null;
   /** GPU dispatches per decode token (null on the CPU). */
@@ -160,6 +167,10 @@ export interface LoadInfo {
     corrupt: string[];
     resumed: { file: string; offset: number }[];
   };
+  /** CPU threads the wasm build runs on (1: the one-thread build). */
+  threads: number;
+  /** Why one thread (not cross-origin isolated, one asked for, ...), or null. */
+  threads_reason: string | null;
 }
 
 export declare class Engine {
@@ -173,8 +184,12 @@ export declare class Engine {
       create(body: ChatCompletionRequest, options?: { signal?: AbortSignal }): Promise<ChatCompletion | ChunkStream>;
     };
   };
-  /** Testing hooks: `loseDevice()` destroys the WebGPU device (the answer goes on on the CPU). */
-  readonly debug: { loseDevice(): Promise<boolean> };
+  /** Testing hooks: `loseDevice()` destroys the WebGPU device (the answer goes on on the CPU);
+   * `threadPoolCheck()` runs a job on every CPU pool thread and a row-split matmul. */
+  readonly debug: {
+    loseDevice(): Promise<boolean>;
+    threadPoolCheck(): Promise<{ threads: number; broadcast: number[]; max_abs_diff: number }>;
+  };
   reset(): Promise<void>;
   unload(): Promise<void>;
 }
@@ -194,6 +209,10 @@ export interface CachedModel {
 export declare function listCachedModels(): Promise<CachedModel[]>;
 export declare function deleteCachedModel(model: string | URL): Promise<boolean>;
 export declare function manifestUrlOf(model: string | URL, base?: string): string;
+export declare const MAX_THREADS: number;
+/** The wasm build `threads` gives here (see CreateEngineOptions.threads). */
+export declare function chooseBuild(requested?: 'auto' | number,
+  env?: { isolated?: boolean; cores?: number; canBlock?: boolean }): { threaded: boolean; threads: number; reason: string | null };
 
 export declare class ModelLoadError extends Error {
   readonly code: 'network' | 'integrity' | 'quota' | 'http' | 'manifest';
@@ -207,6 +226,7 @@ export interface EngineCore {
   load(options: object, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal): Promise<LoadInfo>;
   generate(request: object, hooks?: { onToken?: (text: string, id: number) => void; signal?: AbortSignal }): Promise<object>;
   loseDevice(): Promise<boolean>;
+  threadPoolCheck(): Promise<{ threads: number; broadcast: number[]; max_abs_diff: number }>;
   reset(): Promise<void>;
   unload(): Promise<void>;
 }
@@ -214,6 +234,7 @@ export declare class LocalCore implements EngineCore {
   load(options: object, onProgress?: (p: LoadProgress) => void, signal?: AbortSignal): Promise<LoadInfo>;
   generate(request: object, hooks?: { onToken?: (text: string, id: number) => void; signal?: AbortSignal }): Promise<object>;
   loseDevice(): Promise<boolean>;
+  threadPoolCheck(): Promise<{ threads: number; broadcast: number[]; max_abs_diff: number }>;
   reset(): Promise<void>;
   unload(): Promise<void>;
 }

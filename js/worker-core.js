@@ -81,6 +81,10 @@ export class WorkerCore {
     return this.#call('lose_device', {});
   }
 
+  threadPoolCheck() {
+    return this.#call('thread_pool_check', {});
+  }
+
   reset() {
     return this.#call('reset', {});
   }

@@ -3,10 +3,10 @@
 //   page -> worker  { type: 'load', id, options }
 //                   { type: 'generate', id, request }   (image ArrayBuffers transferred)
 //                   { type: 'stop', id }                 (id of the generate request)
-//                   { type: 'reset' | 'unload' | 'lose_device', id }
+//                   { type: 'reset' | 'unload' | 'lose_device' | 'thread_pool_check', id }
 //   worker -> page  { type: 'progress', id, progress }
 //                   { type: 'token', id, text, tokenId }
-//                   { type: 'result', id, value }        (LoadInfo, RawResult, a boolean, or null)
+//                   { type: 'result', id, value }        (LoadInfo, RawResult, a boolean, a check, or null)
 //                   { type: 'error', id, error: { name, message, code } }
 // Stop works because the wasm generation loop yields to this worker's event loop between
 // tokens, so the 'stop' message is handled before the next token.
@@ -36,6 +36,8 @@ async function handle(msg) {
       return undefined;
     case 'lose_device':
       return core.loseDevice();
+    case 'thread_pool_check':
+      return core.threadPoolCheck();
     case 'reset':
       return core.reset().then(() => null);
     case 'unload':

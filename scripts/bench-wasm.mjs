@@ -11,7 +11,7 @@
 //
 // --threads N runs on N threads: 1 (default) is www/pkg, the single-threaded build; N > 1 (or
 // `all`, one per logical core) is www/pkg-threads with a pool of N Node worker_threads
-// (scripts/wasm-thread-node.mjs), started the way the page's Web Workers are (www/threads.js).
+// (scripts/wasm-thread-node.mjs), started the way the package's Web Workers are (js/threads.js).
 //
 // Usage: node scripts/bench-wasm.mjs [--model DIR_NAME] [--prompt TEXT] [--max-tokens N]
 //                                    [--threads 1|N|all] [--out FILE]
@@ -24,7 +24,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { startServer } from './serve.mjs';
-import { startThreadPool } from '../www/threads.js';
+import { startThreadPool } from '../js/threads.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 

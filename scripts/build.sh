@@ -45,7 +45,7 @@ mv target/pkg.tmp www/pkg
 say "www/pkg/webvlm_bg.wasm: $(stat -c %s www/pkg/webvlm_bg.wasm) bytes"
 
 # 5. The threaded build (www/pkg-threads/, loaded when the page is cross-origin isolated; see
-#    www/threads.js and src/wasm_threads.rs). Rust's prebuilt std has no atomics, so nightly
+#    js/threads.js and src/wasm_threads.rs). Rust's prebuilt std has no atomics, so nightly
 #    rebuilds it (-Z build-std); own target dir so it never invalidates the stable builds.
 #    Shared memory is asked of the linker (rustc no longer implies it from +atomics), with
 #    wasm32's full 4 GiB as maximum and the TLS symbols wasm-bindgen's thread support needs.

@@ -2,15 +2,15 @@
 // images (file picker, paste, drop), streamed answers rendered as safe Markdown, stop /
 // regenerate / new chat, settings kept in localStorage, the models stored in this browser, and
 // a service worker (sw.js) that keeps the page usable offline.
-// Every engine call goes through engine-client.js (one file to switch to the npm package).
+// Every engine call goes through engine-client.js, a thin adapter over the webvlm npm package
+// (www/webvlm/: its worker engine, cached shard loader and thread chooser).
 // Nothing the user types or attaches leaves the page: the only network traffic is the page's
 // own files, models.json and the model's files. Model text is shown only through markdown.js.
 
-import { openEngine, listCachedModels, deleteCachedModel } from './engine-client.js';
+import { openEngine, listCachedModels, deleteCachedModel, modelFolder } from './engine-client.js';
 import { bindSettings, initialBackend, loadSettings, readParams, saveSettings } from './settings.js';
 import { BACKEND_NAMES, addMessage, addMeta, progressText, renderAttachments, renderCachedModels, setAnswer }
   from './view.js';
-import { modelFolder } from './model-cache.js';
 import { renderSamples } from './samples.js';
 
 const FALLBACK_MODELS = { default: 'models/smollm2-135m-int4/',
@@ -120,11 +120,11 @@ async function loadModel() {
   ui.attach.hidden = true;
   showNotice('');
   setState('loading');
-  const t0 = performance.now();
   const onProgress = (p) => {
+    if (p.phase !== 'download') return; // then 'build' and 'ready': the status line says it
     ui.progress.max = p.total || 1;
     ui.progress.value = p.loaded;
-    ui.loadText.textContent = progressText(p, (performance.now() - t0) / 1000);
+    ui.loadText.textContent = progressText(p);
   };
   const threadsParam = new URLSearchParams(location.search).get('threads'); // a number, or absent = auto
   const threads = threadsParam && Number(threadsParam) > 0 ? Number(threadsParam) : 'auto';
@@ -199,7 +199,7 @@ async function answer() {
     cancelAnimationFrame(frame);
     setAnswer(li, body, result.text);
     history.push({ role: 'assistant', content: result.text });
-    showResult(li, result, ttftMs);
+    showResult(li, result, result.ttft_ms ?? ttftMs);
   } catch (e) {
     cancelAnimationFrame(frame);
     history.pop(); // the user turn had no answer; drop it so the history stays well-formed

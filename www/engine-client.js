@@ -1,115 +1,84 @@
-// The page's only door to the engine: everything app.js needs from the model goes through the
-// functions exported here, so moving the page onto the npm package (js/, createEngine and
-// chat.completions.create) changes this file alone. Today it drives worker.js (the wasm engine
-// in a module Web Worker; its message protocol is documented at the top of worker.js) and reads
-// Cache Storage through model-cache.js.
+// The page's only door to the engine: a thin adapter over the webvlm package (www/webvlm/, a
+// copy of dist/ made by scripts/build-package.mjs), which runs the engine in its Web Worker,
+// downloads, checks and caches the model (Cache Storage) and picks the wasm build (threads
+// when the page is cross-origin isolated). app.js sees the shapes below; everything else is
+// the package's API (README "Use it in your app").
 //
-//   const engine = await openEngine({ model, backend, onProgress });
-//     model: the model folder URL (absolute); backend: 'auto' | 'webgpu' | 'cpu'
-//     onProgress({ loaded, total, file }) while the files download
+//   const engine = await openEngine({ model, backend, threads, onProgress });
+//     model: the model folder URL (absolute); backend: 'auto' | 'webgpu' | 'cpu';
+//     threads: 'auto' | n (CPU threads); onProgress: the package's download progress
+//     ({ phase: 'download', loaded, total, bytesPerSecond, etaSeconds, files }, then 'build', 'ready')
 //     engine.info: { backend: 'webgpu' | 'cpu', adapter, fallbackReason, loadMs, supportsImages,
 //                    threads (CPU threads of the wasm build), threadsReason (why one, if so) }
 //   const result = await engine.generate({ messages, params, onToken, signal });
 //     messages: [{ role, content: string, images?: Blob[] }] (the whole conversation)
 //     params: { max_tokens, temperature, top_p, seed }; onToken(text) per streamed piece;
 //     signal: an AbortSignal that stops the answer (it resolves, finish_reason 'aborted')
-//     result: { text, ids, finish_reason, timings: { prefill_ms, prefill_tokens, decode_ms,
-//       decode_tokens, decode_tokens_per_s, image_encode_ms, load_ms }, image_tokens, backend,
-//       fallback_reason, dispatches_per_token, prompt_tokens }  (prompt_tokens: the whole
+//     result: the final chunk's `webvlm` extras ({ ids, finish_reason (the engine's), timings:
+//       { prefill_ms, prefill_tokens, decode_ms, decode_tokens, decode_tokens_per_s,
+//       image_encode_ms, load_ms }, image_tokens, backend, fallback_reason, ttft_ms,
+//       dispatches_per_token }) with text (the streamed answer) and prompt_tokens (the whole
 //       rendered conversation; timings.prefill_tokens: the part not already in the KV cache)
 //   engine.loseDevice() -> Promise<boolean>   (testing hook: destroy the WebGPU device)
-//   engine.close()                            (ends the worker; pending requests reject)
+//   engine.close()                            (unloads the engine and ends its worker)
 //   listCachedModels() -> [{ url (manifest URL), cacheName, bytes, files, complete }];
-//   deleteCachedModel(folder or manifest URL) -> whether it was there (the npm package's shapes)
+//   deleteCachedModel(folder or manifest URL) -> whether it was there
+import { createEngine, manifestUrlOf } from './webvlm/index.js';
 
-export { listCachedModels, deleteCachedModel } from './model-cache.js';
+export { listCachedModels, deleteCachedModel } from './webvlm/index.js';
 
-/** The engine in a module worker, behind id-tagged requests. */
-class WorkerEngine {
-  constructor() {
-    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-    this.pending = new Map(); // id -> { onProgress, onToken, resolve, reject }
-    this.nextId = 1;
-    this.info = null;
-    this.worker.onmessage = (ev) => this.onMessage(ev.data);
-    this.worker.onerror = (e) => this.failAll(new Error(`worker failed: ${e.message || 'could not start'}`));
-  }
+/** The folder URL (ending in `/`) of a model folder or manifest URL. */
+export function modelFolder(model, base = location.href) {
+  const m = manifestUrlOf(model, base);
+  return m.slice(0, m.lastIndexOf('/') + 1);
+}
 
-  request(msg, handlers = {}, transfer = []) {
-    const id = this.nextId++;
-    const done = new Promise((resolve, reject) => {
-      this.pending.set(id, { ...handlers, resolve, reject });
-      this.worker.postMessage({ ...msg, id }, transfer);
-    });
-    return { id, done };
-  }
+/** A page message as the package takes it: the images first (as LLaVA orders them), then the text. */
+function packageMessage({ role, content, images = [] }) {
+  if (!images.length) return { role, content };
+  return { role, content: [...images.map((image) => ({ type: 'image', image })), { type: 'text', text: content }] };
+}
 
-  onMessage(msg) {
-    const p = this.pending.get(msg.id);
-    if (!p) return;
-    if (msg.type === 'progress') p.onProgress?.(msg);
-    else if (msg.type === 'token') p.onToken?.(msg.text, msg.tokenId);
-    else {
-      this.pending.delete(msg.id);
-      if (msg.type === 'error') p.reject(new Error(msg.message));
-      else p.resolve(msg);
-    }
-  }
+class PageEngine {
+  #engine;
 
-  failAll(err) {
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-  }
-
-  async load(model, backend, threads, onProgress) {
-    const m = await this.request({ type: 'load', url: model, backend, threads }, { onProgress }).done;
-    this.info = { backend: m.backend, adapter: m.adapter, fallbackReason: m.fallbackReason, loadMs: m.loadMs,
-      supportsImages: Boolean(m.supportsImages), threads: m.threads, threadsReason: m.threadsReason };
-    return this;
+  constructor(engine) {
+    this.#engine = engine;
+    const i = engine.info;
+    this.info = { backend: i.backend, adapter: i.adapter, fallbackReason: i.fallback_reason, loadMs: i.load_ms,
+      supportsImages: Boolean(i.supports_images), threads: i.threads, threadsReason: i.threads_reason };
   }
 
   async generate({ messages, params = {}, onToken, signal }) {
-    // Every image of the conversation, in order (the engine's feature cache skips re-encoding).
-    const blobs = messages.flatMap((m) => m.images || []);
-    const buffers = await Promise.all(blobs.map((b) => b.arrayBuffer()));
-    const wire = messages.map((m) => ({ role: m.role, content: m.content, images: (m.images || []).length }));
-    const req = this.request({ type: 'generate', messages: wire, images: buffers, params: wireParams(params) },
-      { onToken }, buffers);
-    const stop = () => this.worker.postMessage({ type: 'stop', id: req.id });
-    if (signal?.aborted) stop();
-    signal?.addEventListener('abort', stop, { once: true });
-    try {
-      return (await req.done).result;
-    } finally {
-      signal?.removeEventListener('abort', stop);
+    const { max_tokens: maxTokens = 256, temperature = 0, top_p: topP = 1, seed } = params;
+    const stream = await this.#engine.chat.completions.create({ messages: messages.map(packageMessage), stream: true,
+      max_tokens: maxTokens, temperature, top_p: topP, seed, signal });
+    let text = '';
+    let last = null;
+    for await (const chunk of stream) {
+      const piece = chunk.choices[0].delta.content;
+      if (piece) {
+        text += piece;
+        onToken?.(piece);
+      }
+      last = chunk;
     }
+    // Stopped before the engine started on it: no answer, nothing to show.
+    if (!last?.webvlm?.timings) throw new DOMException('The answer was stopped before it began.', 'AbortError');
+    return { ...last.webvlm, text, prompt_tokens: last.usage.prompt_tokens };
   }
 
-  async loseDevice() {
-    return (await this.request({ type: 'lose_device' }).done).destroyed;
+  loseDevice() {
+    return this.#engine.debug.loseDevice();
   }
 
   close() {
-    this.worker.terminate();
-    this.failAll(new Error('engine closed'));
+    this.#engine.unload().catch(() => {});
   }
 }
 
-/** The engine's GenerateParams JSON from OpenAI-style names. */
-function wireParams({ max_tokens: maxTokens = 256, temperature = 0, top_p: topP = 1, seed }) {
-  const sampling = { temperature, top_p: topP };
-  if (seed !== undefined) sampling.seed = seed;
-  return { max_new_tokens: maxTokens, sampling };
-}
-
-/** Start an engine and load the model in folder `model` on `backend` (`threads`: CPU threads,
- * 'auto' = one per logical core when the page is cross-origin isolated, else 1). */
+/** Load the model in folder `model` on `backend` with `threads` CPU threads ('auto': one per
+ * logical core when the page is cross-origin isolated, else 1). */
 export async function openEngine({ model, backend = 'auto', threads = 'auto', onProgress }) {
-  const engine = new WorkerEngine();
-  try {
-    return await engine.load(model, backend, threads, onProgress);
-  } catch (e) {
-    engine.worker.terminate();
-    throw e;
-  }
+  return new PageEngine(await createEngine({ model, backend, threads, onProgress }));
 }

@@ -1,37 +1,23 @@
-// Service worker: keeps the page's own files (HTML, scripts, style, models.json, the wasm
-// engine) in Cache Storage so the page opens offline after the first visit. Network first
-// (a deployed update shows at once), the cached copy when the network fails. Model files are
-// not handled here: the engine stores them itself (model-cache.js), and nothing else is
-// fetched. Reference: the Service Worker spec (https://w3c.github.io/ServiceWorker/),
-// install / activate / fetch events and the Cache interface.
-const CACHE = 'webvlm-page-v1';
+// Service worker: keeps the page's own files (HTML, scripts, style, models.json) and the webvlm
+// package the page runs on (webvlm/: its modules, workers and both wasm builds, as listed in
+// webvlm/files.json by scripts/build-package.mjs) in Cache Storage, so the page opens offline
+// after the first visit. Network first (a deployed update shows at once), the cached copy when
+// the network fails. Model files are not handled here: the package stores them itself (its
+// loader's Cache Storage), and nothing else is fetched. Reference: the Service Worker spec
+// (https://w3c.github.io/ServiceWorker/), install / activate / fetch events and the Cache interface.
+const CACHE = 'webvlm-page-v2';
 const FILES = ['./', 'index.html', 'app.js', 'view.js', 'settings.js', 'markdown.js', 'engine-client.js',
-  'model-cache.js', 'samples.js', 'worker.js', 'threads.js', 'thread-worker.js', 'style.css', 'models.json', 'pkg/webvlm.js',
-  'pkg/webvlm_bg.wasm'];
-// The threaded build (absent when built with WEBVLM_NO_THREADS=1): cached when present.
-const OPTIONAL = ['pkg-threads/webvlm.js', 'pkg-threads/webvlm_bg.wasm'];
-const URLS = new Set([...FILES, ...OPTIONAL].map((f) => new URL(f, self.registration.scope).href));
-const SNIPPET = /^pkg(-threads)?\/snippets\/[\w.-]+\/[\w.-]+\.js$/; // wasm-bindgen's inline JS (hashed names)
+  'samples.js', 'style.css', 'models.json', 'webvlm/files.json'];
+const PACKAGE_FILE = /\.(js|wasm)$/; // what the page loads of the package (not its README, types)
 const SAMPLE = /^samples\/[\w.-]+\.png$/; // models.json's sample images: kept once shown
+const OWN = new Set(FILES.map((f) => new URL(f, self.registration.scope).href));
 
-/** The snippet modules a wasm-bindgen glue file imports, as paths under `dir`. */
-function snippetsOf(glue, dir) {
-  return [...glue.matchAll(/^import .* from ["']\.\/(snippets\/[^"']+\.js)["']/gm)].map((m) => `${dir}/${m[1]}`);
-}
-
-/** FILES plus the snippet modules pkg/webvlm.js imports (their names change with each build). */
+/** FILES, then the package's files that webvlm/files.json names. */
 async function precache() {
   const cache = await caches.open(CACHE);
   await cache.addAll(FILES);
-  const glue = await (await cache.match('pkg/webvlm.js')).text();
-  await cache.addAll([...new Set(snippetsOf(glue, 'pkg'))]);
-  try {
-    await cache.addAll(OPTIONAL);
-    const threaded = await (await cache.match('pkg-threads/webvlm.js')).text();
-    await cache.addAll([...new Set(snippetsOf(threaded, 'pkg-threads'))]);
-  } catch {
-    // no threaded build deployed: the one-thread build serves offline
-  }
+  const list = await (await cache.match('webvlm/files.json')).json();
+  await cache.addAll(list.filter((f) => PACKAGE_FILE.test(f)).map((f) => `webvlm/${f}`));
 }
 
 self.addEventListener('install', (event) => {
@@ -54,23 +40,25 @@ function pageFile(request) {
   url.search = '';
   url.hash = '';
   if (request.mode === 'navigate' && url.href === self.registration.scope) return url.href;
-  const rel = url.href.startsWith(self.registration.scope) ? url.href.slice(self.registration.scope.length) : null;
-  return URLS.has(url.href) || SNIPPET.test(rel) || SAMPLE.test(rel) ? url.href : null;
+  const rel = url.href.startsWith(self.registration.scope) ? url.href.slice(self.registration.scope.length) : '';
+  return OWN.has(url.href) || (rel.startsWith('webvlm/') && PACKAGE_FILE.test(rel)) || SAMPLE.test(rel) ? url.href
+    : null;
+}
+
+async function respond(event, key) {
+  const cache = await caches.open(CACHE);
+  try {
+    const resp = await fetch(event.request);
+    if (resp.status === 200) event.waitUntil(cache.put(key, resp.clone()).catch(() => {}));
+    return resp;
+  } catch (e) {
+    const hit = await cache.match(key);
+    if (hit) return hit;
+    throw e;
+  }
 }
 
 self.addEventListener('fetch', (event) => {
   const key = pageFile(event.request);
-  if (!key) return; // not ours: the browser fetches it as usual
-  event.respondWith((async () => {
-    const cache = await caches.open(CACHE);
-    try {
-      const resp = await fetch(event.request);
-      if (resp.status === 200) event.waitUntil(cache.put(key, resp.clone()).catch(() => {}));
-      return resp;
-    } catch (e) {
-      const hit = await cache.match(key);
-      if (hit) return hit;
-      throw e;
-    }
-  })());
+  if (key) event.respondWith(respond(event, key)); // else not ours: the browser fetches it as usual
 });

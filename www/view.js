@@ -18,14 +18,13 @@ export function formatDuration(s) {
   return m < 60 ? `${m} min ${Math.round(s % 60)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
-/** Download progress text: "done / total (pct%) · time left · file". */
-export function progressText({ loaded, total, file }, elapsedS) {
+/** Download progress text from the package's progress: "done / total (pct%) · time left · files". */
+export function progressText({ loaded, total, etaSeconds, files = [] }) {
   const pct = total ? Math.floor((100 * loaded) / total) : 0;
-  let left = '';
-  if (total && loaded > 0 && loaded < total && elapsedS > 0.5) {
-    left = ` · about ${formatDuration(((total - loaded) * elapsedS) / loaded)} left`;
-  }
-  return `${formatBytes(loaded)} / ${formatBytes(total)} (${pct}%)${left} · ${file}`;
+  const left = loaded < total && etaSeconds > 0 ? ` · about ${formatDuration(etaSeconds)} left` : '';
+  const busy = files.filter((f) => f.state === 'downloading' || f.state === 'verifying').map((f) => f.file);
+  const names = busy.length ? ` · ${busy.join(', ')}` : '';
+  return `${formatBytes(loaded)} / ${formatBytes(total)} (${pct}%)${left}${names}`;
 }
 
 /** Append a message bubble to `log`; returns { li, body } (body receives the text). */

@@ -1,13 +1,13 @@
 // End to end in headless Chromium (WebGPU off, so the CPU wasm path runs): serve the page
 // and the converted model with scripts/serve.mjs, wait for the streamed download, ask a
 // question and watch the answer grow token by token, then stop a long generation.
-// Screenshots go to test-results/. Needs www/pkg (scripts/build.sh) and the converted model
+// Screenshots go to test-results/. Needs www/webvlm (scripts/build.sh) and the converted model
 // (scripts/setup.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
+import { ROOT, openChatPage, openSettings, waitSettled } from './page-harness.mjs';
 
 const SHOTS = path.join(ROOT, 'test-results');
 // CI runs on two slow cores: model load and generation get generous limits.
@@ -18,7 +18,7 @@ let server;
 let baseUrl;
 let browser;
 let page;
-const pageErrors = [];
+let pageErrors;
 
 /** Text of the last assistant bubble. */
 const lastAnswer = () =>
@@ -48,18 +48,8 @@ async function ask(text) {
 
 before(async () => {
   await mkdir(SHOTS, { recursive: true });
-  ({ child: server, url: baseUrl } = await startServe());
-  browser = await launchChromium();
-  page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
-  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`); });
-  // Every request the page makes must stay on the local server.
-  page.on('response', (r) => {
-    if (r.status() >= 400) pageErrors.push(`HTTP ${r.status()}: ${r.url()}`);
-  });
-  page.on('request', (r) => {
-    if (!r.url().startsWith(baseUrl)) pageErrors.push(`unexpected request: ${r.url()}`);
-  });
+  // Page errors, failed responses and any request off the local server are recorded.
+  ({ server, baseUrl, browser, page, errors: pageErrors } = await openChatPage());
 });
 
 after(async () => {
@@ -74,8 +64,7 @@ test('model downloads with visible progress', { timeout: LOAD_TIMEOUT }, async (
     null, { timeout: LOAD_TIMEOUT, polling: 50 });
   await sawProgress;
   await page.screenshot({ path: path.join(SHOTS, 'chat-1-loading.png') });
-  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-    null, { timeout: LOAD_TIMEOUT, polling: 200 });
+  await waitSettled(page, { timeout: LOAD_TIMEOUT, polling: 200 });
   const status = await page.locator('#status').textContent();
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'ready', status);
   // ... and end complete, in bytes.
@@ -144,15 +133,13 @@ test('without a WebGPU adapter, auto says why it runs on the CPU and webgpu fail
   assert.equal(await page.locator('#notice').isVisible(), true);
   assert.match(await page.locator('#notice').textContent(), /^Running on the CPU: .*adapter/);
   await page.goto(`${baseUrl}?backend=webgpu`);
-  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-    null, { timeout: LOAD_TIMEOUT, polling: 100 });
+  await waitSettled(page, { timeout: LOAD_TIMEOUT, polling: 100 });
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'error');
   assert.match(await page.locator('#status').textContent(), /^Error: the WebGPU backend is unavailable/);
   // The select stays usable: the CPU backend loads.
   await openSettings(page);
   await page.locator('#backend').selectOption('cpu');
-  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-    null, { timeout: LOAD_TIMEOUT, polling: 200 });
+  await waitSettled(page, { timeout: LOAD_TIMEOUT, polling: 200 });
   assert.match(await page.locator('#status').textContent(), /^Ready · backend: CPU \(wasm SIMD\)/);
   assert.equal(await page.locator('#notice').isVisible(), false);
 });

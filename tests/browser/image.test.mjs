@@ -5,7 +5,7 @@
 // (`webvlm generate --chat --image ... --json`) on the same converted folder, greedy, 12
 // tokens. The page renders the same conversation the CLI does: one user turn showing one
 // image, rendered by the model's chat template (`USER: <image>\nWhat is in the image? ASSISTANT:`,
-// golden.json's chat_text). Screenshots go to test-results/. Needs www/pkg (scripts/build.sh)
+// golden.json's chat_text). Screenshots go to test-results/. Needs www/webvlm (scripts/build.sh)
 // and target/release/webvlm (under $CARGO_TARGET_DIR when set).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
+import { ROOT, openChatPage, openSettings, waitSettled } from './page-harness.mjs';
 
 const SHOTS = path.join(ROOT, 'test-results');
 const MODELS = path.resolve(ROOT, process.env.WEBVLM_MODELS_DIR || '.cache/models');
@@ -29,7 +29,7 @@ let baseUrl;
 let browser;
 let page;
 let golden;
-const pageErrors = [];
+let pageErrors;
 
 /** The native CLI's answer to the same conversation (greedy, f32 weights as converted). */
 async function nativeAnswer(prompt) {
@@ -41,17 +41,7 @@ async function nativeAnswer(prompt) {
 before(async () => {
   await mkdir(SHOTS, { recursive: true });
   golden = JSON.parse(await readFile(GOLDEN, 'utf8'));
-  ({ child: server, url: baseUrl } = await startServe({ WEBVLM_MODELS_DIR: MODELS }));
-  browser = await launchChromium();
-  page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
-  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`); });
-  page.on('response', (r) => {
-    if (r.status() >= 400) pageErrors.push(`HTTP ${r.status()}: ${r.url()}`);
-  });
-  page.on('request', (r) => {
-    if (!r.url().startsWith(baseUrl) && !r.url().startsWith('blob:')) pageErrors.push(`unexpected request: ${r.url()}`);
-  });
+  ({ server, baseUrl, browser, page, errors: pageErrors } = await openChatPage({ env: { WEBVLM_MODELS_DIR: MODELS } }));
 });
 
 after(async () => {
@@ -61,8 +51,7 @@ after(async () => {
 
 test('the LLaVA fixture loads and offers the image picker', { timeout: TIMEOUT }, async () => {
   await page.goto(`${baseUrl}?model=models/llava15-llama-fixture/`);
-  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-    null, { timeout: TIMEOUT, polling: 200 });
+  await waitSettled(page, { polling: 200 });
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'ready',
     await page.locator('#status').textContent());
   assert.equal(await page.locator('#attach').isVisible(), true);
@@ -164,8 +153,7 @@ test('a text-only model hides the image picker', { timeout: TIMEOUT }, async () 
   const text = await browser.newPage();
   try {
     await text.goto(baseUrl); // the default model, SmolLM2 (scripts/setup.sh)
-    await text.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-      null, { timeout: TIMEOUT, polling: 200 });
+    await waitSettled(text, { polling: 200 });
     assert.equal(await text.evaluate(() => document.body.dataset.state), 'ready');
     assert.equal(await text.locator('#attach').isVisible(), false);
     assert.equal(await text.locator('#image-input').isEnabled(), false);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ROOT, launchChromium } from './page-harness.mjs';
-import { packagePage, startPackageServer } from './package-harness.mjs';
+import { openPackagePage, packagePage, startPackageServer } from './package-harness.mjs';
 
 const MODEL_DIR = path.join(ROOT, '.cache/models');
 const MODEL = '/models/smollm2-135m-int4/manifest.json';
@@ -42,10 +42,7 @@ function load(opts = {}) {
 async function freshPage() {
   await page?.evaluate(() => window.engine?.unload()).catch(() => {});
   await page?.close();
-  page = await context.newPage();
-  page.on('pageerror', (e) => console.error('pageerror:', e.message));
-  await page.goto(server.url);
-  await page.waitForFunction(() => window.webvlmReady === true);
+  page = await openPackagePage(context, server.url);
 }
 
 before(async () => {
@@ -253,10 +250,8 @@ test('a server without Range support: the partial shard restarts from zero and s
       pages: { '/': packagePage('/dist/index.js') },
       rangeSupport: false,
     });
-    const p = await context.newPage(); // another origin: its own Cache Storage
+    const p = await openPackagePage(context, plain.url); // another origin: its own Cache Storage
     try {
-      await p.goto(plain.url);
-      await p.waitForFunction(() => window.webvlmReady === true);
       plain.faults.cut = { file: SHARD0, after: 20_000_000, times: 1 };
       const run = (opts) => p.evaluate(async ({ model, opts }) => {
         try {

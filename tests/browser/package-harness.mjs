@@ -4,16 +4,7 @@
 import { createServer } from 'node:http';
 import { createReadStream, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { parseRange } from '../../scripts/serve.mjs';
-
-const MIME = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json; charset=utf-8',
-  '.wasm': 'application/wasm',
-};
+import { MIME, parseRange } from '../../scripts/serve.mjs';
 
 /**
  * Start a server. `roots`: [[urlPrefix, dir]] (longest prefix first); `pages`: { urlPath: html }
@@ -115,6 +106,18 @@ async function serve(req, res, { roots, pages, rangeSupport, pageHeaders, log, f
   });
   stream.on('end', () => res.end());
   stream.on('error', () => res.destroy());
+}
+
+/**
+ * A new page of `target` (a browser or a browser context) at `url`, a packagePage, once the
+ * package is imported (`window.webvlm`); its uncaught errors are printed.
+ */
+export async function openPackagePage(target, url) {
+  const page = await target.newPage();
+  page.on('pageerror', (e) => console.error('pageerror:', e.message));
+  await page.goto(url);
+  await page.waitForFunction(() => window.webvlmReady === true);
+  return page;
 }
 
 /** The page that loads the package from `pkgPath` and exposes it as `window.webvlm`. */

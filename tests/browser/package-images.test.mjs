@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ROOT, launchChromium } from './page-harness.mjs';
-import { packagePage, startPackageServer } from './package-harness.mjs';
+import { openPackagePage, packagePage, startPackageServer } from './package-harness.mjs';
 
 const MODEL = '/models/llava15-llama-fixture/manifest.json';
 const TIMEOUT = 4 * 60_000;
@@ -30,10 +30,7 @@ before(async () => {
       "'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; img-src 'self' data: blob:" },
   });
   browser = await launchChromium();
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.error('pageerror:', e.message));
-  await page.goto(server.url);
-  await page.waitForFunction(() => window.webvlmReady === true);
+  page = await openPackagePage(browser, server.url);
 });
 
 after(async () => {

@@ -110,7 +110,8 @@ test('a TypeScript consumer type-checks against index.d.ts', () => {
 
 test('the built app ships the worker and the wasm as assets', () => {
   const assets = execFileSync('find', [path.join(APP, 'dist'), '-type', 'f'], { encoding: 'utf8' });
-  assert.match(assets, /\.wasm\n/);
+  // Both wasm builds: the one-thread pkg/ and the threaded pkg-threads/ (with its pool worker).
+  assert.equal(assets.match(/\.wasm\n/g)?.length, 2, assets);
   assert.match(assets, /worker[^/\n]*\.js\n/);
   const wasmGets = () => server.log.filter((e) => e.path.endsWith('.wasm'));
   assert.equal(wasmGets().length, 0, 'nothing loads the wasm before an engine is created');
@@ -145,9 +146,11 @@ test('createEngine in a worker, a streamed answer, an aborted one', { timeout: T
       rejected = e.name;
     }
     const full = await window.engine.chat.completions.create({ messages: [question], max_tokens: 24 });
-    return { info: window.engine.info, progress: progress.slice(-3), chunks, aborted, rejected, full };
+    return { info: window.engine.info, cores: navigator.hardwareConcurrency, progress: progress.slice(-3), chunks, aborted, rejected, full };
   });
   assert.equal(out.info.backend, 'cpu');
+  // The server sends COOP/COEP: the bundled threaded build runs, one thread per logical core.
+  assert.equal(out.info.threads, Math.min(out.cores, 64), out.info.threads_reason);
   const dl = out.progress.find((p) => p.phase === 'download');
   assert.equal(dl.loaded, dl.total);
   assert.deepEqual(out.progress.map((p) => p.phase).slice(-2), ['build', 'ready']);

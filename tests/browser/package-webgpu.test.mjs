@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { ROOT, launchChromium } from './page-harness.mjs';
-import { packagePage, startPackageServer } from './package-harness.mjs';
+import { openPackagePage, packagePage, startPackageServer } from './package-harness.mjs';
 
 const SKIP = process.env.WEBVLM_SKIP_GPU === '1';
 const MODEL = '/models/smollm2-135m-int4/manifest.json';
@@ -27,10 +27,7 @@ before(async () => {
     pages: { '/': packagePage('/dist/index.js') },
   });
   browser = await launchChromium({ webgpu: true });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => console.error('pageerror:', e.message));
-  await page.goto(server.url);
-  await page.waitForFunction(() => window.webvlmReady === true);
+  page = await openPackagePage(browser, server.url);
 });
 
 after(async () => {

@@ -5,12 +5,12 @@
 // figures the page shows, also as data-* attributes); settings kept across a reload; the
 // downloaded-models panel (Cache Storage) with a delete button; and the page, engine and model
 // working offline once loaded (the server stopped, the service worker and the cache answer).
-// Greedy sampling throughout. Needs www/pkg (scripts/build.sh).
+// Greedy sampling throughout. Needs www/webvlm (scripts/build.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
+import { ROOT, openChatPage, openSettings, waitSettled } from './page-harness.mjs';
 
 const MODELS = path.resolve(ROOT, process.env.WEBVLM_MODELS_DIR || '.cache/models');
 const IMAGE = path.join(ROOT, 'tests/fixtures/llava/images/chelsea.png');
@@ -21,7 +21,7 @@ let server;
 let baseUrl;
 let browser;
 let page;
-const pageErrors = [];
+let pageErrors;
 const answers = {}; // name -> the answer's figures
 
 /** The last assistant bubble: text, figures (data-*), meta line. */
@@ -33,8 +33,7 @@ const lastAnswer = () => page.evaluate(() => {
     busy: li.getAttribute('aria-busy'), status: document.getElementById('status').textContent };
 });
 
-const waitReady = () => page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-  null, { timeout: TIMEOUT, polling: 100 });
+const waitReady = () => waitSettled(page);
 
 /** Send `text` with Enter and wait for the answer; records the answer's text lengths on the way. */
 async function ask(text) {
@@ -59,14 +58,7 @@ async function ask(text) {
 }
 
 before(async () => {
-  ({ child: server, url: baseUrl } = await startServe({ WEBVLM_MODELS_DIR: MODELS }));
-  browser = await launchChromium();
-  page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
-  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(`console: ${m.text()}`); });
-  page.on('response', (r) => {
-    if (r.status() >= 400) pageErrors.push(`HTTP ${r.status()}: ${r.url()}`);
-  });
+  ({ server, baseUrl, browser, page, errors: pageErrors } = await openChatPage({ env: { WEBVLM_MODELS_DIR: MODELS } }));
 });
 
 after(async () => {

@@ -4,12 +4,12 @@
 // is reloaded (models from the cache) and asked again. Only the page's own files, models.json and
 // the model's manifest, tokenizer and shards are fetched, all from the page's origin with GET
 // and no body, and no URL, header or body holds the prompt, the image's bytes (its base64 and
-// hex prefixes) or its file name. Needs www/pkg (scripts/build.sh).
+// hex prefixes) or its file name. Needs www/webvlm (scripts/build.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, launchChromium, startServe } from './page-harness.mjs';
+import { ROOT, launchChromium, startServe, waitSettled } from './page-harness.mjs';
 
 const MODELS = path.resolve(ROOT, process.env.WEBVLM_MODELS_DIR || '.cache/models');
 const IMAGE = path.join(ROOT, 'tests/fixtures/llava/images/chelsea.png');
@@ -40,8 +40,7 @@ after(async () => {
   server?.kill();
 });
 
-const waitReady = () => page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-  null, { timeout: TIMEOUT, polling: 100 });
+const waitReady = () => waitSettled(page);
 
 async function askWithImage() {
   await page.locator('#image-input').setInputFiles(IMAGE);
@@ -65,8 +64,10 @@ test('a session with an image and a prompt', { timeout: TIMEOUT }, async () => {
 });
 
 test('only the page, models.json and the model files are fetched, with GET from the page origin', async () => {
-  const own = new Set(['', 'index.html', 'sw.js', 'models.json', 'pkg/webvlm.js', 'pkg/webvlm_bg.wasm',
-    'pkg-threads/webvlm.js', 'pkg-threads/webvlm_bg.wasm',
+  // The page's own files and the package it runs on (www/webvlm/, its modules and wasm builds).
+  const pkgFiles = JSON.parse(await readFile(path.join(ROOT, 'www/webvlm/files.json'), 'utf8'));
+  const own = new Set(['', 'index.html', 'sw.js', 'models.json', 'webvlm/files.json',
+    ...pkgFiles.filter((f) => /\.(js|wasm)$/.test(f)).map((f) => `webvlm/${f}`),
     ...(await readdir(path.join(ROOT, 'www'))).filter((f) => /\.(js|css)$/.test(f))]);
   const modelDir = path.join(MODELS, MODEL.replace('models/', ''));
   const manifest = JSON.parse(await readFile(path.join(modelDir, 'manifest.json'), 'utf8'));
@@ -81,8 +82,7 @@ test('only the page, models.json and the model files are fetched, with GET from 
     const u = new URL(r.url);
     assert.equal(u.origin, origin, `request to another origin: ${r.url}`);
     const p = u.pathname.slice(1);
-    const ok = own.has(p) || /^pkg(-threads)?\/snippets\/[\w.-]+\/inline\d+\.js$/.test(p)
-      || (p.startsWith(MODEL) && modelFiles.includes(p.slice(MODEL.length)));
+    const ok = own.has(p) || (p.startsWith(MODEL) && modelFiles.includes(p.slice(MODEL.length)));
     assert.ok(ok, `unexpected request (${r.from}): ${r.url}`);
     seen.add(p);
   }

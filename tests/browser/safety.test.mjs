@@ -8,7 +8,7 @@
 // and an inline <script> added to the DOM is refused by it. Safe Markdown still renders.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchChromium, startServe } from './page-harness.mjs';
+import { openChatPage, waitSettled } from './page-harness.mjs';
 
 const TIMEOUT = 5 * 60_000;
 // Each payload, if it ran, would set window.__pwned.
@@ -29,21 +29,17 @@ let baseUrl;
 let browser;
 let page;
 let cspHeader;
-const pageErrors = [];
+let pageErrors;
 
 before(async () => {
-  ({ child: server, url: baseUrl } = await startServe());
-  browser = await launchChromium();
-  page = await browser.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
+  ({ server, baseUrl, browser, page, errors: pageErrors } = await openChatPage({ watch: { console: false } }));
   page.on('dialog', (d) => {
     pageErrors.push(`dialog: ${d.message()}`);
     d.dismiss();
   });
   const resp = await page.goto(`${baseUrl}?model=models/llava15-llama-fixture/`);
   cspHeader = resp.headers()['content-security-policy'];
-  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-    null, { timeout: TIMEOUT, polling: 200 });
+  await waitSettled(page, { timeout: TIMEOUT, polling: 200 });
 });
 
 after(async () => {

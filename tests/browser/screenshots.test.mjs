@@ -3,12 +3,12 @@
 // WebGPU backend (--enable-unsafe-webgpu, SwiftShader). Each run also checks what a screenshot
 // cannot: no horizontal scrolling at phone width, the composer in view, every control labelled,
 // and a keyboard-only turn (Tab to the prompt, Enter sends, Shift+Enter is a new line).
-// WEBVLM_SKIP_GPU=1 skips the WebGPU part where Chromium has no adapter. Needs www/pkg.
+// WEBVLM_SKIP_GPU=1 skips the WebGPU part where Chromium has no adapter. Needs www/webvlm (scripts/build.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
+import { ROOT, launchChromium, openSettings, startServe, waitSettled, watchPage } from './page-harness.mjs';
 
 const SHOTS = path.join(ROOT, 'test-results/screenshots');
 const MODELS = path.resolve(ROOT, process.env.WEBVLM_MODELS_DIR || '.cache/models');
@@ -40,12 +40,11 @@ async function newPage({ webgpu = false, viewport }) {
   browsers.push(browser);
   const page = await browser.newPage({ viewport });
   const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
+  watchPage(page, errors, { console: false, http: false });
   return { page, errors };
 }
 
-const waitReady = (page) => page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-  null, { timeout: TIMEOUT, polling: 100 });
+const waitReady = (page) => waitSettled(page);
 
 async function askWithImage(page, text) {
   await page.locator('#image-input').setInputFiles(IMAGE);

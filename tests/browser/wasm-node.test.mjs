@@ -1,4 +1,4 @@
-// The wasm build (www/pkg, the module the page loads) under Node: streamed load through
+// The wasm build (www/pkg, the module the page loads from its package copy) under Node: streamed load through
 // WasmEngine.load with progress, a greedy chat turn, streaming, stop from on_token, and
 // clear errors. Needs www/pkg (scripts/build.sh) and the converted model (scripts/setup.sh).
 import { test } from 'node:test';

@@ -4,12 +4,12 @@
 // mid-answer (the page's testing hook) moves the conversation to the CPU: the answer completes
 // with the same ids, a notice says why, and the next turn runs. SwiftShader is slow, so answers
 // are short. WEBVLM_SKIP_GPU=1 skips them where the browser has no WebGPU adapter.
-// Needs www/pkg (scripts/build.sh) and the converted model (scripts/setup.sh).
+// Needs www/webvlm (scripts/build.sh) and the converted model (scripts/setup.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, launchChromium, openSettings, startServe } from './page-harness.mjs';
+import { ROOT, openChatPage, openSettings, waitSettled } from './page-harness.mjs';
 
 const SHOTS = path.join(ROOT, 'test-results');
 const LOAD_TIMEOUT = 5 * 60_000;
@@ -23,13 +23,12 @@ let browser;
 let page;
 let adapterInfo = null; // what navigator.gpu.requestAdapter() gave, or null
 let cpuIds = null; // greedy ids of QUESTION on the CPU backend
-const pageErrors = [];
+let pageErrors;
 
 /** Open the page with `?backend=` and wait until the model is loaded. */
 async function openPage(backend) {
   await page.goto(`${baseUrl}?backend=${backend}`);
-  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-    null, { timeout: LOAD_TIMEOUT, polling: 200 });
+  await waitSettled(page, { timeout: LOAD_TIMEOUT, polling: 200 });
   const status = await page.locator('#status').textContent();
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'ready', status);
   await openSettings(page);
@@ -63,16 +62,7 @@ async function answer() {
 
 before(async () => {
   await mkdir(SHOTS, { recursive: true });
-  ({ child: server, url: baseUrl } = await startServe());
-  browser = await launchChromium({ webgpu: true });
-  page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
-  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
-  page.on('response', (r) => {
-    if (r.status() >= 400) pageErrors.push(`HTTP ${r.status()}: ${r.url()}`);
-  });
-  page.on('request', (r) => {
-    if (!r.url().startsWith(baseUrl)) pageErrors.push(`unexpected request: ${r.url()}`);
-  });
+  ({ server, baseUrl, browser, page, errors: pageErrors } = await openChatPage({ webgpu: true }));
   // The adapter, asked for first (the page's CSP allows no blob: worker, so from the window;
   // the engine asks from its worker, which the tests below exercise).
   await page.goto(`${baseUrl}?backend=cpu`);
@@ -124,8 +114,7 @@ test('the WebGPU backend gives the same greedy ids', { timeout: LOAD_TIMEOUT + G
   // The settings select reloads the engine on the chosen backend (and records it in the URL).
   await openSettings(page);
   await page.locator('#backend').selectOption('webgpu');
-  await page.waitForFunction(() => ['ready', 'error'].includes(document.body.dataset.state),
-    null, { timeout: LOAD_TIMEOUT, polling: 200 });
+  await waitSettled(page, { timeout: LOAD_TIMEOUT, polling: 200 });
   const status = await page.locator('#status').textContent();
   assert.match(status, /^Ready · backend: WebGPU \(software adapter\)/, status);
   assert.match(page.url(), /[?&]backend=webgpu/);

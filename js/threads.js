@@ -1,10 +1,12 @@
-// Which wasm build the engine worker loads, and the thread pool of the threaded one.
+// Which wasm build the engine runs on, and the thread pool of the threaded one. No import of
+// either build here (Node's bench and the tests import this file alone).
 //
 // Two builds of the same crate: `pkg/` (one thread, runs anywhere) and `pkg-threads/` (shared
 // WebAssembly.Memory, nightly `-Z build-std` with atomics; the CPU kernels split their rows over
 // a pool of Web Workers, see src/wasm_threads.rs). The threaded one needs SharedArrayBuffer,
 // which browsers give only to cross-origin isolated pages (COOP `same-origin` + COEP
-// `require-corp` headers, as scripts/serve.mjs sends).
+// `require-corp` headers, as scripts/serve.mjs sends), and a thread that may block (a worker:
+// rayon's `memory.atomic.wait` traps on a page's main thread).
 //
 // Pool start-up: every pool worker (thread-worker.js) instantiates the same module on the same
 // memory, reports ready and blocks in `thread_pool_worker()`; only then does the engine's
@@ -19,11 +21,13 @@ export const MAX_THREADS = 64;
  * (`navigator.hardwareConcurrency`); 1 = the single-threaded build; n > 1 = n pool threads.
  * Returns { threaded, threads, reason } (reason: why the single-threaded build, or null).
  * @param {number|string|undefined} requested
- * @param {{ isolated?: boolean, cores?: number }} [env] overrides for tests
+ * @param {{ isolated?: boolean, cores?: number, canBlock?: boolean }} [env] overrides for tests
  */
 export function chooseBuild(requested, env = {}) {
   const isolated = env.isolated ?? (globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function');
   const cores = env.cores ?? (globalThis.navigator?.hardwareConcurrency || 1);
+  // A window's main thread may not block (Atomics.wait throws there); workers may.
+  const canBlock = env.canBlock ?? typeof globalThis.document === 'undefined';
   const auto = requested === undefined || requested === null || requested === 0 || requested === 'auto';
   const n = auto ? cores : Number(requested);
   if (!Number.isInteger(n) || n < 1) throw new Error(`threads must be 'auto' or a positive integer, got ${requested}`);
@@ -32,33 +36,25 @@ export function chooseBuild(requested, env = {}) {
   if (!isolated) {
     return { threaded: false, threads: 1, reason: 'the page is not cross-origin isolated (no SharedArrayBuffer)' };
   }
+  if (!canBlock) {
+    const reason = "the in-thread engine runs on the page's main thread, which may not block";
+    return { threaded: false, threads: 1, reason };
+  }
   return { threaded: true, threads, reason: null };
 }
 
-/** Start one pool worker (Web Worker running thread-worker.js); resolves once it is ready. */
-function spawnWebWorker({ glueUrl, module, memory, index }) {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(new URL('./thread-worker.js', import.meta.url), { type: 'module', name: `webvlm-thread-${index}` });
-    w.onmessage = (ev) => {
-      if (ev.data?.type === 'ready') resolve(w);
-      else reject(new Error(`thread worker ${index}: ${ev.data?.message || 'failed'}`));
-    };
-    w.onerror = (ev) => reject(new Error(`thread worker ${index}: ${ev.message || 'could not start'}`));
-    w.postMessage({ glueUrl, module, memory });
-  });
-}
-
 /**
- * Start `n` pool threads for the threaded build's glue module `glue` (already initialised,
- * loaded from `glueUrl`). `spawn` starts one pool worker and resolves to it (something with
- * `terminate()`) once it is ready (default: a Web Worker; Node's bench passes a worker_threads
- * one). Resolves to the pool size.
+ * Start `n` pool threads for the threaded build's glue module `glue` (already initialised).
+ * `spawn({ module, memory, index, glueUrl })` starts one pool worker and resolves to it
+ * (something with `terminate()`) once it is ready: the package passes a Web Worker running
+ * thread-worker.js, Node's bench a worker_thread. Resolves to the pool size.
  */
-export async function startThreadPool(glue, glueUrl, n, spawn = spawnWebWorker) {
+export async function startThreadPool(glue, glueUrl, n, spawn) {
   if (!glue.threads_supported()) throw new Error('this wasm build has no thread support');
   const module = glue.wasm_module();
   const memory = glue.wasm_memory();
-  const started = await Promise.allSettled(Array.from({ length: n }, (_, index) => spawn({ glueUrl, module, memory, index })));
+  const spawns = Array.from({ length: n }, (_, index) => spawn({ glueUrl, module, memory, index }));
+  const started = await Promise.allSettled(spawns);
   const failed = started.find((r) => r.status === 'rejected');
   if (failed) {
     // Those that started wait for a rayon thread that will never come: stop them.
@@ -67,27 +63,4 @@ export async function startThreadPool(glue, glueUrl, n, spawn = spawnWebWorker) 
   }
   glue.init_thread_pool(n);
   return glue.thread_count();
-}
-
-/**
- * Load and initialise the wasm glue: the threaded build with its pool when `chooseBuild` says
- * so (falling back to the single-threaded build, with the reason, if that fails), else `pkg/`.
- * Resolves to { glue, threads, threaded, reason }.
- */
-export async function loadWasm(requested) {
-  const pick = chooseBuild(requested);
-  if (pick.threaded) {
-    const glueUrl = new URL('./pkg-threads/webvlm.js', import.meta.url).href;
-    try {
-      const glue = await import(glueUrl);
-      await glue.default();
-      const threads = await startThreadPool(glue, glueUrl, pick.threads);
-      return { glue, threads, threaded: true, reason: null };
-    } catch (e) {
-      pick.reason = `threaded build failed: ${(e && e.message) || e}`;
-    }
-  }
-  const glue = await import(new URL('./pkg/webvlm.js', import.meta.url).href);
-  await glue.default();
-  return { glue, threads: 1, threaded: false, reason: pick.reason };
 }
