@@ -62,8 +62,8 @@ pub fn partition(entropy: &[f64], blocks: usize) -> Vec<Range<usize>> {
     let target = if total > 0.0 { total / b as f64 } else { 0.0 };
     let mut out = Vec::with_capacity(b);
     let (mut start, mut acc) = (0, 0.0);
-    for l in 0..n {
-        acc += entropy[l].max(0.0);
+    for (l, e) in entropy.iter().enumerate() {
+        acc += e.max(0.0);
         let runs_left = b - out.len(); // including the current one
         let layers_left = n - l - 1;
         let full = target == 0.0 || acc >= target * (1.0 - 1e-12);

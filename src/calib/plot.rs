@@ -62,18 +62,30 @@ pub fn svg(layers: &[LinearReport], title: &str) -> String {
                 writeln!(s, "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"{c}\"/>")
             };
         }
-        let ly = M.1 + 18.0 * k as f64;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{0}\" y1=\"{ly}\" x2=\"{1}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/>\
-             <text x=\"{2}\" y=\"{3}\">{4}</text>",
-            W - M.2 + 10.0,
-            W - M.2 + 30.0,
-            W - M.2 + 35.0,
-            ly + 4.0,
-            esc(name.rsplit('.').next().unwrap_or(name))
-        );
+        legend_line(&mut s, k, c, name.rsplit('.').next().unwrap_or(name));
     }
+    legend_markers(&mut s);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Legend entry `k`: a line of colour `c` and the linear's short name.
+fn legend_line(s: &mut String, k: usize, c: &str, name: &str) {
+    let ly = M.1 + 18.0 * k as f64;
+    let _ = writeln!(
+        s,
+        "<line x1=\"{0}\" y1=\"{ly}\" x2=\"{1}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/>\
+         <text x=\"{2}\" y=\"{3}\">{4}</text>",
+        W - M.2 + 10.0,
+        W - M.2 + 30.0,
+        W - M.2 + 35.0,
+        ly + 4.0,
+        esc(name)
+    );
+}
+
+/// Legend of the markers: circle INT4, square INT8.
+fn legend_markers(s: &mut String) {
     let ly = M.1 + 18.0 * 7.5;
     let _ = writeln!(
         s,
@@ -86,8 +98,6 @@ pub fn svg(layers: &[LinearReport], title: &str) -> String {
         ly + 15.0,
         ly + 22.0
     );
-    s.push_str("</svg>\n");
-    s
 }
 
 /// Frame, decade grid lines on the y axis, layer ticks on the x axis, axis titles.
