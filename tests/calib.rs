@@ -434,3 +434,22 @@ fn the_error_plot_is_well_formed_svg_with_one_point_per_linear() {
         }
     }
 }
+
+#[test]
+fn site_sample_of_a_stream_of_unknown_length_thins_to_evenly_spaced_rows() {
+    // Rows whose first value is their index; a cap of 8 rows and a step of 1 to start with.
+    let cols = 4;
+    let mut s = webvlm::calib::stats::SiteStats::new(cols, 1, 8);
+    let mut next = 0usize;
+    for n in [3, 10, 1, 20, 7] {
+        let x: Vec<f32> = (next..next + n).flat_map(|i| [i as f32, 1.0, -1.0, 0.5]).collect();
+        s.add(&x, n);
+        next += n;
+    }
+    let kept: Vec<usize> = s.sample.chunks_exact(cols).map(|r| r[0] as usize).collect();
+    assert_eq!(s.count, 41);
+    assert!((4..=8).contains(&kept.len()), "{kept:?}");
+    let step = kept[1] - kept[0];
+    assert!(step.is_power_of_two() && kept.iter().enumerate().all(|(i, &k)| k == i * step), "{kept:?}");
+    assert!(kept.last().unwrap() + step >= 41 || kept.len() == 8, "{kept:?}");
+}
