@@ -6,7 +6,7 @@
 //! everything else (norms, biases, convolution kernels) stays f32. Quantization is RTN
 //! ([`QTensor::quantize`]), or with [`ConvertOptions::calib`] calibrated ([`crate::calib`]:
 //! GPTQ / AWQ / mixed INT4-INT8 for the block linears of text-only Llama-family models), which
-//! also writes `quality.json` beside the shards.
+//! also writes `quality.json` and `quality.svg` (per-layer error plot) beside the shards.
 //!
 //! LLaVA checkpoints (a config with `vision_config` and `text_config`) split three ways: the
 //! language model takes the chosen format, the vision tower INT8 per output channel (or
@@ -287,6 +287,7 @@ fn prepare_out(src: &Path, out: &Path, force: bool) -> Result<()> {
             let ours = name == "manifest.json"
                 || name == "tokenizer.json"
                 || name == "quality.json"
+                || name == "quality.svg"
                 || (name.starts_with("model-") && name.ends_with(".safetensors"));
             if ours && path.is_file() {
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
@@ -309,6 +310,9 @@ fn check_options(opts: &ConvertOptions) -> Result<()> {
             || (c.ratio.is_some() && opts.weights != WeightChoice::Int4)
         {
             return Err(Error::Invalid("--ratio takes a value in [0, 1] with --weights int4".into()));
+        }
+        if c.entropy_blocks.is_some() && c.ratio.is_none() {
+            return Err(Error::Invalid("--entropy-guided allocates INT4/INT8 at a size: give --ratio R".into()));
         }
     }
     if opts.shard_bytes == 0 {
@@ -387,6 +391,7 @@ pub fn convert_with(
     manifest.validate()?;
     if let Some(c) = &calibrated {
         write_file(out, "quality.json", serde_json::to_string_pretty(&c.quality)?.as_bytes())?;
+        write_file(out, "quality.svg", c.plot.as_bytes())?;
     }
     write_file(out, "manifest.json", manifest.to_json().as_bytes())?;
     report.tensors = manifest.tensors.len();

@@ -9,7 +9,8 @@
 //! - [`tokenizer`], [`chat`], [`sampler`]: text in, text out.
 //! - [`gpu`]: the wgpu backend (WGSL kernels in `shaders/`).
 //! - [`engine`]: the generation loop (prefill, decode, KV cache, stop), step by step.
-//! - `calib` (native): calibrated quantization (GPTQ, AWQ, mixed INT4/INT8) and its evaluation.
+//! - `calib` (native): calibrated quantization (GPTQ, AWQ, mixed INT4/INT8 by sensitivity or
+//!   entropy-guided blocks, LLaVA with images) and its evaluation.
 //! - `convert`, `bench` (native) and `wasm` (browser) are the entry points.
 
 pub mod chat;

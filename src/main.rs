@@ -58,12 +58,19 @@ mod cli {
         /// Block linears: rtn (no calibration unless --calibrate), awq, gptq or awq+gptq.
         #[arg(long, default_value = "rtn")]
         method: String,
-        /// Calibration text: a text file or `builtin` (CPython's pydoc_data prose).
+        /// Calibration data: a text file, `builtin` (CPython's pydoc_data prose), or for LLaVA a
+        /// folder of images with prompts (`cat.png` + `cat.txt`: question, blank line, answer).
         #[arg(long)]
         calibrate: Option<String>,
         /// Keep this share of block-linear parameters INT4, the most sensitive rest INT8.
         #[arg(long)]
         ratio: Option<f64>,
+        /// With --ratio R: choose INT4/INT8 by blocks of layers cut by activation entropy (Q-VLM style).
+        #[arg(long)]
+        entropy_guided: bool,
+        /// Blocks for --entropy-guided (default: about three layers per block).
+        #[arg(long, requires = "entropy_guided")]
+        entropy_blocks: Option<usize>,
         /// GPTQ: process columns by decreasing Hessian diagonal.
         #[arg(long)]
         act_order: bool,
@@ -229,8 +236,10 @@ mod cli {
     fn calib_config(a: &CalibArgs) -> Result<Option<webvlm::calib::CalibConfig>> {
         let method: webvlm::calib::Method = a.method.parse()?;
         let Some(spec) = &a.calibrate else {
-            if method != webvlm::calib::Method::Rtn || a.ratio.is_some() {
-                return Err(Error::Invalid("--method awq/gptq and --ratio need --calibrate FILE|builtin".into()));
+            if method != webvlm::calib::Method::Rtn || a.ratio.is_some() || a.entropy_guided {
+                return Err(Error::Invalid(
+                    "--method awq/gptq, --ratio and --entropy-guided need --calibrate FILE|builtin".into(),
+                ));
             }
             return Ok(None);
         };
@@ -241,6 +250,7 @@ mod cli {
             act_order: a.act_order,
             calib_tokens: a.calib_tokens,
             eval_tokens: a.eval_tokens,
+            entropy_blocks: a.entropy_guided.then_some(a.entropy_blocks.unwrap_or(0)),
             ..Default::default()
         }))
     }

@@ -173,19 +173,28 @@ fn prose(path: &std::path::Path) {
 }
 
 fn calibrated_convert(method: Method, ratio: Option<f64>, name: &str) -> (serde_json::Value, webvlm::calib::Quality) {
+    calibrated_convert_with(CalibConfig { method, ratio, ..Default::default() }, name).0
+}
+
+/// Convert the tiny HF Llama with `c` (its text replaced by generated prose); quality.json, the
+/// `eval` of the written folder, and the output folder.
+fn calibrated_convert_with(
+    c: CalibConfig,
+    name: &str,
+) -> ((serde_json::Value, webvlm::calib::Quality), std::path::PathBuf) {
     let src = scratch(&format!("calib-src-{name}"));
     write_tiny_hf(&src, 21);
     let text = src.join("prose.txt");
     prose(&text);
     let out = scratch(&format!("calib-out-{name}"));
-    let c = CalibConfig { method, ratio, spec: TextSpec::File(text.clone()), seq_len: 64, ..Default::default() };
+    let c = CalibConfig { spec: TextSpec::File(text.clone()), seq_len: 64, ..c };
     let opts =
         ConvertOptions { weights: WeightChoice::Int4, calib: Some(c.clone()), force: true, ..Default::default() };
     convert(&src, &out, &opts, &mut |_| {}).unwrap();
     let q: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("quality.json")).unwrap()).unwrap();
     let e = webvlm::calib::run::eval_paths(&out, &src, &TextSpec::File(text), &c, &mut |_, _, _| {}).unwrap();
-    (q, e)
+    ((q, e), out)
 }
 
 #[test]
@@ -228,4 +237,219 @@ fn site_gram_from_the_kernel_path_equals_the_direct_sum() {
     let worst = s.gram.iter().zip(&h).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0, f64::max);
     assert!(worst < 1e-4, "{worst}");
     assert_eq!((s.count, s.sample_rows()), (37, 37));
+}
+
+#[test]
+fn activation_entropy_of_known_histograms() {
+    use webvlm::calib::entropy::{add_rows, entropy_bits, BINS};
+    let mut h = vec![0u64; BINS];
+    // Every row's absmax maps to ±127: two equally likely codes, one bit.
+    add_rows(&mut h, &[2.0, -2.0, 0.5, -0.5], 2);
+    assert_eq!((h[0], h[254]), (2, 2));
+    assert!((entropy_bits(&h) - 1.0).abs() < 1e-12);
+    // Codes -127, 0, 127 in equal numbers: log2(3) bits; an all-zero row is all code 0.
+    let mut h = vec![0u64; BINS];
+    add_rows(&mut h, &[1.0, 0.0, -1.0], 3);
+    add_rows(&mut h, &[-2.0, 0.001, 2.0, 4.0, -4.0, 0.01], 3);
+    assert_eq!((h[0], h[127], h[254]), (3, 3, 3));
+    assert!((entropy_bits(&h) - 3f64.log2()).abs() < 1e-12);
+    let mut z = vec![0u64; BINS];
+    add_rows(&mut z, &[0.0; 6], 3);
+    assert_eq!((z[127], entropy_bits(&z)), (6, 0.0));
+    assert_eq!(entropy_bits(&vec![0; BINS]), 0.0);
+    // Gaussian-like inputs carry more information than outlier-dominated ones.
+    let mut rng = Rng::new(3);
+    let (mut plain, mut outlier) = (vec![0u64; BINS], vec![0u64; BINS]);
+    let x = rng.vec(64 * 128, 1.0);
+    add_rows(&mut plain, &x, 128);
+    let mut y = x.clone();
+    y.chunks_exact_mut(128).for_each(|r| r[5] *= 100.0);
+    add_rows(&mut outlier, &y, 128);
+    assert!(entropy_bits(&plain) > entropy_bits(&outlier) + 2.0);
+}
+
+#[test]
+fn entropy_partition_is_contiguous_and_gives_high_entropy_layers_short_blocks() {
+    use webvlm::calib::entropy::partition;
+    let e = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 6.0, 6.0, 1.0, 1.0, 1.0, 1.0];
+    for b in 1..=e.len() + 2 {
+        let p = partition(&e, b);
+        assert_eq!(p.len(), b.min(e.len()), "{b}");
+        assert_eq!(p[0].start, 0);
+        assert_eq!(p.last().unwrap().end, e.len());
+        assert!(p.windows(2).all(|w| w[0].end == w[1].start && !w[0].is_empty()), "{b}: {p:?}");
+        assert_eq!(p, partition(&e, b));
+    }
+    // total 24, 4 blocks of about 6: the two 6-bit layers are blocks on their own.
+    let p = partition(&e, 4);
+    assert_eq!(p, vec![0..6, 6..7, 7..8, 8..12]);
+    assert_eq!(partition(&[0.0; 5], 2).len(), 2);
+}
+
+#[test]
+fn entropy_guided_allocation_hits_the_share_to_one_tensor_and_is_deterministic() {
+    use webvlm::calib::entropy::{allocate, partition, Item};
+    let mut rng = Rng::new(17);
+    let layers = 30;
+    let entropy: Vec<f64> = (0..layers).map(|_| 4.0 + 3.0 * rng.uniform().abs() as f64).collect();
+    let items: Vec<Item> = (0..layers * 7)
+        .map(|i| Item {
+            layer: i / 7,
+            params: 1000 + (rng.next_u64() % 30_000) as usize,
+            sensitivity: rng.uniform().abs() as f64,
+        })
+        .collect();
+    let total: usize = items.iter().map(|i| i.params).sum();
+    let biggest = items.iter().map(|i| i.params).max().unwrap();
+    for blocks in [1, 6, 10, 30] {
+        let parts = partition(&entropy, blocks);
+        for ratio in [0.0, 0.3, 0.6, 0.9, 1.0] {
+            let (int8, rep) = allocate(&items, &entropy, &parts, ratio);
+            assert_eq!((int8.clone(), rep.clone()), allocate(&items, &entropy, &parts, ratio));
+            let int4: usize = items.iter().zip(&int8).filter(|(_, &e)| !e).map(|(i, _)| i.params).sum();
+            let target = ratio * total as f64;
+            assert!(
+                int4 as f64 <= target + 1e-6 && int4 as f64 > target - biggest as f64,
+                "blocks {blocks} ratio {ratio}: {int4} of {total}"
+            );
+            // Blocks are all-INT4 or all-INT8 except at most one.
+            assert_eq!(rep.len(), parts.len());
+            assert!(rep.iter().filter(|b| b.precision == "mixed").count() <= 1, "{rep:?}");
+            for (b, r) in rep.iter().zip(&parts) {
+                let n8 = items.iter().zip(&int8).filter(|(i, &e)| r.contains(&i.layer) && e).count();
+                let want = match b.precision.as_str() {
+                    "int8" => 7 * r.len(),
+                    "int4" => 0,
+                    _ => n8.clamp(1, 7 * r.len() - 1),
+                };
+                assert_eq!(n8, want, "{b:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn convert_entropy_guided_records_each_tensors_choice_in_the_manifest() {
+    let c = CalibConfig { method: Method::Rtn, ratio: Some(0.5), entropy_blocks: Some(2), ..Default::default() };
+    let ((q, e), out) = calibrated_convert_with(c, "entropy");
+    assert_eq!(q["allocation"], "entropy-guided");
+    let blocks = q["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 2);
+    let ent = q["layer_entropy"].as_array().unwrap();
+    assert!(ent.iter().all(|h| h.as_f64().unwrap() > 0.0 && h.as_f64().unwrap() <= 255f64.log2()), "{ent:?}");
+    let layers = q["layers"].as_array().unwrap();
+    let p = |f: &str| layers.iter().filter(|l| l["format"] == f).map(|l| l["params"].as_u64().unwrap()).sum::<u64>();
+    let (p4, p8) = (p("int4_sym_g64"), p("int8"));
+    let biggest = layers.iter().map(|l| l["params"].as_u64().unwrap()).max().unwrap();
+    assert!(p4 as f64 <= 0.5 * (p4 + p8) as f64 && p4 + biggest > (p4 + p8) / 2, "{p4} int4, {p8} int8");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let tensors = m["tensors"].as_array().unwrap();
+    for l in layers {
+        let t = tensors.iter().find(|t| t["name"] == l["name"]).unwrap_or_else(|| panic!("{}", l["name"]));
+        assert_eq!(t["format"], l["format"], "{}", l["name"]);
+    }
+    assert!((e.mean_kl - q["evaluation"]["mean_kl"].as_f64().unwrap()).abs() <= 1e-6 * e.mean_kl.max(1e-9));
+    // The plot beside quality.json: one line per linear kind, one marker per block linear.
+    let svg = std::fs::read_to_string(out.join("quality.svg")).unwrap();
+    let names = xml_elements(&svg);
+    assert_eq!(names.iter().filter(|n| *n == "polyline").count(), 7);
+    let int8 = layers.iter().filter(|l| l["format"] == "int8").count();
+    assert_eq!(names.iter().filter(|n| *n == "circle").count(), layers.len() - int8 + 1);
+}
+
+/// A small XML well-formedness check: one root, tags nested and closed, attributes
+/// `name="value"` without `<` in values, entities only `&amp; &lt; &gt; &quot;`; returns the
+/// element names in document order.
+fn xml_elements(doc: &str) -> Vec<String> {
+    let body = doc.strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n").expect("xml declaration");
+    let (mut stack, mut names, mut rest, mut roots) = (Vec::<String>::new(), Vec::new(), body, 0);
+    let text_ok =
+        |t: &str| t.split('&').skip(1).all(|e| ["amp;", "lt;", "gt;", "quot;"].iter().any(|k| e.starts_with(k)));
+    while let Some(i) = rest.find('<') {
+        assert!(text_ok(&rest[..i]) && (!stack.is_empty() || rest[..i].trim().is_empty()), "text {:?}", &rest[..i]);
+        let end = rest[i..].find('>').expect("unclosed tag") + i;
+        let tag = &rest[i + 1..end];
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(stack.pop().as_deref(), Some(name), "closing tag");
+        } else {
+            let selfclose = tag.ends_with('/');
+            let tag = tag.trim_end_matches('/');
+            let (name, mut attrs) = tag.split_once(char::is_whitespace).unwrap_or((tag, ""));
+            assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()), "name {name:?}");
+            loop {
+                attrs = attrs.trim_start();
+                if attrs.is_empty() {
+                    break;
+                }
+                let (k, v) = attrs.split_once("=\"").unwrap_or_else(|| panic!("attribute in {tag:?}"));
+                assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':'), "{k:?}");
+                let close = v.find('"').expect("unterminated attribute");
+                assert!(!v[..close].contains('<') && text_ok(&v[..close]), "{:?}", &v[..close]);
+                attrs = &v[close + 1..];
+            }
+            if stack.is_empty() {
+                roots += 1;
+            }
+            names.push(name.to_string());
+            if !selfclose {
+                stack.push(name.to_string());
+            }
+        }
+        rest = &rest[end + 1..];
+    }
+    assert!(stack.is_empty() && rest.trim().is_empty() && roots == 1, "unclosed {stack:?}");
+    names
+}
+
+#[test]
+fn the_error_plot_is_well_formed_svg_with_one_point_per_linear() {
+    use webvlm::calib::pipeline::{LinearReport, LINEARS};
+    let mut rng = Rng::new(8);
+    let reports: Vec<LinearReport> = (0..4 * 7)
+        .map(|i| LinearReport {
+            name: format!("model.layers.{}.{}.weight", i / 7, LINEARS[i % 7]),
+            format: if i % 5 == 0 { "int8" } else { "int4_sym_g64" }.into(),
+            params: 100,
+            rel_err: 10f64.powf(-4.0 + 3.0 * rng.uniform().abs() as f64),
+            awq_alpha: None,
+        })
+        .collect();
+    let doc = webvlm::calib::plot::svg(&reports, "gptq <int4> & \"test\"");
+    let names = xml_elements(&doc);
+    assert_eq!(names[0], "svg");
+    assert_eq!(names.iter().filter(|n| *n == "polyline").count(), 7);
+    // one marker per linear (+ one of each in the legend), INT8 as squares
+    assert_eq!(names.iter().filter(|n| *n == "circle").count(), 28 - 6 + 1);
+    assert!(doc.contains("<polyline class=\"mlp.down_proj\""));
+    assert!(doc.contains("gptq &lt;int4&gt; &amp; &quot;test&quot;"));
+    // every plotted coordinate lies inside the picture
+    for part in doc.split("points=\"").skip(1) {
+        let pts = &part[..part.find('"').unwrap()];
+        assert_eq!(pts.split(' ').count(), 4, "{pts}");
+        for p in pts.split(' ') {
+            let (x, y) = p.split_once(',').unwrap();
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            assert!((0.0..=760.0).contains(&x) && (0.0..=420.0).contains(&y), "{p}");
+        }
+    }
+}
+
+#[test]
+fn site_sample_of_a_stream_of_unknown_length_thins_to_evenly_spaced_rows() {
+    // Rows whose first value is their index; a cap of 8 rows and a step of 1 to start with.
+    let cols = 4;
+    let mut s = webvlm::calib::stats::SiteStats::new(cols, 1, 8);
+    let mut next = 0usize;
+    for n in [3, 10, 1, 20, 7] {
+        let x: Vec<f32> = (next..next + n).flat_map(|i| [i as f32, 1.0, -1.0, 0.5]).collect();
+        s.add(&x, n);
+        next += n;
+    }
+    let kept: Vec<usize> = s.sample.chunks_exact(cols).map(|r| r[0] as usize).collect();
+    assert_eq!(s.count, 41);
+    assert!((4..=8).contains(&kept.len()), "{kept:?}");
+    let step = kept[1] - kept[0];
+    assert!(step.is_power_of_two() && kept.iter().enumerate().all(|(i, &k)| k == i * step), "{kept:?}");
+    assert!(kept.last().unwrap() + step >= 41 || kept.len() == 8, "{kept:?}");
 }

@@ -1,4 +1,5 @@
-//! Calibration and evaluation text. `--calibrate FILE` reads a UTF-8 text file; `builtin`
+//! Calibration and evaluation text. `--calibrate FILE` reads a UTF-8 text file (a folder is an
+//! image set for LLaVA models, [`super::images`]); `builtin`
 //! builds a set at run time from the prose CPython ships in `pydoc_data.topics` (the help
 //! texts of `help("topic")`, read through the `python3` on the machine): the topics sorted by
 //! name, shuffled with a fixed seed, the first part for calibration and the rest held out.
@@ -20,12 +21,21 @@ pub const CALIB_SHARE: f64 = 0.75;
 pub enum TextSpec {
     Builtin,
     File(PathBuf),
+    /// A folder of images with prompts ([`super::images`]; LLaVA models).
+    Images(PathBuf),
 }
 
 impl std::str::FromStr for TextSpec {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Ok(if s == "builtin" { TextSpec::Builtin } else { TextSpec::File(PathBuf::from(s)) })
+        let p = PathBuf::from(s);
+        Ok(if s == "builtin" {
+            TextSpec::Builtin
+        } else if p.is_dir() {
+            TextSpec::Images(p)
+        } else {
+            TextSpec::File(p)
+        })
     }
 }
 
@@ -43,6 +53,12 @@ pub fn load(spec: &TextSpec) -> Result<TextSplit> {
         TextSpec::File(p) => {
             let t = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
             t.split("\n\n").map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+        }
+        TextSpec::Images(p) => {
+            return Err(Error::Invalid(format!(
+                "{}: a folder of images calibrates LLaVA models; give a text model a text file or `builtin`",
+                p.display()
+            )))
         }
     };
     if pieces.len() < 2 {

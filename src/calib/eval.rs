@@ -2,8 +2,10 @@
 //! `KL(p_ref ‖ p_quant)` of next-token distributions over every position, top-1 agreement
 //! (the two argmaxes equal), and perplexity of both on the held-out tokens (each position
 //! predicting the next token). Logits of all positions come from one prefill per sequence
-//! ([`Llama::forward_observed`]'s final hidden states through the output layer).
+//! ([`Llama::forward_embeds_observed`]'s final hidden states through the output layer).
+//! LLaVA inputs ([`Sample`]) carry the reference's image features; both decoders see them.
 
+use super::sample::Sample;
 use crate::error::Result;
 use crate::model::llama::Site;
 use crate::model::Llama;
@@ -22,14 +24,19 @@ pub struct Quality {
 
 /// Logits `[n, vocab]` of every position of `tokens` (fresh cache).
 pub fn all_logits(m: &Llama, tokens: &[u32]) -> Result<Vec<f32>> {
-    let mut kv = m.new_cache(tokens.len());
+    sample_logits(m, &Sample::text(tokens.to_vec()))
+}
+
+/// Logits `[n, vocab]` of every position of a sample (fresh cache; `m` embeds its text).
+pub fn sample_logits(m: &Llama, s: &Sample) -> Result<Vec<f32>> {
+    let n = s.ids.len();
+    let mut kv = m.new_cache(n);
     let mut h = Vec::new();
-    m.forward_observed(tokens, &mut kv, &mut |_, site, x, _| {
+    m.forward_embeds_observed(s.embed(m)?, n, &mut kv, &mut |_, site, x, _| {
         if site == Site::Final {
             h = x.to_vec();
         }
     })?;
-    let n = tokens.len();
     let mut logits = m.lm_head.as_ref().unwrap_or(&m.embed).apply(&h, n);
     if m.cfg.arch.scale_logits {
         let s = 1.0 / (m.cfg.hidden_size as f32).sqrt();
@@ -56,22 +63,35 @@ pub fn evaluate(
     seqs: &[Vec<u32>],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Quality> {
+    evaluate_from(reference, model, seqs.len(), &mut |i| Ok(Sample::text(seqs[i].clone())), progress)
+}
+
+/// [`evaluate`] over `count` samples made one at a time by `next(i)`. Every position counts
+/// for KL and top-1; perplexity counts the positions whose next token is text.
+pub fn evaluate_from(
+    reference: &Llama,
+    model: &Llama,
+    count: usize,
+    next: &mut dyn FnMut(usize) -> Result<Sample>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Quality> {
     let v = model.cfg.vocab_size;
     let (mut kl, mut agree, mut nll, mut nll_ref, mut pos, mut pred) = (0.0, 0usize, 0.0, 0.0, 0usize, 0usize);
-    for (i, seq) in seqs.iter().enumerate() {
-        let (lr, lq) = (all_logits(reference, seq)?, all_logits(model, seq)?);
+    for i in 0..count {
+        let s = next(i)?;
+        let (lr, lq) = (sample_logits(reference, &s)?, sample_logits(model, &s)?);
         for (t, (r, q)) in lr.chunks_exact(v).zip(lq.chunks_exact(v)).enumerate() {
             let (pr, pq) = (log_softmax(r), log_softmax(q));
             kl += pr.iter().zip(&pq).map(|(&a, &b)| a.exp() * (a - b)).sum::<f64>();
             agree += (argmax(r) == argmax(q)) as usize;
             pos += 1;
-            if let Some(&next) = seq.get(t + 1) {
+            if let (Some(&next), false) = (s.ids.get(t + 1), s.is_image(t + 1)) {
                 nll -= pq[next as usize];
                 nll_ref -= pr[next as usize];
                 pred += 1;
             }
         }
-        progress(i + 1, seqs.len());
+        progress(i + 1, count);
     }
     let (p, k) = (pos.max(1) as f64, pred.max(1) as f64);
     Ok(Quality {

@@ -11,6 +11,7 @@
 //! statistics are those of `x / s` ([`SiteStats::unscale`]).
 
 use super::awq;
+use super::entropy::{allocate, default_blocks, partition, BlockReport, Item};
 use super::gptq::{gptq, GptqOptions};
 use super::grid::{rtn, Grid};
 use super::mixed::choose_int8;
@@ -66,6 +67,19 @@ pub struct CalibOptions {
     pub gptq: GptqOptions,
     /// AWQ grid points for α in `[0, 1)`.
     pub awq_points: usize,
+    /// `--entropy-guided`: allocate INT4/INT8 (at `ratio`) by this many blocks of layers
+    /// cut by activation entropy ([`super::entropy`]); `Some(0)`: the default block count.
+    pub entropy_blocks: Option<usize>,
+}
+
+/// What [`quantize_model`] reports: one entry per linear, and the entropy-guided blocks.
+#[derive(Clone, Debug, Default)]
+pub struct ModelReport {
+    pub linears: Vec<LinearReport>,
+    /// Per layer activation entropy, bits ([`super::entropy`]).
+    pub entropy: Vec<f64>,
+    /// The blocks of `--entropy-guided` (empty otherwise).
+    pub blocks: Vec<super::entropy::BlockReport>,
 }
 
 /// One linear's result, as written to `quality.json`.
@@ -129,14 +143,14 @@ struct Candidate {
     alpha: Option<f32>,
 }
 
-/// Quantize every block linear of the f32 `model` in place; returns one report per linear.
-/// `progress(done, total)` after each layer.
+/// Quantize every block linear of the f32 `model` in place; returns one report per linear
+/// (and the blocks of an entropy-guided allocation). `progress(done, total)` after each layer.
 pub fn quantize_model(
     model: &mut Llama,
     stats: Vec<LayerStats>,
     o: &CalibOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<LinearReport>> {
+) -> Result<ModelReport> {
     if stats.len() != model.layers.len() {
         return Err(Error::Shape(format!("{} layers of statistics for {} layers", stats.len(), model.layers.len())));
     }
@@ -144,6 +158,7 @@ pub fn quantize_model(
         return Err(Error::Unsupported("AWQ folding into norms other than RMSNorm (Llama, Mistral, SmolLM2)".into()));
     }
     let total = stats.len();
+    let entropy: Vec<f64> = stats.iter().map(LayerStats::entropy).collect();
     let mut cands = Vec::new();
     for (l, mut ls) in stats.into_iter().enumerate() {
         let cfg = model.cfg.clone();
@@ -161,14 +176,7 @@ pub fn quantize_model(
         }
         progress(l + 1, total);
     }
-    let int8 = match o.ratio {
-        Some(r) => {
-            let items: Vec<(usize, f64)> =
-                cands.iter().map(|c| (c.params, c.err4 - c.q8.as_ref().map_or(0.0, |q| q.1))).collect();
-            choose_int8(&items, r)
-        }
-        None => vec![false; cands.len()],
-    };
+    let (int8, blocks) = choose(&cands, &entropy, o);
     let mut reports = Vec::with_capacity(cands.len());
     for (c, to8) in cands.into_iter().zip(int8) {
         let (q, err) = match (to8, c.q8) {
@@ -185,7 +193,23 @@ pub fn quantize_model(
         });
         linear_mut(&mut model.layers[c.layer], c.k).w = q;
     }
-    Ok(reports)
+    Ok(ModelReport { linears: reports, entropy, blocks })
+}
+
+/// The INT8 choice per candidate: none without a ratio, by sensitivity (`--ratio`) or by
+/// entropy-guided blocks (`--entropy-guided`).
+fn choose(cands: &[Candidate], entropy: &[f64], o: &CalibOptions) -> (Vec<bool>, Vec<BlockReport>) {
+    let Some(r) = o.ratio else { return (vec![false; cands.len()], Vec::new()) };
+    let sens = |c: &Candidate| c.err4 - c.q8.as_ref().map_or(0.0, |q| q.1);
+    match o.entropy_blocks {
+        None => (choose_int8(&cands.iter().map(|c| (c.params, sens(c))).collect::<Vec<_>>(), r), Vec::new()),
+        Some(b) => {
+            let b = if b == 0 { default_blocks(entropy.len()) } else { b };
+            let items: Vec<Item> =
+                cands.iter().map(|c| Item { layer: c.layer, params: c.params, sensitivity: sens(c) }).collect();
+            allocate(&items, entropy, &partition(entropy, b), r)
+        }
+    }
 }
 
 /// Round `w: [rows, cols]` to `fmt` (GPTQ with the site's Gram matrix, or RTN) and measure

@@ -1,14 +1,14 @@
 //! Calibration of a whole checkpoint (`webvlm convert --method … --calibrate …`) and the
 //! comparison of a converted model with its source (`webvlm eval`).
 //!
-//! Scope: text-only Llama-family checkpoints with HF tensor names and dense (non-BitNet) block
-//! linears. The block linears take the calibrated method; the embedding and output layer take
+//! Scope: Llama-family checkpoints with HF tensor names and dense (non-BitNet) block linears;
+//! LLaVA checkpoints calibrate their language model ([`super::vlm`]). The block linears take the calibrated method; the embedding and output layer take
 //! the format `convert` gives them (RTN), as before.
 
 use super::data::{self, TextSpec};
 use super::eval::{evaluate, Quality};
 use super::gptq::GptqOptions;
-use super::pipeline::{quantize_model, CalibOptions, LinearReport, Method, LINEARS};
+use super::pipeline::{quantize_model, CalibOptions, LinearReport, Method, ModelReport, LINEARS};
 use super::stats::collect;
 use crate::error::{Error, Result};
 use crate::io::{Checkpoint, Tensor, TensorData};
@@ -36,6 +36,9 @@ pub struct CalibConfig {
     /// Input rows kept per site for AWQ's search and the error measurements.
     pub sample_rows: usize,
     pub awq_points: usize,
+    /// `--entropy-guided [--entropy-blocks N]`: INT4/INT8 at `ratio` by entropy-guided blocks
+    /// (`Some(0)`: the default block count); `None`: by per-tensor sensitivity.
+    pub entropy_blocks: Option<usize>,
 }
 
 impl Default for CalibConfig {
@@ -50,6 +53,7 @@ impl Default for CalibConfig {
             seq_len: 256,
             sample_rows: 256,
             awq_points: 20,
+            entropy_blocks: None,
         }
     }
 }
@@ -63,27 +67,31 @@ pub struct Calibrated {
     pub tensors: HashMap<String, Tensor>,
     /// The `quality.json` document.
     pub quality: serde_json::Value,
+    /// `quality.svg`: per-layer relative reconstruction error ([`super::plot`]).
+    pub plot: String,
 }
 
 #[derive(Serialize)]
 struct QualityDoc<'a> {
     method: String,
     ratio: Option<f64>,
+    /// `"sensitivity"` (`--ratio`) or `"entropy-guided"`; absent without a ratio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocation: Option<&'static str>,
     weights: String,
     calibration_text: String,
     calibration_tokens: usize,
     evaluation: &'a Quality,
     seconds: f64,
     layers: &'a [LinearReport],
+    /// Activation entropy per decoder layer, bits ([`super::entropy`]).
+    layer_entropy: &'a [f64],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    blocks: &'a [super::entropy::BlockReport],
 }
 
 /// The model config of a checkpoint calibration supports.
 fn check_config(ckpt: &Checkpoint) -> Result<LlamaConfig> {
-    if crate::model::llava::is_llava(&ckpt.config) {
-        return Err(Error::Unsupported(
-            "calibrated quantization of LLaVA checkpoints (text-only models for now)".into(),
-        ));
-    }
     let cfg = LlamaConfig::from_value(&ckpt.config)?;
     if cfg.arch.ternary || cfg.arch.names != Names::Hf {
         return Err(Error::Unsupported("calibrated quantization of BitNet / OLMo-named checkpoints".into()));
@@ -102,6 +110,7 @@ pub fn open_llama(path: &Path, f32: bool) -> Result<(Llama, Tokenizer)> {
 
 /// Calibrate the checkpoint at `src`: block linears to `fmt` (INT4 or INT8) by `c.method`,
 /// the embedding / output layer to `head_fmt(name, shape)` by RTN; evaluate against f32.
+/// LLaVA checkpoints calibrate their language model ([`super::vlm`]).
 pub fn calibrate(
     src: &Path,
     fmt: WeightFormat,
@@ -110,40 +119,77 @@ pub fn calibrate(
     progress: Progress,
 ) -> Result<Calibrated> {
     let t0 = std::time::Instant::now();
+    if crate::model::llava::is_llava(&crate::io::open(src)?.config) {
+        return super::vlm::calibrate(src, fmt, head_fmt, c, progress);
+    }
     let (mut model, tok) = open_llama(src, true)?;
     let text = data::load(&c.spec)?;
     let calib = data::sequences(&tok, &text.calib, c.seq_len, c.calib_tokens)?;
     let held = data::sequences(&tok, &text.heldout, c.seq_len, c.eval_tokens)?;
     let stats = collect(&model, &calib, c.sample_rows, &mut |d, t| progress("collect", d, t))?;
-    let opts = CalibOptions {
+    let rep = quantize_model(&mut model, stats, &options(c, fmt), &mut |d, t| progress("quantize", d, t))?;
+    quantize_heads(&mut model, head_fmt)?;
+    let (reference, _) = open_llama(src, true)?;
+    let quality = evaluate(&reference, &model, &held, &mut |d, t| progress("evaluate", d, t))?;
+    let tokens = calib.iter().map(Vec::len).sum();
+    finish(c, fmt, tokens, &quality, &rep, t0, model_tensors(model))
+}
+
+/// The quantization options of a calibration config.
+pub(super) fn options(c: &CalibConfig, fmt: WeightFormat) -> CalibOptions {
+    CalibOptions {
         method: c.method,
         fmt,
         ratio: c.ratio,
         gptq: GptqOptions { act_order: c.act_order, ..GptqOptions::default() },
         awq_points: c.awq_points,
-    };
-    let layers = quantize_model(&mut model, stats, &opts, &mut |d, t| progress("quantize", d, t))?;
-    quantize_heads(&mut model, head_fmt)?;
-    let (reference, _) = open_llama(src, true)?;
-    let quality = evaluate(&reference, &model, &held, &mut |d, t| progress("evaluate", d, t))?;
+        entropy_blocks: c.entropy_blocks,
+    }
+}
+
+/// `quality.json` and `quality.svg` of a finished calibration.
+pub(super) fn finish(
+    c: &CalibConfig,
+    fmt: WeightFormat,
+    calibration_tokens: usize,
+    quality: &Quality,
+    rep: &ModelReport,
+    t0: std::time::Instant,
+    tensors: HashMap<String, Tensor>,
+) -> Result<Calibrated> {
     let doc = QualityDoc {
         method: format!("{:?}", c.method).to_lowercase(),
         ratio: c.ratio,
+        allocation: c.ratio.map(|_| if c.entropy_blocks.is_some() { "entropy-guided" } else { "sensitivity" }),
         weights: fmt.name(),
         calibration_text: match &c.spec {
             TextSpec::Builtin => "builtin (CPython pydoc_data topics)".into(),
             TextSpec::File(p) => p.display().to_string(),
+            TextSpec::Images(p) => format!("images: {}", p.display()),
         },
-        calibration_tokens: calib.iter().map(Vec::len).sum(),
-        evaluation: &quality,
+        calibration_tokens,
+        evaluation: quality,
         seconds: t0.elapsed().as_secs_f64(),
-        layers: &layers,
+        layers: &rep.linears,
+        layer_entropy: &rep.entropy,
+        blocks: &rep.blocks,
     };
-    Ok(Calibrated { tensors: model_tensors(model), quality: serde_json::to_value(doc)? })
+    let title = format!(
+        "{} {}{}: relative reconstruction error per block linear (mean KL {:.4})",
+        doc.method,
+        doc.weights,
+        c.ratio.map(|r| format!(", {} ratio {r}", doc.allocation.unwrap_or(""))).unwrap_or_default(),
+        quality.mean_kl
+    );
+    let plot = super::plot::svg(&rep.linears, &title);
+    Ok(Calibrated { tensors, quality: serde_json::to_value(doc)?, plot })
 }
 
 /// RTN of the embedding and (untied) output layer to the formats `convert` chose.
-fn quantize_heads(model: &mut Llama, head_fmt: &mut dyn FnMut(&str, &[usize]) -> WeightFormat) -> Result<()> {
+pub(super) fn quantize_heads(
+    model: &mut Llama,
+    head_fmt: &mut dyn FnMut(&str, &[usize]) -> WeightFormat,
+) -> Result<()> {
     let mut q = |name: &str, l: &mut Linear| -> Result<()> {
         let (r, c) = (l.w.rows, l.w.cols);
         l.w = QTensor::quantize(&l.w.dequantize(), r, c, head_fmt(name, &[r, c]))?;
@@ -165,7 +211,7 @@ fn tensor(w: QTensor) -> Tensor {
 }
 
 /// The model's weights by HF name (norm weights are plain RMSNorm weights: checked by AWQ).
-fn model_tensors(model: Llama) -> HashMap<String, Tensor> {
+pub(super) fn model_tensors(model: Llama) -> HashMap<String, Tensor> {
     let mut out = HashMap::new();
     for (l, mut layer) in model.layers.into_iter().enumerate() {
         let p = format!("model.layers.{l}.");
@@ -194,7 +240,7 @@ fn empty() -> Linear {
 }
 
 /// `webvlm eval`: the converted model at `model` against the f32 model at `reference` on the
-/// held-out part of `spec`.
+/// held-out part of `spec` (LLaVA: [`super::vlm::eval_paths`]).
 pub fn eval_paths(
     model: &Path,
     reference: &Path,
@@ -202,6 +248,9 @@ pub fn eval_paths(
     c: &CalibConfig,
     progress: Progress,
 ) -> Result<Quality> {
+    if crate::model::llava::is_llava(&crate::io::open(reference)?.config) {
+        return super::vlm::eval_paths(model, reference, &CalibConfig { spec: spec.clone(), ..c.clone() }, progress);
+    }
     let (m, _) = open_llama(model, false)?;
     let (r, tok) = open_llama(reference, true)?;
     if m.cfg.vocab_size != r.cfg.vocab_size || m.layers.len() != r.layers.len() {

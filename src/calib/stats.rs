@@ -4,6 +4,7 @@
 //! a factor 2/n), `Σ |x|` per channel (AWQ's activation scale), and a fixed-size sample of
 //! input rows (every k-th token) on which AWQ searches and errors are measured.
 
+use super::sample::Sample;
 use crate::error::Result;
 use crate::kernels;
 use crate::model::llama::Site;
@@ -22,6 +23,8 @@ pub struct SiteStats {
     pub count: usize,
     /// `[sample_rows, cols]`: kept input rows.
     pub sample: Vec<f32>,
+    /// `[entropy::BINS]`: histogram of the inputs' per-token int8 codes ([`super::entropy`]).
+    pub hist: Vec<u64>,
     /// Keep one row in `every`, up to `cap` rows.
     every: usize,
     cap: usize,
@@ -33,6 +36,7 @@ impl SiteStats {
             cols,
             gram: vec![0.0; cols * cols],
             abs_sum: vec![0.0; cols],
+            hist: vec![0; super::entropy::BINS],
             every: every.max(1),
             cap,
             ..Default::default()
@@ -52,13 +56,27 @@ impl SiteStats {
         let mut g = vec![0f32; c * c];
         kernels::matmul(&QTensor { rows: c, cols: n, data: QData::F32(xt.clone()) }, &xt, c, &mut g);
         self.gram.iter_mut().zip(&g).for_each(|(a, &b)| *a += b as f64);
+        super::entropy::add_rows(&mut self.hist, x, c);
         for (t, row) in x.chunks_exact(c).enumerate() {
             self.abs_sum.iter_mut().zip(row).for_each(|(a, &v)| *a += v.abs() as f64);
+            if (self.count + t).is_multiple_of(self.every) && self.sample_rows() >= self.cap {
+                self.thin();
+            }
             if (self.count + t).is_multiple_of(self.every) && self.sample_rows() < self.cap {
                 self.sample.extend_from_slice(row);
             }
         }
         self.count += n;
+    }
+
+    /// The sample is full and another row is due: keep every other kept row and double the
+    /// step, so that a stream of unknown length keeps between `cap/2` and `cap` evenly spaced rows
+    /// (rows `0, every, 2·every, …` stay exactly the kept ones).
+    fn thin(&mut self) {
+        let c = self.cols;
+        let kept: Vec<f32> = self.sample.chunks_exact(c).step_by(2).flatten().copied().collect();
+        self.sample = kept;
+        self.every *= 2;
     }
 
     pub fn sample_rows(&self) -> usize {
@@ -94,6 +112,15 @@ pub struct LayerStats {
     pub down: SiteStats,
 }
 
+impl LayerStats {
+    /// The layer's activation entropy in bits: the mean over its four sites
+    /// ([`super::entropy::entropy_bits`] of each site's histogram).
+    pub fn entropy(&self) -> f64 {
+        let sites = [&self.qkv, &self.o, &self.gate_up, &self.down];
+        sites.iter().map(|s| super::entropy::entropy_bits(&s.hist)).sum::<f64>() / 4.0
+    }
+}
+
 /// Run `model` (f32 weights) over `seqs` (each from an empty cache) and gather every layer's
 /// statistics, keeping about `sample_rows` rows per site. `progress(done, total)` per sequence.
 pub fn collect(
@@ -102,17 +129,34 @@ pub fn collect(
     sample_rows: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<LayerStats>> {
-    let c = &model.cfg;
-    let (d, f, qd) = (c.hidden_size, c.intermediate_size, c.n_heads() * c.head_dim());
     let total: usize = seqs.iter().map(Vec::len).sum();
     let every = total.div_ceil(sample_rows.max(1)).max(1);
+    let mut next = |i: usize| Ok(Some(Sample::text(seqs[i].clone())));
+    collect_from(model, seqs.len(), every, sample_rows, &mut next, progress)
+}
+
+/// [`collect`] over `count` samples made one at a time by `next(i)` (streaming: one sample's
+/// activations in memory); `None` ends early. Rows `0, every, 2·every, …` are sampled, thinned
+/// when more than `sample_rows` would be kept ([`SiteStats`]).
+pub fn collect_from(
+    model: &Llama,
+    count: usize,
+    every: usize,
+    sample_rows: usize,
+    next: &mut dyn FnMut(usize) -> Result<Option<Sample>>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<LayerStats>> {
+    let c = &model.cfg;
+    let (d, f, qd) = (c.hidden_size, c.intermediate_size, c.n_heads() * c.head_dim());
     let new = |cols| SiteStats::new(cols, every, sample_rows);
     let mut stats: Vec<LayerStats> = (0..c.num_hidden_layers)
         .map(|_| LayerStats { qkv: new(d), o: new(qd), gate_up: new(d), down: new(f) })
         .collect();
-    for (i, seq) in seqs.iter().enumerate() {
-        let mut kv = model.new_cache(seq.len());
-        model.forward_observed(seq, &mut kv, &mut |l, site, x, n| {
+    for i in 0..count {
+        let Some(s) = next(i)? else { break };
+        let n = s.ids.len();
+        let mut kv = model.new_cache(n);
+        model.forward_embeds_observed(s.embed(model)?, n, &mut kv, &mut |l, site, x, n| {
             let Some(ls) = stats.get_mut(l) else { return };
             match site {
                 Site::Qkv => ls.qkv.add(x, n),
@@ -122,7 +166,7 @@ pub fn collect(
                 Site::Final => {}
             }
         })?;
-        progress(i + 1, seqs.len());
+        progress(i + 1, count);
     }
     Ok(stats)
 }

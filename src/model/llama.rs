@@ -159,6 +159,18 @@ impl Llama {
         self.forward_inner(x, tokens.len(), kv, &mut Some(observe))
     }
 
+    /// [`Llama::forward_embeds`] that shows `observe` what [`Llama::forward_observed`] shows
+    /// (calibration and evaluation of LLaVA's decoder on inputs with image features).
+    pub fn forward_embeds_observed(
+        &self,
+        x: Vec<f32>,
+        n: usize,
+        kv: &mut KvCache,
+        observe: Observer,
+    ) -> Result<Vec<f32>> {
+        self.forward_inner(x, n, kv, &mut Some(observe))
+    }
+
     fn forward_inner(
         &self,
         mut x: Vec<f32>,
