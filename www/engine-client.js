@@ -14,7 +14,7 @@
 //     params: { max_tokens, temperature, top_p, seed }; onToken(text) per streamed piece;
 //     signal: an AbortSignal that stops the answer (it resolves, finish_reason 'aborted')
 //     result: { text, ids, finish_reason, timings: { prefill_ms, prefill_tokens, decode_ms,
-//       decode_tokens, decode_tokens_per_s, image_encode_ms, load_ms }, image_tokens, backend,
+//       decode_tokens, decode_tokens_per_s, image_encode_ms, image_encoder, load_ms }, image_tokens, backend,
 //       fallback_reason, dispatches_per_token, prompt_tokens }  (prompt_tokens: the whole
 //       rendered conversation; timings.prefill_tokens: the part not already in the KV cache)
 //   engine.loseDevice() -> Promise<boolean>   (testing hook: destroy the WebGPU device)
