@@ -24,6 +24,8 @@ use crate::vision::image::Image;
 
 /// Projected features per image, keyed by image hash.
 type Feats = Vec<(u64, Arc<Vec<f32>>)>;
+/// Per image read back: its hash, original `(height, width)` and each tile's features.
+type TileFeats = Vec<(u64, (usize, usize), Vec<Vec<f32>>)>;
 
 /// One uncached image's tiles on their way back from the GPU tower.
 struct TilesPending {
@@ -42,7 +44,7 @@ pub struct ImagesPending {
 /// What [`ImagesPending::read`] got back, for [`Engine::complete_images`]: per image its
 /// hash, original size and each tile's features `[tokens, text_hidden]`, or the GPU's error.
 pub struct ImagesRead {
-    images: Result<Vec<(u64, (usize, usize), Vec<Vec<f32>>)>>,
+    images: Result<TileFeats>,
     t0: f64,
 }
 
