@@ -95,6 +95,8 @@ export interface Timings {
   decode_tokens: number;
   decode_tokens_per_s: number;
   image_encode_ms: number;
+  /** Where the run's new images were encoded; absent (null) when every image came from the cache. */
+  image_encoder?: 'gpu' | 'cpu' | null;
 }
 
 /** webvlm's own fields, on a response and on a stream's final chunk. */

@@ -417,7 +417,13 @@ mod cli {
         let gpu = open_gpu(backend)?;
         if let Some(ctx) = &gpu {
             if model.join("manifest.json").exists() && opts.weights.is_none() {
-                match webvlm::engine::stream::load_dir(model, opts, &vopts, Some((ctx.clone(), None))) {
+                match webvlm::engine::stream::load_dir_with(
+                    model,
+                    opts,
+                    &vopts,
+                    Some((ctx.clone(), None)),
+                    backend == "auto",
+                ) {
                     Err(e @ Error::Gpu(_)) if backend == "auto" => {
                         eprintln!("webvlm: the model does not fit the GPU ({e}); running on the CPU")
                     }

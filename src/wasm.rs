@@ -14,7 +14,8 @@
 //! `generate_with_images` takes the bytes of every image of the conversation, in order (a
 //! `js_sys::Array` of `Uint8Array`/`ArrayBuffer`), decodes them here with
 //! [`crate::vision::image::decode`] (pixel limit checked from the header) and expands each
-//! image token to the image's features. Images already encoded come from the engine's
+//! image token to the image's features; on WebGPU the vision tower runs on the GPU first,
+//! awaited like a decode step (`wasm/images.rs`). Images already encoded come from the engine's
 //! feature cache, so sending the whole conversation again each turn costs no re-encode.
 //!
 //! Backends: `load(url, on_progress, { backend })` (and `WasmLoader.begin`) take `'auto'`
@@ -40,7 +41,7 @@ use crate::engine::{Backend, Engine, GenerateParams, StepPending, StopReason, Ti
 use crate::error::Error;
 use crate::gpu::GpuContext;
 use crate::io::manifest::{Manifest, ManifestLoader, MemWeights, SkipSink};
-use crate::vision::image::{decode, Image, DEFAULT_MAX_PIXELS};
+use crate::vision::image::Image;
 use crate::vision::prompt::ChatTurn;
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
@@ -51,7 +52,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
+mod images;
 mod loader;
+use images::decode_images;
 pub use loader::WasmLoader;
 use loader::{parse_options, LoadConfig};
 
@@ -257,6 +260,10 @@ async fn load_impl(base_url: String, on_progress: Function, cfg: LoadConfig) -> 
     }
     let engine = loader.build()?;
     engine.state.borrow_mut().shard_source = ShardSource::Url(base_url);
+    if engine.state.borrow().engine.needs_weights() {
+        let w = reload_weights(&engine.state).await?;
+        engine.state.borrow_mut().engine.fill_weights(&w).map_err(js_err)?;
+    }
     Ok(engine)
 }
 
@@ -291,24 +298,6 @@ struct WireMessage {
     images: usize,
 }
 
-/// Decode each element of `images` (a `Uint8Array` or an `ArrayBuffer` of an encoded JPEG,
-/// PNG or WebP file) to RGB.
-fn decode_images(images: &Array) -> Result<Vec<Image>, JsValue> {
-    let mut out = Vec::with_capacity(images.length() as usize);
-    for (i, v) in images.iter().enumerate() {
-        let bytes = if let Some(a) = v.dyn_ref::<Uint8Array>() {
-            a.to_vec()
-        } else if let Some(b) = v.dyn_ref::<ArrayBuffer>() {
-            Uint8Array::new(b).to_vec()
-        } else {
-            return Err(js_msg(format!("image {}: expected a Uint8Array or ArrayBuffer", i + 1)));
-        };
-        let img = decode(&bytes, DEFAULT_MAX_PIXELS).map_err(|e| js_msg(format!("image {}: {e}", i + 1)))?;
-        out.push(img);
-    }
-    Ok(out)
-}
-
 /// Clears `busy` however the generation loop exits.
 struct BusyGuard(Rc<RefCell<State>>);
 
@@ -336,6 +325,7 @@ async fn generate_impl(
     }
     let _guard = BusyGuard(state.clone());
     let started_on = state.borrow().engine.backend();
+    images::encode_on_gpu(&state, &images).await?;
     state.borrow_mut().engine.start_with_images(&prompt_ids, &images, params).map_err(js_err)?;
     let mut text = String::new();
     let mut aborted = false;

@@ -171,3 +171,20 @@ fn device_loss_without_a_source_is_a_clear_error() {
     assert!(err.contains("lived only there") && err.contains("no source"), "{err}");
     assert_eq!(e.backend(), Backend::Cpu);
 }
+
+/// Uploads go through the queue in bounded pieces (what the browser does so wasm memory holds
+/// no mapped copy): odd lengths and chunk sizes read back byte for byte, zeros after.
+#[test]
+fn chunked_writes_read_back_exactly() {
+    let Some(ctx) = fresh_gpu() else { return };
+    let mut rng = webvlm::rng::Rng::new(7);
+    for (len, chunk) in [(1001usize, 64usize), (4096, 4096), (3, 8), (70_001, 1000), (12, 5)] {
+        let bytes: Vec<u8> = (0..len).map(|_| (rng.next_u32() & 0xff) as u8).collect();
+        let buf = ctx.zeros("chunked", len as u64 + 16);
+        webvlm::gpu::weights::write_chunked(&ctx, &buf, &bytes, chunk);
+        let back = ctx.read(&buf, (len.div_ceil(4) * 4 + 16) as u64).unwrap();
+        assert_eq!(&back[..len], &bytes[..], "{len} bytes in pieces of {chunk}");
+        assert!(back[len..].iter().all(|&b| b == 0), "zeros after {len} bytes");
+    }
+    ctx.take_error().unwrap();
+}

@@ -5,7 +5,10 @@
 //! same weights dequantized, and, looser, against the CPU's int8-activation path); a SigLIP-style tower (no class
 //! token, patch bias, tanh GELU) with two selected layers side by side; the whole fixtures on
 //! the GPU (vision + decoder) against transformers' greedy ids; and a device lost before an
-//! image is encoded (the engine encodes on the CPU and answers the same). Errors are the
+//! image is encoded (the engine encodes on the CPU and answers the same); the browser's
+//! awaited path (`submit_images`, read, `complete_images`, then `start_with_images`) gives the
+//! same ids, reports the GPU in `timings.image_encoder`, and falls back to the CPU encoder when
+//! the device is gone. Errors are the
 //! normalized L2 error (`rel_err`), printed. Set WEBVLM_SKIP_GPU=1 to skip.
 
 mod gpu_common;
@@ -324,6 +327,65 @@ fn device_loss_before_encode_falls_back_to_cpu() {
     assert_eq!(engine_ids(&mut e, name), golden_ids(name));
     assert_eq!(e.backend(), Backend::Cpu);
     assert!(e.gpu_vision().is_none());
+    println!("fell back: {}", e.fallback_reason().expect("a reason"));
+}
+
+/// Greedy ids of `name`'s first case through the awaited path the browser takes: the image
+/// is submitted to the GPU tower, its features read back and cached, then the run starts.
+fn awaited_ids(e: &mut Engine, name: &str) -> Vec<u32> {
+    let g = golden(name);
+    let case = &g["cases"][0];
+    let img =
+        decode(&std::fs::read(root().join(case["image"].as_str().unwrap())).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+    let turn = ChatTurn { role: "user".into(), text: g["prompt"].as_str().unwrap().into(), images: 1 };
+    let prompt = e.chat_prompt_ids_with_images(&[turn]).unwrap();
+    e.reset();
+    let images = [img.clone(), img];
+    if let Some(p) = e.submit_images(&images).unwrap() {
+        assert_eq!(p.len(), 1, "the same image twice is submitted once");
+        let read = pollster::block_on(p.read());
+        e.complete_images(read).unwrap();
+    }
+    e.start_with_images(&prompt, &images[..1], GenerateParams { max_new_tokens: 12, ..Default::default() }).unwrap();
+    let mut ids = Vec::new();
+    while let Some(ev) = e.step().unwrap() {
+        ids.push(ev.id);
+    }
+    ids
+}
+
+/// The browser's path on the GPU: same ids as transformers, the image encoded on the GPU
+/// (timed), and a second submit of the cached image has nothing to do.
+#[test]
+fn awaited_image_encode_on_gpu_matches_golden() {
+    let Some(ctx) = fresh_gpu() else { return };
+    for name in ["llava15-llama", "llavanext-mistral"] {
+        let mut e = Engine::new(webvlm::io::open(&fixture_dir(name)).unwrap(), &LoadOptions::default()).unwrap();
+        e.use_gpu(ctx.clone(), None).unwrap();
+        assert_eq!(awaited_ids(&mut e, name), golden_ids(name)[0], "{name}");
+        let t = e.timings();
+        println!("{name}: image encoded on {:?} in {:.1} ms", t.image_encoder, t.image_encode_ms);
+        assert_eq!(t.image_encoder, Some(Backend::Gpu));
+        assert!(t.image_encode_ms > 0.0);
+        assert_eq!(e.backend(), Backend::Gpu, "{:?}", e.fallback_reason());
+        let g = golden(name);
+        let bytes = std::fs::read(root().join(g["cases"][0]["image"].as_str().unwrap())).unwrap();
+        assert!(e.submit_images(&[decode(&bytes, DEFAULT_MAX_PIXELS).unwrap()]).unwrap().is_none());
+    }
+}
+
+/// The device is gone before the browser's path submits the image: the CPU encodes it, the
+/// engine says why, and the answer is transformers'.
+#[test]
+fn awaited_image_encode_falls_back_to_cpu() {
+    let Some(ctx) = fresh_gpu() else { return };
+    let name = "llava15-llama";
+    let mut e = Engine::new(webvlm::io::open(&fixture_dir(name)).unwrap(), &LoadOptions::default()).unwrap();
+    e.use_gpu(ctx.clone(), None).unwrap();
+    ctx.destroy();
+    assert_eq!(awaited_ids(&mut e, name), golden_ids(name)[0]);
+    assert_eq!(e.backend(), Backend::Cpu);
+    assert_eq!(e.timings().image_encoder, Some(Backend::Cpu));
     println!("fell back: {}", e.fallback_reason().expect("a reason"));
 }
 

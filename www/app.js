@@ -223,8 +223,10 @@ function showResult(li, result, ttftMs) {
     backendLabel = BACKEND_NAMES[result.backend] || result.backend;
     showNotice(`The GPU failed during this answer (${result.fallback_reason}); the conversation continues on the CPU.`);
   }
+  // Where this run's new images went through the vision tower (absent: all from the cache).
+  const where = { gpu: ' on WebGPU', cpu: ' on the CPU' }[t.image_encoder] || '';
   const img = result.image_tokens
-    ? ` · ${result.image_tokens} image tokens, encoded in ${t.image_encode_ms.toFixed(0)} ms` : '';
+    ? ` · ${result.image_tokens} image tokens, encoded in ${t.image_encode_ms.toFixed(0)} ms${where}` : '';
   const how = result.finish_reason === 'aborted' ? 'Stopped' : 'Done';
   setState('ready');
   ui.status.textContent = `${how} · backend: ${backendLabel} · ${result.ids.length} tokens · ` +

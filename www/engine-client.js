@@ -16,7 +16,7 @@
 //     signal: an AbortSignal that stops the answer (it resolves, finish_reason 'aborted')
 //     result: the final chunk's `webvlm` extras ({ ids, finish_reason (the engine's), timings:
 //       { prefill_ms, prefill_tokens, decode_ms, decode_tokens, decode_tokens_per_s,
-//       image_encode_ms, load_ms }, image_tokens, backend, fallback_reason, ttft_ms,
+//       image_encode_ms, image_encoder, load_ms }, image_tokens, backend, fallback_reason, ttft_ms,
 //       dispatches_per_token }) with text (the streamed answer) and prompt_tokens (the whole
 //       rendered conversation; timings.prefill_tokens: the part not already in the KV cache)
 //   engine.loseDevice() -> Promise<boolean>   (testing hook: destroy the WebGPU device)

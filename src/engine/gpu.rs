@@ -15,8 +15,9 @@ use std::sync::Arc;
 use super::{now_ms, prompt_embeds, Engine, Model, TokenEvent};
 use crate::error::{Error, Result};
 use crate::gpu::decoder::{GpuDecoder, GpuInput, GpuOutput, Pending};
+use crate::gpu::decoder_weights::{footprint, GpuNeed};
 use crate::gpu::stream::GpuUpload;
-use crate::gpu::vision::GpuVision;
+use crate::gpu::vision::{llava_activation_bytes, GpuVision};
 use crate::gpu::GpuContext;
 use crate::io::WeightSource;
 
@@ -66,10 +67,11 @@ pub enum StepPending {
 
 impl Engine {
     /// Run the decoder on the GPU of `ctx` from now on (the conversation starts afresh); a
-    /// LLaVA model's vision tower too, natively ([`Engine::gpu_vision`]).
+    /// LLaVA model's vision tower too ([`Engine::gpu_vision`]).
     /// `budget`: optional cap on GPU bytes. Errors (model too large for the adapter's
     /// limits, no memory) leave the engine on the CPU.
     pub fn use_gpu(&mut self, ctx: Arc<GpuContext>, budget: Option<u64>) -> Result<()> {
+        self.check_fit(&ctx, budget, 0)?;
         let vision = self.vision_on(&ctx)?;
         let dec = GpuDecoder::new(ctx, self.model(), self.context_len(), budget)?;
         self.reset();
@@ -86,6 +88,7 @@ impl Engine {
         let GpuUpload { ctx, budget, slots, streamed } = up;
         let lm = self.model();
         self.gpu_only = slots.into_iter().filter(|(_, s)| lm.matrix(*s).is_some_and(|m| m.is_placeholder())).collect();
+        self.check_fit(&ctx, budget, streamed.values().map(|m| m.nbytes()).sum())?;
         let vision = self.vision_on(&ctx)?;
         let dec = GpuDecoder::with_streamed(ctx, self.model(), self.context_len(), budget, streamed)?;
         self.reset();
@@ -95,13 +98,25 @@ impl Engine {
         Ok(())
     }
 
-    /// A LLaVA model's vision tower and projector on `ctx` (native only: in wasm the image
-    /// path is synchronous and a GPU readback must be awaited, so images encode on the CPU).
+    /// Whether the whole model fits `ctx` (and `budget`) before anything more is allocated:
+    /// the decoder (`on_gpu` bytes of it uploaded already), a LLaVA model's vision tower and
+    /// projector with one tile's activations, and the KV cache at the engine's context length.
+    fn check_fit(&self, ctx: &GpuContext, budget: Option<u64>, on_gpu: u64) -> Result<()> {
+        let vision = match &self.model {
+            Model::Llava(m) => {
+                (m.tower.weight_bytes() + m.projector.weight_bytes()) as u64 + llava_activation_bytes(&m.cfg)
+            }
+            Model::Text(_) => 0,
+        };
+        let decoder = self.model().weight_bytes() as u64 + on_gpu;
+        footprint(ctx, &self.model().cfg, GpuNeed { decoder, vision, context: self.context_len() }, budget).map(|_| ())
+    }
+
+    /// A LLaVA model's vision tower and projector on `ctx` (in wasm images reach it through
+    /// [`Engine::submit_images`], whose readback is awaited).
     fn vision_on(&self, ctx: &Arc<GpuContext>) -> Result<Option<Box<GpuVision>>> {
         match &self.model {
-            Model::Llava(m) if cfg!(not(target_arch = "wasm32")) => {
-                Ok(Some(Box::new(GpuVision::for_llava(ctx.clone(), m)?)))
-            }
+            Model::Llava(m) => Ok(Some(Box::new(GpuVision::for_llava(ctx.clone(), m)?))),
             _ => Ok(None),
         }
     }
@@ -128,6 +143,20 @@ impl Engine {
     pub fn resume_on_cpu(&mut self, src: &dyn WeightSource) -> Result<Option<TokenEvent>> {
         let (input, t0) =
             self.awaiting.take().ok_or_else(|| Error::Invalid("no step waits for the decoder's weights".into()))?;
+        self.fill_weights(src)?;
+        self.replay_on_cpu(input, t0)
+    }
+
+    /// Whether the engine runs on the CPU with decoder matrices that lived only on the GPU
+    /// (a GPU failure when a streamed load finished, or a lost device): until
+    /// [`Engine::fill_weights`], the next step answers [`StepPending::NeedWeights`].
+    pub fn needs_weights(&self) -> bool {
+        self.gpu.is_none() && !self.gpu_only.is_empty()
+    }
+
+    /// Fill the decoder's placeholders from `src` (the checkpoint's names; only
+    /// [`Engine::gpu_only_tensors`] are read). On an error they stay wanted.
+    pub fn fill_weights(&mut self, src: &dyn WeightSource) -> Result<()> {
         let slots = std::mem::take(&mut self.gpu_only);
         let filled = match &mut self.model {
             Model::Text(m) => m.fill_placeholders(src, &slots),
@@ -138,7 +167,7 @@ impl Engine {
             self.reset();
             return Err(e);
         }
-        self.replay_on_cpu(input, t0)
+        Ok(())
     }
 
     fn reload_weights_error(&self) -> Error {

@@ -31,6 +31,7 @@ mod stops;
 pub mod stream;
 mod types;
 pub use gpu::{Backend, StepPending, WeightReload};
+pub use gpu_vision::{ImagesPending, ImagesRead};
 use stops::take_text;
 use types::now_ms;
 pub use types::{GenerateParams, GenerationOutput, StopReason, Timings, TokenEvent};
@@ -108,6 +109,8 @@ pub struct Engine {
     awaiting: Option<(Vec<u32>, f64)>,
     /// Where [`Engine::step`] gets them (native: the model folder mapped again).
     reload: Option<WeightReload>,
+    /// Where images were encoded since the last run started, and for how many milliseconds.
+    encoded: Option<(Backend, f64)>,
 }
 
 impl Engine {
@@ -161,6 +164,7 @@ impl Engine {
             gpu_only: Default::default(),
             awaiting: None,
             reload: None,
+            encoded: None,
         })
     }
 
@@ -290,9 +294,7 @@ impl Engine {
         if prompt_ids.is_empty() {
             return Err(Error::Invalid("empty prompt".into()));
         }
-        let t0 = now_ms();
-        let feats = self.image_features(images)?;
-        let encode_ms = if images.is_empty() { 0.0 } else { now_ms() - t0 };
+        let (feats, encode_ms, encoder) = self.encode_images(images)?;
         let (prompt, spans) = self.expand(prompt_ids, &feats)?;
         let limit = self.context_len();
         if prompt.len() > limit {
@@ -324,7 +326,8 @@ impl Engine {
         self.inflight = None;
         self.cached.truncate(reused);
         self.cached_images.retain(|s| s.start < reused);
-        self.timings = Timings { load_ms: self.timings.load_ms, image_encode_ms: encode_ms, ..Default::default() };
+        let load_ms = self.timings.load_ms;
+        self.timings = Timings { load_ms, image_encode_ms: encode_ms, image_encoder: encoder, ..Default::default() };
         self.first_logits.clear();
         let stop = (params.max_new_tokens == 0).then_some(StopReason::MaxNewTokens);
         self.run = Some(Run {

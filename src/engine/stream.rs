@@ -5,7 +5,7 @@
 //! ([`StepPending::NeedWeights`](super::StepPending::NeedWeights), [`Engine::resume_on_cpu`]).
 
 use super::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::stream::GpuUpload;
 use crate::gpu::GpuContext;
 use crate::io::manifest::{Manifest, ManifestLoader, TensorSink};
@@ -18,6 +18,8 @@ pub struct StreamLoader {
     loader: ManifestLoader,
     gpu: Option<GpuUpload>,
     opts: LoadOptions,
+    /// Backend `auto`: a GPU failure at [`StreamLoader::finish`] leaves the engine on the CPU.
+    cpu_fallback: bool,
 }
 
 impl StreamLoader {
@@ -28,7 +30,7 @@ impl StreamLoader {
         let loader = ManifestLoader::new(manifest_json)?;
         let gpu = match gpu {
             Some((ctx, budget)) => {
-                let mut up = GpuUpload::plan(ctx, loader.manifest(), budget)?;
+                let mut up = GpuUpload::plan(ctx, loader.manifest(), budget, opts.context_len)?;
                 if opts.weights.is_some() {
                     up.slots.clear();
                 }
@@ -36,7 +38,7 @@ impl StreamLoader {
             }
             None => None,
         };
-        Ok(StreamLoader { loader, gpu, opts })
+        Ok(StreamLoader { loader, gpu, opts, cpu_fallback: false })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -60,12 +62,25 @@ impl StreamLoader {
         self.loader.add_shard_into(index, bytes, sink)
     }
 
+    /// Backend `auto` (`true`): when the GPU fails as [`StreamLoader::finish`] builds the
+    /// decoder there (device lost, out of memory, a validation error), the engine is built on
+    /// the CPU instead, [`Engine::fallback_reason`] says why, and the decoder's matrices that
+    /// went to the GPU only must be read again ([`Engine::needs_weights`],
+    /// [`Engine::fill_weights`]; the browser reads them from its shard source). `false`
+    /// (the default, backend `gpu`): that failure is `finish`'s error.
+    pub fn set_cpu_fallback(&mut self, on: bool) {
+        self.cpu_fallback = on;
+    }
+
     /// Build the engine (an error names the shards not added), on the GPU when planned so.
     pub fn finish(self, tokenizer_json: String, vopts: &VisionLoadOptions) -> Result<Engine> {
         let ckpt = self.loader.finish(tokenizer_json)?;
         let mut engine = Engine::new_with_vision(ckpt, &self.opts, vopts)?;
         if let Some(up) = self.gpu {
-            engine.use_gpu_streamed(up)?;
+            match engine.use_gpu_streamed(up) {
+                Err(e @ Error::Gpu(_)) if self.cpu_fallback => engine.leave_gpu(&e),
+                r => r?,
+            }
         }
         Ok(engine)
     }
@@ -80,11 +95,25 @@ pub fn load_dir(
     vopts: &VisionLoadOptions,
     gpu: Option<(Arc<GpuContext>, Option<u64>)>,
 ) -> Result<Engine> {
-    use crate::error::Error;
+    load_dir_with(dir, opts, vopts, gpu, false)
+}
+
+/// [`load_dir`]; with `cpu_fallback` (backend `auto`) a GPU failure when the load finishes
+/// builds the engine on the CPU, reading the decoder's matrices from the folder again
+/// ([`StreamLoader::set_cpu_fallback`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_dir_with(
+    dir: &std::path::Path,
+    opts: LoadOptions,
+    vopts: &VisionLoadOptions,
+    gpu: Option<(Arc<GpuContext>, Option<u64>)>,
+    cpu_fallback: bool,
+) -> Result<Engine> {
     let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| Error::io(dir.join(name), e));
     let manifest_json =
         String::from_utf8(read("manifest.json")?).map_err(|e| Error::format("manifest.json", e.to_string()))?;
     let mut loader = StreamLoader::new(&manifest_json, opts, gpu)?;
+    loader.set_cpu_fallback(cpu_fallback);
     let tok_file = loader.manifest().tokenizer.file.clone();
     let tokenizer = String::from_utf8(read(&tok_file)?).map_err(|e| Error::format(&tok_file, e.to_string()))?;
     let files: Vec<String> = loader.manifest().shards.iter().map(|s| s.file.clone()).collect();
@@ -92,6 +121,9 @@ pub fn load_dir(
         loader.add_shard(i, &read(file)?)?;
     }
     let mut engine = loader.finish(tokenizer, vopts)?;
+    if engine.needs_weights() {
+        engine.fill_weights(crate::io::open(dir)?.weights.as_ref())?;
+    }
     let dir = dir.to_path_buf();
     engine.set_weight_reload(Box::new(move || Ok(crate::io::open(&dir)?.weights)));
     Ok(engine)

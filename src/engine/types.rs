@@ -40,6 +40,9 @@ pub struct Timings {
     pub decode_tokens_per_s: f64,
     /// Preprocessing and encoding the run's images (0 when all came from the cache).
     pub image_encode_ms: f64,
+    /// Where the run's uncached images were encoded (`gpu`, `cpu`; `None` when all came from
+    /// the cache).
+    pub image_encoder: Option<super::Backend>,
 }
 
 /// Why generation ended.

@@ -8,8 +8,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use wgpu::util::DeviceExt;
-
 use super::shaders;
 use crate::error::{Error, Result};
 
@@ -21,6 +19,10 @@ pub struct GpuOptions {
     pub disable_f16: bool,
     /// Use subgroup operations when the adapter has them.
     pub disable_subgroups: bool,
+    /// Ask the device for a `maxStorageBufferBindingSize` of at most this many bytes (the
+    /// adapter's own when `None`): tests force the splitting and fit checks of a small
+    /// phone-sized limit with it, and the device enforces it.
+    pub max_storage_binding: Option<u64>,
 }
 
 /// What was found, for logs, the CLI's `--json` and the page.
@@ -97,7 +99,10 @@ impl GpuContext {
         if have.contains(wgpu::Features::SUBGROUP) && !opts.disable_subgroups {
             features |= wgpu::Features::SUBGROUP;
         }
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = opts.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap.max(4) / 4 * 4);
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("webvlm"),
@@ -223,25 +228,13 @@ impl GpuContext {
     }
 
     /// A storage buffer holding `bytes` (padded to 4 bytes), readable and writable by kernels
-    /// and a copy source/destination.
+    /// and a copy source/destination; written through the queue in bounded pieces
+    /// ([`super::weights::write_chunked`]), never mapped (a mapped range is a whole copy in
+    /// wasm memory, and panics on a lost device).
     pub fn upload(&self, label: &str, bytes: &[u8]) -> wgpu::Buffer {
-        let pad = bytes.len().div_ceil(4) * 4;
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
-        if pad == bytes.len() && !bytes.is_empty() {
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytes,
-                usage,
-            })
-        } else {
-            let mut v = bytes.to_vec();
-            v.resize(pad.max(4), 0);
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: &v,
-                usage,
-            })
-        }
+        let buf = self.zeros(label, bytes.len() as u64);
+        super::weights::write_chunked(self, &buf, bytes, super::weights::WRITE_CHUNK);
+        buf
     }
 
     /// [`GpuContext::upload`] for f32 values.

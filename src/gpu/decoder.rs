@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use super::decoder_weights::{footprint, Footprint, GpuLinear, GpuNorm, GpuWeights, Streamed};
+use super::decoder_weights::{footprint, Footprint, GpuLinear, GpuNeed, GpuNorm, GpuWeights, Streamed};
 use super::linear::{plan_gather, plan_linear};
 use super::ops;
 use super::ops_attn::{attention_decode, attention_prefill, decode_splits, AttnDims};
@@ -161,8 +161,12 @@ impl GpuDecoder {
         mut streamed: Streamed,
     ) -> Result<GpuDecoder> {
         let on_gpu: u64 = streamed.values().map(|m| m.nbytes()).sum();
-        let Footprint { max_positions, prefill_chunk } =
-            footprint(&ctx, &lm.cfg, lm.weight_bytes() as u64 + on_gpu, budget)?;
+        let Footprint { max_positions, prefill_chunk } = footprint(
+            &ctx,
+            &lm.cfg,
+            GpuNeed { decoder: lm.weight_bytes() as u64 + on_gpu, vision: 0, context },
+            budget,
+        )?;
         let cfg = lm.cfg.clone();
         let w = GpuWeights::upload(&ctx, lm, &mut streamed)?;
         let rope = lm.rope.clone();
@@ -195,6 +199,7 @@ impl GpuDecoder {
             ctx,
         };
         dec.grow(INITIAL_CAPACITY.min(dec.max_positions))?;
+        dec.ctx.take_error()?;
         Ok(dec)
     }
 

@@ -133,10 +133,11 @@ fn upload_norm(ctx: &GpuContext, n: &Norm, label: &str) -> GpuNorm {
     GpuNorm { w: n.w.as_ref().map(|w| ctx.upload_f32(label, w)), b: n.b.as_ref().map(|b| ctx.upload_f32(label, b)) }
 }
 
-/// What the decoder will allocate, checked against the adapter before any allocation:
-/// weights (split per binding as needed), the KV cache per layer for `capacity` positions
-/// (one binding each), and the activations of one prefill chunk. `budget`: an optional cap
-/// on the total bytes (WebGPU does not report device memory; callers may pass one).
+/// What the model will allocate, checked against the adapter before any allocation:
+/// weights (split per binding as needed), the KV cache per layer (one binding each) for the
+/// requested context, and the activations of a decode step and of one prefill chunk.
+/// `budget`: an optional cap on the total bytes (WebGPU does not report device memory;
+/// callers may pass one).
 pub struct Footprint {
     /// Largest capacity one per-layer cache binding allows.
     pub max_positions: usize,
@@ -144,9 +145,23 @@ pub struct Footprint {
     pub prefill_chunk: usize,
 }
 
-/// `weights`: bytes of every decoder weight on the GPU (from the model, or from a manifest's
-/// segment lengths before any shard arrives).
-pub fn footprint(ctx: &GpuContext, c: &LlamaConfig, weights: u64, budget: Option<u64>) -> Result<Footprint> {
+/// What goes on the GPU besides the decoder's activations (from the model, or from a
+/// manifest's segment lengths before any shard arrives).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GpuNeed {
+    /// Bytes of the decoder's weights.
+    pub decoder: u64,
+    /// Bytes of the vision tower's and projector's weights and one tile's activations (LLaVA).
+    pub vision: u64,
+    /// Positions the KV cache must reach (the engine's context length).
+    pub context: usize,
+}
+
+const MIB: f64 = 1048576.0;
+
+/// Check `need` (with the decoder `c`'s KV cache and activations) against `ctx`'s limits and
+/// `budget`; the error names the sizes.
+pub fn footprint(ctx: &GpuContext, c: &LlamaConfig, need: GpuNeed, budget: Option<u64>) -> Result<Footprint> {
     let max_binding = ctx.max_binding();
     let row = (c.n_kv_heads() * c.head_dim() * 4) as u64; // one position of one layer's K (or V)
     let max_positions = (max_binding / row.max(1)) as usize;
@@ -155,22 +170,34 @@ pub fn footprint(ctx: &GpuContext, c: &LlamaConfig, weights: u64, budget: Option
             "one KV-cache position ({row} bytes) exceeds the adapter's {max_binding}-byte binding limit"
         )));
     }
-    let widest =
-        [c.hidden_size, c.intermediate_size, c.n_heads() * c.head_dim(), c.vocab_size].into_iter().max().unwrap()
-            as u64
-            * 4;
+    let (qd, kd) = (c.n_heads() * c.head_dim(), c.n_kv_heads() * c.head_dim());
+    let widest = [c.hidden_size, c.intermediate_size, qd, c.vocab_size].into_iter().max().unwrap() as u64 * 4;
+    if widest > max_binding {
+        return Err(Error::Gpu(format!(
+            "one activation row of {widest} bytes (hidden {}, MLP {}, vocabulary {}) exceeds the adapter's {max_binding}-byte binding limit",
+            c.hidden_size, c.intermediate_size, c.vocab_size
+        )));
+    }
     let prefill_chunk = ((max_binding / widest) as usize).clamp(1, 512);
-    let kv_per_position = 2 * row * c.num_hidden_layers as u64;
-    if let Some(b) = budget {
-        let need = weights + kv_per_position * 256;
-        if need > b {
-            return Err(Error::Gpu(format!(
-                "the model needs {:.1} MiB of GPU memory (weights {:.1} MiB + a 256-position KV cache), over the {:.1} MiB budget",
-                need as f64 / 1048576.0,
-                weights as f64 / 1048576.0,
-                b as f64 / 1048576.0
-            )));
-        }
+    let positions = need.context.clamp(1, max_positions) as u64;
+    let kv = 2 * row * c.num_hidden_layers as u64 * positions;
+    let per_row = (1 + 4 * c.hidden_size + 2 * qd + 2 * kd + 2 * c.intermediate_size) as u64 * 4;
+    let acts = per_row * (prefill_chunk as u64 + 1) + (2 * c.hidden_size + c.vocab_size) as u64 * 8;
+    let total = need.decoder + need.vision + kv + acts;
+    if let Some(b) = budget.filter(|&b| total > b) {
+        let vision = if need.vision > 0 {
+            format!(" + vision tower and projector {:.1} MiB", need.vision as f64 / MIB)
+        } else {
+            String::new()
+        };
+        return Err(Error::Gpu(format!(
+            "the model needs {:.1} MiB of GPU memory (decoder weights {:.1} MiB{vision} + KV cache for {positions} positions {:.1} MiB + activations {:.1} MiB), over the {:.1} MiB budget",
+            total as f64 / MIB,
+            need.decoder as f64 / MIB,
+            kv as f64 / MIB,
+            acts as f64 / MIB,
+            b as f64 / MIB
+        )));
     }
     Ok(Footprint { max_positions, prefill_chunk })
 }

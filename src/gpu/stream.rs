@@ -7,7 +7,8 @@
 //! loader keeps only a shape-only placeholder. Norms, biases, LLaVA's embedding, the vision
 //! tower and the projector stay in memory (the CPU runs them or needs them).
 
-use super::decoder_weights::{footprint, Streamed};
+use super::decoder_weights::{footprint, GpuNeed, Streamed};
+use super::vision::llava_activation_bytes;
 use super::weights::MAX_PART_BYTES;
 use super::{GpuContext, GpuMatrix};
 use crate::error::{Error, Result};
@@ -28,28 +29,43 @@ pub struct GpuUpload {
 }
 
 impl GpuUpload {
-    /// Plan the upload of `manifest`'s decoder to `ctx` and check that it fits: every matrix
-    /// row within one storage binding, the KV cache's positions, and `budget` (bytes) when
-    /// given. Nothing is allocated; the error says what does not fit.
-    pub fn plan(ctx: Arc<GpuContext>, manifest: &Manifest, budget: Option<u64>) -> Result<GpuUpload> {
+    /// Plan the upload of `manifest`'s decoder to `ctx` and check that the model fits: every
+    /// matrix row within one storage binding, and with `budget` (bytes) the decoder, a LLaVA
+    /// model's vision tower and projector (with one tile's activations) and the KV cache for
+    /// `context` positions (default: the config's `max_position_embeddings`). Nothing is
+    /// allocated; the error names what does not fit.
+    pub fn plan(
+        ctx: Arc<GpuContext>,
+        manifest: &Manifest,
+        budget: Option<u64>,
+        context: Option<usize>,
+    ) -> Result<GpuUpload> {
         let src = ManifestShapes(manifest);
         let formats: BTreeMap<&str, _> = manifest.tensors.iter().map(|t| (t.name.as_str(), t.format)).collect();
         let slots = decoder_slots(&manifest.config, &src, &|n| formats.get(n).copied())?;
-        let (cfg, prefixes): (LlamaConfig, Vec<String>) = if is_llava(&manifest.config) {
+        let (cfg, prefixes, vision_acts): (LlamaConfig, Vec<String>, u64) = if is_llava(&manifest.config) {
             let text = LlavaNames::detect(&src)?.text.into_iter().map(|(_, to)| to).collect();
-            (LlavaConfig::from_value(&manifest.config)?.text, text)
+            let cfg = LlavaConfig::from_value(&manifest.config)?;
+            let acts = llava_activation_bytes(&cfg);
+            (cfg.text, text, acts)
         } else {
-            (LlamaConfig::from_value(&manifest.config)?, vec![String::new()])
+            (LlamaConfig::from_value(&manifest.config)?, vec![String::new()], 0)
         };
         let max = ctx.max_binding().min(MAX_PART_BYTES);
-        let mut bytes = 0u64;
-        for t in manifest.tensors.iter().filter(|t| prefixes.iter().any(|p| t.name.starts_with(p.as_str()))) {
-            bytes += t.segments.values().map(|s| s.length).sum::<u64>();
+        let (mut decoder, mut vision) = (0u64, vision_acts);
+        for t in &manifest.tensors {
+            let bytes = t.segments.values().map(|s| s.length).sum::<u64>();
+            if prefixes.iter().any(|p| t.name.starts_with(p.as_str())) {
+                decoder += bytes;
+            } else {
+                vision += bytes;
+            }
             if let [r, c] = t.shape[..] {
                 GpuMatrix::check_rows(t.format, r, c, max, &t.name)?;
             }
         }
-        footprint(&ctx, &cfg, bytes, budget)?;
+        let context = context.unwrap_or(cfg.max_position_embeddings);
+        footprint(&ctx, &cfg, GpuNeed { decoder, vision, context }, budget)?;
         Ok(GpuUpload { ctx, budget, slots, streamed: Streamed::new() })
     }
 

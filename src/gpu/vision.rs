@@ -24,7 +24,7 @@ use super::ops_vision::{copy_rows, patch_unfold, vision_embed, RowCopy};
 use super::vision_weights::{GpuLayerNorm, GpuVisionWeights};
 use super::{GpuContext, Plan};
 use crate::error::{Error, Result};
-use crate::model::llava::Llava;
+use crate::model::llava::{Llava, LlavaConfig};
 use crate::vision::clip::{VisionDims, VisionTower};
 use crate::vision::projector::Projector;
 
@@ -307,6 +307,20 @@ impl GpuVision {
         }
         Ok(())
     }
+}
+
+/// Bytes of one tile's activations on the GPU (the buffers [`GpuVision`] allocates): `tokens`
+/// selected rows `feat` wide, projected to `out`.
+pub fn activation_bytes(d: &VisionDims, tokens: usize, feat: usize, out: usize) -> u64 {
+    let (n, h, gg) = (d.num_positions(), d.hidden, d.num_patches());
+    let cpp = d.channels * d.patch_size.pow(2);
+    let elems = d.channels * d.image_size.pow(2) + gg * cpp + gg * h + 8 * n * h + n * d.intermediate;
+    4 * (elems + tokens * feat + 2 * tokens * out) as u64
+}
+
+/// [`activation_bytes`] of a LLaVA model's tower and projector, from its config alone.
+pub fn llava_activation_bytes(cfg: &LlavaConfig) -> u64 {
+    activation_bytes(&cfg.vision, cfg.tile_tokens(), cfg.vision.hidden * cfg.feature_layers.len(), cfg.text.hidden_size)
 }
 
 fn linear(ctx: &GpuContext, l: &GpuLinear, x: &wgpu::Buffer, y: &wgpu::Buffer, n: u32) -> Result<Plan> {

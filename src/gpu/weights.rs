@@ -8,7 +8,8 @@
 //! holding exactly those bytes (a part is a self-contained `[r1 - r0, cols]` tensor of the same
 //! format), padded with zeros to a multiple of 16 bytes so kernels may read them as
 //! `array<vec4<u32>>`. The ternary scale is one f32 for the whole tensor (every part uses it)
-//! and travels in the kernels' parameters instead of a buffer.
+//! and travels in the kernels' parameters instead of a buffer. Bytes go in through the queue
+//! in pieces of at most [`WRITE_CHUNK`] ([`write_chunked`]), never through a mapping.
 
 use crate::error::{Error, Result};
 use crate::quant::{QTensor, WeightFormat};
@@ -147,19 +148,44 @@ fn rows_per_part(segs: &[(&str, &[u8], usize)], rows: usize, max_bytes: u64) -> 
     (most >= 1).then_some(most.min(rows.max(1)))
 }
 
-/// A storage buffer holding `bytes` followed by zeros up to a multiple of 16 (at least 16).
+/// Most bytes one queued write stages (8 MiB): what the upload holds beyond the shard's own bytes.
+pub const WRITE_CHUNK: usize = 8 << 20;
+
+/// A storage buffer holding `bytes` followed by zeros up to a multiple of 16 (at least 16),
+/// written through the queue ([`write_chunked`]) rather than mapped at creation: in wasm a
+/// mapped range is a copy of the whole buffer in wasm memory, and on a lost device a mapped
+/// range panics where a queued write only reports an error.
 fn upload_padded(ctx: &GpuContext, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     let size = (bytes.len().div_ceil(16) * 16).max(16) as u64;
     let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size,
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: true,
+        mapped_at_creation: false,
     });
-    {
-        let mut view = buf.get_mapped_range_mut(..).expect("a buffer mapped at creation maps");
-        view.slice(..bytes.len()).copy_from_slice(bytes);
-    }
-    buf.unmap();
+    write_chunked(ctx, &buf, bytes, WRITE_CHUNK);
     buf
+}
+
+/// Write `bytes` at the start of `buf` (a new buffer reads as zeros after them) with
+/// `queue.write_buffer`, `chunk` bytes at a time (rounded down to a multiple of 4, at least
+/// 4), each piece submitted at once so that no more than one piece waits in a staging
+/// buffer; a tail that is not a multiple of 4 bytes is written padded with zeros. In wasm
+/// each write reads the bytes straight from wasm memory.
+pub fn write_chunked(ctx: &GpuContext, buf: &wgpu::Buffer, bytes: &[u8], chunk: usize) {
+    let chunk = (chunk / 4 * 4).max(4);
+    let whole = bytes.len() / 4 * 4;
+    let mut off = 0;
+    while off < whole {
+        let end = (off + chunk).min(whole);
+        ctx.queue.write_buffer(buf, off as u64, &bytes[off..end]);
+        ctx.queue.submit([]);
+        off = end;
+    }
+    if whole < bytes.len() {
+        let mut tail = [0u8; 4];
+        tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+        ctx.queue.write_buffer(buf, whole as u64, &tail);
+        ctx.queue.submit([]);
+    }
 }

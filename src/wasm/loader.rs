@@ -106,6 +106,9 @@ impl WasmLoader {
             },
         };
         let mut loader = loader.map_err(js_err)?;
+        // `auto`: a GPU failure at `finish` keeps the engine on the CPU; the decoder's
+        // matrices then come from the shard source (at the first step, or at once in `load`).
+        loader.set_cpu_fallback(asked == "auto");
         loader.loader_mut().set_check_hashes(!cfg.verified);
         loader.loader_mut().check_tokenizer(&tokenizer_json).map_err(js_err)?;
         Ok(WasmLoader { loader, tokenizer_json, load_fallback, t0 })

@@ -3,8 +3,11 @@
 // greedy answer (token ids) comes from the CPU and the WebGPU backends; a device destroyed
 // mid-answer (the page's testing hook) moves the conversation to the CPU: the answer completes
 // with the same ids, a notice says why, and the next turn runs. SwiftShader is slow, so answers
-// are short. WEBVLM_SKIP_GPU=1 skips them where the browser has no WebGPU adapter.
-// Needs www/webvlm (scripts/build.sh) and the converted model (scripts/setup.sh).
+// are short. With the LLaVA-1.5 fixture, an image question on WebGPU gives the CPU's ids
+// with the image encoded by the GPU vision tower (the status says "on WebGPU"), and with the
+// device destroyed before the question the image is encoded on the CPU, the same ids, a
+// notice saying why. WEBVLM_SKIP_GPU=1 skips them where the browser has no WebGPU adapter.
+// Needs www/webvlm (scripts/build.sh) and the converted models (scripts/setup.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
@@ -16,6 +19,9 @@ const LOAD_TIMEOUT = 5 * 60_000;
 const GEN_TIMEOUT = 8 * 60_000;
 const MAX_TOKENS = 10;
 const QUESTION = 'What is the capital of France?';
+const LLAVA = 'models/llava15-llama-fixture/';
+const IMAGE = path.join(ROOT, 'tests/fixtures/llava/images/chelsea.png');
+const IMAGE_QUESTION = 'What is in the image?';
 
 let server;
 let baseUrl;
@@ -25,9 +31,9 @@ let adapterInfo = null; // what navigator.gpu.requestAdapter() gave, or null
 let cpuIds = null; // greedy ids of QUESTION on the CPU backend
 let pageErrors;
 
-/** Open the page with `?backend=` and wait until the model is loaded. */
-async function openPage(backend) {
-  await page.goto(`${baseUrl}?backend=${backend}`);
+/** Open the page with `?backend=` (and `?model=`) and wait until the model is loaded. */
+async function openPage(backend, model = null) {
+  await page.goto(`${baseUrl}?backend=${backend}${model ? `&model=${model}` : ''}`);
   await waitSettled(page, { timeout: LOAD_TIMEOUT, polling: 200 });
   const status = await page.locator('#status').textContent();
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'ready', status);
@@ -161,6 +167,52 @@ test('device lost mid-answer: the conversation goes on on the CPU', { timeout: 2
   assert.match(b.status, /backend: CPU/);
   assert.equal(await page.locator('#log .msg').count(), 4);
 });
+
+/** Ask IMAGE_QUESTION with IMAGE attached, greedy; the answer and the status line. */
+async function askImage() {
+  await page.locator('#temperature').fill('0');
+  await page.locator('#image-input').setInputFiles(IMAGE);
+  await page.waitForFunction(() => document.querySelector('#attachments img')?.complete, null, { timeout: 10_000 });
+  await ask(IMAGE_QUESTION);
+  return answer();
+}
+
+let cpuImageIds = null;
+
+test('an image question on WebGPU: the CPU\'s ids, the image encoded on the GPU', { timeout: 3 * GEN_TIMEOUT },
+  async (t) => {
+    if (skipWithoutAdapter(t)) return;
+    await openPage('cpu', LLAVA);
+    const c = await askImage();
+    assert.equal(c.state, 'ready', c.status);
+    assert.equal(c.backend, 'cpu');
+    assert.match(c.status, /image tokens, encoded in \d+ ms on the CPU/, c.status);
+    cpuImageIds = c.ids;
+    await openPage('webgpu', LLAVA);
+    const g = await askImage();
+    await page.screenshot({ path: path.join(SHOTS, 'webgpu-3-image.png') });
+    console.log(`image on webgpu: ${g.status} · ${g.meta}`);
+    assert.equal(g.state, 'ready', g.status);
+    assert.equal(g.backend, 'webgpu', g.meta);
+    assert.match(g.status, /image tokens, encoded in \d+ ms on WebGPU/, g.status);
+    assert.ok(cpuImageIds.length > 0);
+    assert.deepEqual(g.ids, cpuImageIds, 'greedy ids with an image, WebGPU vs the CPU');
+  });
+
+test('device lost before an image question: the CPU encodes it, same ids, a notice', { timeout: 2 * GEN_TIMEOUT },
+  async (t) => {
+    if (skipWithoutAdapter(t)) return;
+    await openPage('webgpu', LLAVA); // a new engine: the image is not in its feature cache
+    assert.equal(await page.evaluate(() => window.webvlmDebug.loseDevice()), true);
+    const a = await askImage();
+    console.log(`image after device loss: ${a.status} · ${a.meta}`);
+    assert.equal(a.state, 'ready', a.status);
+    assert.equal(a.backend, 'cpu');
+    assert.match(a.status, /image tokens, encoded in \d+ ms on the CPU/, a.status);
+    assert.deepEqual(a.ids, cpuImageIds, 'the same greedy ids from the CPU encoder');
+    assert.equal(await page.locator('#notice').isVisible(), true);
+    assert.match(await page.locator('#notice').textContent(), /continues on the CPU/);
+  });
 
 test('no page errors and no request left the local server', () => {
   assert.deepEqual(pageErrors, []);

@@ -24,10 +24,15 @@ pub fn gpu() -> Option<GpuGuard> {
 /// A device of the test's own (for tests that destroy it, or hand an `Arc` to an engine), or
 /// `None` when WEBVLM_SKIP_GPU=1.
 pub fn fresh_gpu() -> Option<Arc<GpuContext>> {
+    fresh_gpu_with(&GpuOptions::default())
+}
+
+/// [`fresh_gpu`] asking the device for `opts` (a forced small binding limit, say).
+pub fn fresh_gpu_with(opts: &GpuOptions) -> Option<Arc<GpuContext>> {
     if skipping() {
         return None;
     }
-    Some(Arc::new(open()))
+    Some(Arc::new(open_with(opts)))
 }
 
 fn skipping() -> bool {
@@ -40,10 +45,14 @@ fn skipping() -> bool {
 
 /// Open the default adapter (lavapipe on CI); failing to is a test failure, not a skip.
 fn open() -> GpuContext {
+    open_with(&GpuOptions::default())
+}
+
+fn open_with(opts: &GpuOptions) -> GpuContext {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
     }
-    GpuContext::new_blocking(&GpuOptions::default())
+    GpuContext::new_blocking(opts)
         .unwrap_or_else(|e| panic!("{e} (run scripts/setup.sh for lavapipe, or set WEBVLM_SKIP_GPU=1)"))
 }
 
