@@ -58,7 +58,7 @@ after(async () => {
 });
 
 test('model downloads with visible progress', { timeout: LOAD_TIMEOUT }, async () => {
-  await page.goto(baseUrl);
+  await page.goto(`${baseUrl}?model=models/smollm2-135m-int4/`); // SmolLM2 (scripts/setup.sh)
   // Progress must be seen while loading (sampled from the page) ...
   const sawProgress = page.waitForFunction(() => Number(document.getElementById('load-progress').value) > 0,
     null, { timeout: LOAD_TIMEOUT, polling: 50 });
@@ -132,7 +132,7 @@ test('without a WebGPU adapter, auto says why it runs on the CPU and webgpu fail
   // The default load (auto) above fell back at once: a notice gives the reason.
   assert.equal(await page.locator('#notice').isVisible(), true);
   assert.match(await page.locator('#notice').textContent(), /^Running on the CPU: .*adapter/);
-  await page.goto(`${baseUrl}?backend=webgpu`);
+  await page.goto(`${baseUrl}?backend=webgpu&model=models/smollm2-135m-int4/`);
   await waitSettled(page, { timeout: LOAD_TIMEOUT, polling: 100 });
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'error');
   assert.match(await page.locator('#status').textContent(), /^Error: the WebGPU backend is unavailable/);

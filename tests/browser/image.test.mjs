@@ -152,7 +152,7 @@ test('a follow-up question reuses the encoded image', { timeout: TIMEOUT }, asyn
 test('a text-only model hides the image picker', { timeout: TIMEOUT }, async () => {
   const text = await browser.newPage();
   try {
-    await text.goto(baseUrl); // the default model, SmolLM2 (scripts/setup.sh)
+    await text.goto(`${baseUrl}?model=models/smollm2-135m-int4/`); // SmolLM2 (scripts/setup.sh)
     await waitSettled(text, { polling: 200 });
     assert.equal(await text.evaluate(() => document.body.dataset.state), 'ready');
     assert.equal(await text.locator('#attach').isVisible(), false);

@@ -69,9 +69,10 @@ after(async () => {
 test('the model picker lists models.json; picking the LLaVA fixture loads it', { timeout: TIMEOUT }, async () => {
   await page.goto(baseUrl);
   const options = await page.locator('#model option').evaluateAll((os) => os.map((o) => o.textContent));
-  assert.ok(options.some((o) => /SmolLM2/.test(o)) && options.some((o) => /LLaVA/.test(o)), options.join(' | '));
+  assert.ok(options.some((o) => /SmolLM2/.test(o)) && options.some((o) => /LLaVA-1.5 test fixture/.test(o)),
+    options.join(' | '));
   await waitReady();
-  await page.locator('#model').selectOption({ label: options.find((o) => /LLaVA/.test(o)) });
+  await page.locator('#model').selectOption({ label: options.find((o) => /LLaVA-1.5 test fixture/.test(o)) });
   await page.waitForFunction(() => document.body.dataset.state === 'loading', null, { timeout: 10_000, polling: 10 })
     .catch(() => {});
   await waitReady();

@@ -130,7 +130,7 @@ test('WebGPU backend (SwiftShader), desktop: download progress and an answer', {
   const hasAdapter = await page.evaluate(async () => Boolean(navigator.gpu && await navigator.gpu.requestAdapter()));
   if (!hasAdapter && process.env.WEBVLM_SKIP_GPU === '1') return t.skip('no WebGPU adapter');
   assert.ok(hasAdapter, 'Chromium with --enable-unsafe-webgpu gave no WebGPU adapter (WEBVLM_SKIP_GPU=1 skips)');
-  await page.goto(`${baseUrl}?backend=webgpu`); // the default model, SmolLM2
+  await page.goto(`${baseUrl}?backend=webgpu&model=models/smollm2-135m-int4/`); // SmolLM2
   await page.waitForFunction(() => Number(document.getElementById('load-progress').value) > 0
     && /left/.test(document.getElementById('load-text').textContent), null, { timeout: TIMEOUT, polling: 20 })
     .catch(() => {}); // a fast (cached) load may show no estimate

@@ -20,6 +20,7 @@ const GEN_TIMEOUT = 8 * 60_000;
 const MAX_TOKENS = 10;
 const QUESTION = 'What is the capital of France?';
 const LLAVA = 'models/llava15-llama-fixture/';
+const SMOL = 'models/smollm2-135m-int4/'; // SmolLM2 (scripts/setup.sh)
 const IMAGE = path.join(ROOT, 'tests/fixtures/llava/images/chelsea.png');
 const IMAGE_QUESTION = 'What is in the image?';
 
@@ -32,8 +33,8 @@ let cpuIds = null; // greedy ids of QUESTION on the CPU backend
 let pageErrors;
 
 /** Open the page with `?backend=` (and `?model=`) and wait until the model is loaded. */
-async function openPage(backend, model = null) {
-  await page.goto(`${baseUrl}?backend=${backend}${model ? `&model=${model}` : ''}`);
+async function openPage(backend, model = SMOL) {
+  await page.goto(`${baseUrl}?backend=${backend}&model=${model}`);
   await waitSettled(page, { timeout: LOAD_TIMEOUT, polling: 200 });
   const status = await page.locator('#status').textContent();
   assert.equal(await page.evaluate(() => document.body.dataset.state), 'ready', status);
@@ -71,7 +72,7 @@ before(async () => {
   ({ server, baseUrl, browser, page, errors: pageErrors } = await openChatPage({ webgpu: true }));
   // The adapter, asked for first (the page's CSP allows no blob: worker, so from the window;
   // the engine asks from its worker, which the tests below exercise).
-  await page.goto(`${baseUrl}?backend=cpu`);
+  await page.goto(`${baseUrl}?backend=cpu&model=${SMOL}`);
   adapterInfo = await page.evaluate(async () => {
     const a = navigator.gpu && await navigator.gpu.requestAdapter();
     return a && { vendor: a.info.vendor, architecture: a.info.architecture, features: [...a.features],
