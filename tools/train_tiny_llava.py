@@ -246,6 +246,36 @@ def expand_vocab(compact, full, used):
     return full
 
 
+def load_init(args, net, used):
+    """Start from an earlier run's exported checkpoint (`--init DIR`: its `hf/` folder): every tensor copied,
+    vocabulary-sized ones cut to the compact rows `used`. The optimizer state and the aux head start fresh."""
+    import torch
+    from safetensors.torch import load_file
+
+    hf = args.init / "hf"
+    if args.variant == "f32":  # transformers maps its saved names back
+        from transformers import LlavaForConditionalGeneration
+
+        target = net.model
+        saved = LlavaForConditionalGeneration.from_pretrained(hf, dtype=torch.float32).state_dict()
+    else:  # the LLaVaOLMoBitnet1B names of tiny_llava.export_bitnet
+        target = net
+
+        def rename(k):
+            return k.replace("model.transformer.", "").replace("model.vision_tower.vision_tower.", "vision_tower.") \
+                .replace("model.mm_projector.", "mm_projector.")
+        saved = {rename(k): v for k, v in load_file(hf / "model.safetensors").items()}
+    want = target.state_dict()
+    sd = {}
+    for k, v in want.items():
+        src = saved.get(k)
+        if src is None:
+            raise SystemExit(f"--init {hf}: {k} is missing")
+        sd[k] = src[used] if src.shape != v.shape else src
+    target.load_state_dict(sd)
+    print(f"initialized from {hf} ({len(sd)} tensors)", flush=True)
+
+
 def train(args, net, data, n_img, out, aux=None):
     import math
 
@@ -365,6 +395,7 @@ def parse_args():
     ap.add_argument("--pool-images", type=int, default=20000)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--probe-every", type=int, default=250, help="held-out teacher-forced probe (0: off)")
+    ap.add_argument("--init", type=Path, help="continue from this earlier run's output folder (its hf/ export)")
     ap.add_argument("--aux-weight", type=float, default=1.0,
                     help="weight of the tower's auxiliary slot loss (tiny_llava.SlotProbe; 0: off)")
     ap.add_argument("--image-size", type=int, default=72, help="vqa_gen.SIZE")
@@ -406,6 +437,8 @@ def main():
     net = LlavaLoss(net) if args.variant == "f32" else net
     n_params = sum(p.numel() for p in net.parameters())
     print(f"{args.variant}: {n_params / 1e6:.2f} M parameters trained, {n_img} image tokens", flush=True)
+    if args.init:
+        load_init(args, net, torch.tensor(data.used))
     aux = make_slot_probe(args, net) if args.aux_weight > 0 else None
     t0 = time.time()
     log = train(args, net, data, n_img, args.out, aux)
