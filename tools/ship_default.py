@@ -47,9 +47,36 @@ def copy_goldens(src, variant):
     shutil.copy(src / "hf" / "golden.json", dst / "golden.json")
     for img in sorted((src / "hf" / "golden-images").iterdir()):
         shutil.copy(img, dst / "golden-images" / img.name)
-    for name in ["loss.png", "probe.csv", "train.json"]:
-        if (src / name).exists():
-            shutil.copy(src / name, ROOT / "docs" / f"tinyllava-{variant}-{name}")
+    runs = chain(src)
+    for i, run in enumerate(runs):  # the run and the ones it continued (--init), oldest first
+        tag = "" if len(runs) == 1 else f"-part{i + 1}"
+        for name in ["probe.csv", "train.json"]:
+            if (run / name).exists():
+                shutil.copy(run / name, ROOT / "docs" / f"tinyllava-{variant}{tag}-{name}")
+    plot_chain(runs, ROOT / "docs" / f"tinyllava-{variant}-loss.png", variant)
+
+
+def chain(run):
+    """`run` and the runs it continued from (train.json's `init`), oldest first."""
+    out = [run]
+    while True:
+        init = json.loads((out[0] / "train.json").read_text())["args"].get("init")
+        if not init:
+            return out
+        out.insert(0, ROOT / init if not Path(init).is_absolute() else Path(init))
+
+
+def plot_chain(runs, path, variant):
+    """One loss curve over the chained runs (steps continued across them)."""
+    from train_tiny_llava import plot_loss
+
+    log, offset, wall = [], 0, 0.0
+    for run in runs:
+        rows = [line.split(",") for line in (run / "loss.csv").read_text().splitlines()[1:]]
+        log += [(offset + int(s), wall + float(t), float(v)) for s, t, v in rows]
+        offset, wall = log[-1][0] + 1, log[-1][1]
+    title = f"tiny LLaVA {variant} ({len(runs)} run{'s' if len(runs) > 1 else ''}, {wall / 60:.0f} min)"
+    plot_loss(log, path, title)
 
 
 def samples():
