@@ -111,6 +111,16 @@ mod cli {
         /// LLaVA vision tower: int8 (the default), int4, f16, f32 or ternary. The projector is f16.
         #[arg(long)]
         vision_weights: Option<String>,
+        /// SmoothQuant α for an INT8 LLaVA vision tower (folded into its LayerNorms; the tower
+        /// may then run W8A8).
+        #[arg(long, default_value_t = 0.6)]
+        smooth_alpha: f32,
+        /// Do not smooth the vision tower.
+        #[arg(long)]
+        no_smooth: bool,
+        /// Images calibrating the smoothing (default: an image --calibrate folder, else generated images).
+        #[arg(long)]
+        smooth_images: Option<PathBuf>,
         /// INT4 group size (32, 64 or 128).
         #[arg(long, default_value_t = 64)]
         group_size: usize,
@@ -326,6 +336,8 @@ mod cli {
             force: a.force,
             vision_weights: a.vision_weights.as_deref().map(str::parse::<WeightChoice>).transpose()?,
             calib: calib_config(&a.calib)?,
+            smooth_alpha: (!a.no_smooth).then_some(a.smooth_alpha),
+            smooth_images: a.smooth_images.clone(),
             ..Default::default()
         };
         let (cbar, mut calib_cb) = stage_bar();

@@ -32,7 +32,7 @@ pub mod stream;
 mod types;
 pub use gpu::{Backend, StepPending, WeightReload};
 use stops::take_text;
-use types::now_ms;
+pub(crate) use types::now_ms;
 pub use types::{GenerateParams, GenerationOutput, StopReason, Timings, TokenEvent};
 
 /// An image's place in a prompt: its first position, its token count, its hash.
@@ -180,6 +180,13 @@ impl Engine {
     /// The LLaVA model, when the checkpoint is one.
     pub fn llava(&self) -> Option<&Llava> {
         match &self.model {
+            Model::Text(_) => None,
+            Model::Llava(m) => Some(m),
+        }
+    }
+    /// The LLaVA model, mutably (e.g. to pick the vision tower's kernel, [`crate::vision::w8a8`]).
+    pub fn llava_mut(&mut self) -> Option<&mut Llava> {
+        match &mut self.model {
             Model::Text(_) => None,
             Model::Llava(m) => Some(m),
         }
