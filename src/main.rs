@@ -217,8 +217,8 @@ mod cli {
         /// Skip the vision-tower encode benchmark.
         #[arg(long)]
         no_vision: bool,
-        /// Vision formats to measure, comma-separated (f32, int8).
-        #[arg(long, default_value = "int8,f32", value_delimiter = ',')]
+        /// Vision formats to measure, comma-separated (f32, int8, w8a8; the GPU skips w8a8).
+        #[arg(long, default_value = "int8,w8a8,f32", value_delimiter = ',')]
         vision_formats: Vec<String>,
         /// Timed encodes per vision configuration (the best counts).
         #[arg(long, default_value_t = 1)]
@@ -544,7 +544,7 @@ mod cli {
             let clock = std::time::Instant::now();
             let now_ms = || clock.elapsed().as_secs_f64() * 1e3;
             let mut rows = Vec::new();
-            for f in &a.vision_formats {
+            for f in a.vision_formats.iter().filter(|f| f.as_str() != "w8a8") {
                 let r = webvlm::bench_gpu_vision::tower(ctx.clone(), WeightFormat::parse(f)?, a.vision_runs, &now_ms)?;
                 if !a.json {
                     webvlm::bench_gpu_vision::print_tower(&r);
@@ -603,8 +603,7 @@ mod cli {
             doc.insert("gemv".into(), serde_json::to_value(&report)?);
         }
         if !a.no_vision {
-            let formats = a.vision_formats.iter().map(|f| WeightFormat::parse(f)).collect::<Result<Vec<_>>>()?;
-            let rows = webvlm::bench_vision::run_native(&formats, &gopts.threads, a.vision_runs)?;
+            let rows = webvlm::bench_vision::run_native(&a.vision_formats, &gopts.threads, a.vision_runs)?;
             if !a.json {
                 webvlm::bench_vision::print_rows(&rows);
             }
