@@ -5,7 +5,7 @@
 //
 // With --vision it instead times one 336x336 image encode through LLaVA-1.5-7B's vision tower
 // (CLIP ViT-L/14-336, 23 of 24 layers, random weights built in wasm memory; the wasm export
-// `bench_vision` of src/wasm_bench.rs), per --vision-formats (default int8,f32; the f32 tower
+// `bench_vision` of src/wasm_bench.rs), per --vision-formats (default int8,f32; also w8a8; the f32 tower
 // is 1.16 GB of wasm32's 4 GiB: pass int8 alone where memory is tight), and writes
 // test-results/bench-wasm-vision.json.
 //

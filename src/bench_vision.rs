@@ -6,7 +6,9 @@
 //! The tower is built in memory through [`VisionTower::load`] from a [`RandomSource`] of random
 //! tensors under HF names: runtime does not depend on the weight values. Linear weights come out
 //! already in the benchmarked format (f32 or INT8, the default vision format after `convert`),
-//! so no quantization time is counted. Used by `webvlm bench` natively and by
+//! so no quantization time is counted. `w8a8` is the INT8 tower with its linears run W8A8
+//! (int8 activations per token, [`crate::vision::w8a8`]), as a smoothed converted tower runs
+//! when the load-time probe finds it faster. Used by `webvlm bench` natively and by
 //! `wasm_bench::bench_vision` in wasm.
 
 use crate::error::{Error, Result};
@@ -154,6 +156,17 @@ pub fn build_tower(dims: &VisionDims, fmt: WeightFormat, layers: usize) -> Resul
     VisionTower::load(dims.clone(), &src, PREFIX, layers, &LoadOptions::default())
 }
 
+/// The tower of a bench format name: `f32`, `int8` (weight-only INT8) or `w8a8`.
+pub fn tower_for(name: &str, dims: &VisionDims, layers: usize) -> Result<VisionTower> {
+    let (fmt, w8a8) = match name {
+        "w8a8" => (WeightFormat::Int8, true),
+        s => (WeightFormat::parse(s)?, false),
+    };
+    let mut t = build_tower(dims, fmt, layers)?;
+    t.kernel.w8a8 = w8a8;
+    Ok(t)
+}
+
 /// A deterministic normalized image `[3, size, size]`.
 pub fn test_pixels(dims: &VisionDims) -> Vec<f32> {
     let n = dims.channels * dims.image_size * dims.image_size;
@@ -179,6 +192,7 @@ pub fn time_encode(tower: &VisionTower, threads: usize, runs: usize, now_ms: &dy
     }
     let gflop = encode_flops(dims, layers) / 1e9;
     let format = match tower.layers.first().map(|l| &l.q.w.data) {
+        Some(QData::Int8 { .. }) if tower.kernel.w8a8 => "w8a8",
         Some(QData::Int8 { .. }) => "int8",
         _ => "f32",
     };
@@ -199,13 +213,13 @@ pub fn time_encode(tower: &VisionTower, threads: usize, runs: usize, now_ms: &dy
 /// Native: encode with each format at each thread count (one rayon pool per count), `runs`
 /// timed encodes each; one tower per format is built and dropped before the next.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn run_native(formats: &[WeightFormat], threads: &[usize], runs: usize) -> Result<Vec<VisionRow>> {
+pub fn run_native(formats: &[String], threads: &[usize], runs: usize) -> Result<Vec<VisionRow>> {
     let dims = llava15_vit_l14_336();
     let clock = std::time::Instant::now();
     let now = || clock.elapsed().as_secs_f64() * 1e3;
     let mut rows = Vec::new();
-    for &fmt in formats {
-        let tower = build_tower(&dims, fmt, llava15_layers(&dims))?;
+    for name in formats {
+        let tower = tower_for(name, &dims, llava15_layers(&dims))?;
         for &t in threads {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(t.max(1))
@@ -263,5 +277,9 @@ mod tests {
             assert!(r.encode_ms > 0.0 && r.gflops > 0.0);
         }
         assert!(RandomSource::new(&d, WeightFormat::F16).is_err());
+        let t = tower_for("w8a8", &d, 2).unwrap();
+        let clock = std::time::Instant::now();
+        let r = time_encode(&t, 1, 1, &|| clock.elapsed().as_secs_f64() * 1e3).unwrap();
+        assert_eq!(r.format, "w8a8");
     }
 }

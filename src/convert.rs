@@ -70,6 +70,10 @@ pub struct ConvertOptions {
     pub vision_weights: Option<WeightChoice>,
     /// Calibrated quantization (`--method`, `--calibrate`, `--ratio`); `None`: RTN.
     pub calib: Option<crate::calib::CalibConfig>,
+    /// SmoothQuant α for an INT8 LLaVA vision tower ([`crate::vision::smooth`]); `None`: no smoothing.
+    pub smooth_alpha: Option<f32>,
+    /// Images calibrating the smoothing (else an image `--calibrate` folder, else generated ones).
+    pub smooth_images: Option<std::path::PathBuf>,
 }
 
 impl Default for ConvertOptions {
@@ -82,6 +86,8 @@ impl Default for ConvertOptions {
             force: false,
             vision_weights: None,
             calib: None,
+            smooth_alpha: Some(0.6),
+            smooth_images: None,
         }
     }
 }
@@ -321,6 +327,25 @@ fn check_options(opts: &ConvertOptions) -> Result<()> {
     Ok(())
 }
 
+/// SmoothQuant smoothing of a LLaVA's vision tower when it is stored INT8 and `smooth_alpha`
+/// is set ([`crate::vision::smooth`]); its images: `smooth_images`, an image `--calibrate`
+/// folder, or generated ones.
+fn smoothing(
+    ckpt: &crate::io::Checkpoint,
+    plan: FormatPlan,
+    opts: &ConvertOptions,
+) -> Result<Option<crate::vision::smooth::Smoothed>> {
+    let int8 = opts.vision_weights.unwrap_or(WeightChoice::Int8) == WeightChoice::Int8;
+    let Some(alpha) = opts.smooth_alpha.filter(|_| plan.llava && int8) else { return Ok(None) };
+    let calib_dir = match opts.calib.as_ref().map(|c| &c.spec) {
+        Some(crate::calib::data::TextSpec::Images(d)) => Some(d.as_path()),
+        _ => None,
+    };
+    let images = opts.smooth_images.as_deref().or(calib_dir);
+    let pre = ckpt.preprocessor.as_ref();
+    crate::vision::smooth::smooth_checkpoint(&ckpt.config, ckpt.weights.as_ref(), pre, images, alpha).map(Some)
+}
+
 /// Convert `src` into a converted folder `out`. `manifest.json` is written last, so an
 /// interrupted conversion never looks complete.
 pub fn convert(
@@ -359,12 +384,16 @@ pub fn convert_with(
         }
         None => None,
     };
+    let mut smoothed = smoothing(&ckpt, plan, opts)?;
     for (i, name) in names.iter().enumerate() {
         let shape = ckpt.weights.shape(name)?;
         let fmt = plan.format(name, &shape, opts, &mut report.warnings);
         let tensor = match calibrated.as_mut().and_then(|c| c.tensors.remove(name)) {
             Some(t) => t,
-            None => to_format(name, ckpt.weights.load(name)?, fmt)?,
+            None => match smoothed.as_mut().and_then(|s| s.tensors.remove(name)) {
+                Some(v) => to_format(name, Tensor { shape, data: TensorData::F32(v) }, fmt)?,
+                None => to_format(name, ckpt.weights.load(name)?, fmt)?,
+            },
         };
         let fmt = match &tensor.data {
             TensorData::Quant(q) => q.format(),
@@ -377,11 +406,15 @@ pub fn convert_with(
     let (tensors, shards) = writer.finish()?;
     let tok_file = write_file(out, "tokenizer.json", ckpt.tokenizer.json.as_bytes())?;
     let model_type = ckpt.config.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let mut config = ckpt.config;
+    if let (Some(s), Some(obj)) = (smoothed, config.as_object_mut()) {
+        obj.insert(crate::vision::w8a8::SMOOTHING_KEY.into(), s.record);
+    }
     let manifest = Manifest {
         format: FORMAT.into(),
         version: VERSION,
         model_type,
-        config: ckpt.config,
+        config,
         tokenizer: ManifestTokenizer { spec: ckpt.tokenizer, file: tok_file.file.clone() },
         preprocessor: ckpt.preprocessor,
         tensors,

@@ -111,6 +111,16 @@ mod cli {
         /// LLaVA vision tower: int8 (the default), int4, f16, f32 or ternary. The projector is f16.
         #[arg(long)]
         vision_weights: Option<String>,
+        /// SmoothQuant α for an INT8 LLaVA vision tower (folded into its LayerNorms; the tower
+        /// may then run W8A8).
+        #[arg(long, default_value_t = 0.6)]
+        smooth_alpha: f32,
+        /// Do not smooth the vision tower.
+        #[arg(long)]
+        no_smooth: bool,
+        /// Images calibrating the smoothing (default: an image --calibrate folder, else generated images).
+        #[arg(long)]
+        smooth_images: Option<PathBuf>,
         /// INT4 group size (32, 64 or 128).
         #[arg(long, default_value_t = 64)]
         group_size: usize,
@@ -207,8 +217,8 @@ mod cli {
         /// Skip the vision-tower encode benchmark.
         #[arg(long)]
         no_vision: bool,
-        /// Vision formats to measure, comma-separated (f32, int8).
-        #[arg(long, default_value = "int8,f32", value_delimiter = ',')]
+        /// Vision formats to measure, comma-separated (f32, int8, w8a8; the GPU skips w8a8).
+        #[arg(long, default_value = "int8,w8a8,f32", value_delimiter = ',')]
         vision_formats: Vec<String>,
         /// Timed encodes per vision configuration (the best counts).
         #[arg(long, default_value_t = 1)]
@@ -326,6 +336,8 @@ mod cli {
             force: a.force,
             vision_weights: a.vision_weights.as_deref().map(str::parse::<WeightChoice>).transpose()?,
             calib: calib_config(&a.calib)?,
+            smooth_alpha: (!a.no_smooth).then_some(a.smooth_alpha),
+            smooth_images: a.smooth_images.clone(),
             ..Default::default()
         };
         let (cbar, mut calib_cb) = stage_bar();
@@ -538,7 +550,7 @@ mod cli {
             let clock = std::time::Instant::now();
             let now_ms = || clock.elapsed().as_secs_f64() * 1e3;
             let mut rows = Vec::new();
-            for f in &a.vision_formats {
+            for f in a.vision_formats.iter().filter(|f| f.as_str() != "w8a8") {
                 let r = webvlm::bench_gpu_vision::tower(ctx.clone(), WeightFormat::parse(f)?, a.vision_runs, &now_ms)?;
                 if !a.json {
                     webvlm::bench_gpu_vision::print_tower(&r);
@@ -597,8 +609,7 @@ mod cli {
             doc.insert("gemv".into(), serde_json::to_value(&report)?);
         }
         if !a.no_vision {
-            let formats = a.vision_formats.iter().map(|f| WeightFormat::parse(f)).collect::<Result<Vec<_>>>()?;
-            let rows = webvlm::bench_vision::run_native(&formats, &gopts.threads, a.vision_runs)?;
+            let rows = webvlm::bench_vision::run_native(&a.vision_formats, &gopts.threads, a.vision_runs)?;
             if !a.json {
                 webvlm::bench_vision::print_rows(&rows);
             }

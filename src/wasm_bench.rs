@@ -3,8 +3,7 @@
 //! image encode on the wasm thread (on the pool's threads in the threaded build, see
 //! [`crate::wasm_threads`]). Called by `scripts/bench-wasm.mjs --vision`.
 
-use crate::bench_vision::{build_tower, llava15_layers, llava15_vit_l14_336, time_encode};
-use crate::quant::WeightFormat;
+use crate::bench_vision::{llava15_layers, llava15_vit_l14_336, time_encode, tower_for};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
@@ -17,16 +16,15 @@ extern "C" {
 }
 
 /// Encode a 336x336 image through the 23 layers LLaVA-1.5 runs, with linear weights in
-/// `format` (`int8` or `f32`), `runs` times (the best counts). `layers` = 0 runs the 23;
+/// `format` (`int8`, `w8a8` or `f32`), `runs` times (the best counts). `layers` = 0 runs the 23;
 /// a smaller count runs fewer (for tight memory). Returns a JSON `VisionRow` (threads: the
 /// pool's size, 1 in the single-threaded build).
 #[wasm_bindgen]
 pub fn bench_vision(format: &str, runs: usize, layers: usize) -> Result<String, JsError> {
-    let fmt = WeightFormat::parse(format).map_err(|e| JsError::new(&e.to_string()))?;
     let dims = llava15_vit_l14_336();
     let n = if layers == 0 { llava15_layers(&dims) } else { layers };
     let t0 = bench_now_ms();
-    let tower = build_tower(&dims, fmt, n).map_err(|e| JsError::new(&e.to_string()))?;
+    let tower = tower_for(format, &dims, n).map_err(|e| JsError::new(&e.to_string()))?;
     let build_ms = bench_now_ms() - t0;
     let row = time_encode(&tower, crate::wasm_threads::thread_count(), runs, &bench_now_ms)
         .map_err(|e| JsError::new(&e.to_string()))?;

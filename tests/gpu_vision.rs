@@ -239,6 +239,7 @@ fn siglip_tower(rng: &mut Rng) -> VisionTower {
         pre_norm: None,
         layers,
         dims,
+        kernel: Default::default(),
     }
 }
 

@@ -33,7 +33,7 @@ mod types;
 pub use gpu::{Backend, StepPending, WeightReload};
 pub use gpu_vision::{ImagesPending, ImagesRead};
 use stops::take_text;
-use types::now_ms;
+pub(crate) use types::now_ms;
 pub use types::{GenerateParams, GenerationOutput, StopReason, Timings, TokenEvent};
 
 /// An image's place in a prompt: its first position, its token count, its hash.
@@ -184,6 +184,13 @@ impl Engine {
     /// The LLaVA model, when the checkpoint is one.
     pub fn llava(&self) -> Option<&Llava> {
         match &self.model {
+            Model::Text(_) => None,
+            Model::Llava(m) => Some(m),
+        }
+    }
+    /// The LLaVA model, mutably (e.g. to pick the vision tower's kernel, [`crate::vision::w8a8`]).
+    pub fn llava_mut(&mut self) -> Option<&mut Llava> {
+        match &mut self.model {
             Model::Text(_) => None,
             Model::Llava(m) => Some(m),
         }

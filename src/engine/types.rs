@@ -69,7 +69,7 @@ pub struct GenerationOutput {
 
 /// Milliseconds from an arbitrary origin (`Instant` panics on wasm32-unknown-unknown).
 #[cfg(not(target_arch = "wasm32"))]
-pub(super) fn now_ms() -> f64 {
+pub(crate) fn now_ms() -> f64 {
     use std::sync::OnceLock;
     use std::time::Instant;
     static T0: OnceLock<Instant> = OnceLock::new();
@@ -78,7 +78,7 @@ pub(super) fn now_ms() -> f64 {
 
 /// `performance.now()` where the global scope has it (windows, workers), else `Date.now()`.
 #[cfg(target_arch = "wasm32")]
-pub(super) fn now_ms() -> f64 {
+pub(crate) fn now_ms() -> f64 {
     use wasm_bindgen::JsCast;
     let g = js_sys::global();
     js_sys::Reflect::get(&g, &"performance".into())

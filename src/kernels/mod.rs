@@ -10,6 +10,9 @@
 //! ([`Isa::best`]); in wasm [`simd128`], chosen by `cfg(target_feature = "simd128")`. Every
 //! path is public through [`matmul_with`] / [`rows_on`] so tests can compare them.
 //!
+//! The vision tower's W8A8 linears (per-token int8 activations × INT8 weights, one i32 sum
+//! per output) are in [`w8a8`].
+//!
 //! Work is split over output rows: natively with rayon (the global pool, whose size the
 //! caller may set), in chunks of whole rows. On wasm32 without atomics rayon's global pool
 //! falls back to the current thread (rayon-core ≥ 1.12), so the same code runs sequentially
@@ -30,6 +33,11 @@ pub mod ternary;
 pub mod ternary_avx2;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod ternary_simd128;
+pub mod w8a8;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod w8a8_simd128;
+#[cfg(target_arch = "x86_64")]
+pub mod w8a8_x86;
 
 use crate::error::{Error, Result};
 use crate::quant::{QData, QTensor};
@@ -94,6 +102,15 @@ impl Isa {
         [Isa::Avx512, Isa::AvxVnni, Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.available()).unwrap_or(Isa::Scalar)
     }
 
+    /// The fastest available path for [`w8a8`] (its 512-bit-VNNI path also needs AVX-512 VL).
+    pub fn best_w8a8() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if w8a8_x86::detected_512vnni() && !avx2::detected_vnni() {
+            return Isa::Avx512;
+        }
+        [Isa::AvxVnni, Isa::Avx2, Isa::Simd128].into_iter().find(|i| i.available()).unwrap_or(Isa::Scalar)
+    }
+
     /// All paths available here (for tests and benchmarks).
     pub fn all_available() -> Vec<Isa> {
         [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Simd128]
@@ -145,7 +162,7 @@ pub fn matmul_with(isa: Isa, w: &QTensor, x: &[f32], n: usize, y: &mut [f32]) ->
     Ok(())
 }
 
-fn check(isa: Isa, w: &QTensor, xlen: usize, n: usize, ylen: usize) -> Result<()> {
+pub(crate) fn check(isa: Isa, w: &QTensor, xlen: usize, n: usize, ylen: usize) -> Result<()> {
     if !isa.available() {
         return Err(Error::Unsupported(format!("kernel path {isa:?} on this machine")));
     }

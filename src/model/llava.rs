@@ -383,7 +383,10 @@ impl Llava {
         let names = LlavaNames::detect(src)?;
         let needed = cfg.feature_layers.iter().copied().max().unwrap_or(0);
         let topts = LoadOptions { weights: vopts.tower, ..*opts };
-        let tower = VisionTower::load(cfg.vision.clone(), src, &names.vision, needed, &topts)?;
+        let mut tower = VisionTower::load(cfg.vision.clone(), src, &names.vision, needed, &topts)?;
+        if crate::vision::w8a8::smoothed(config) {
+            crate::vision::w8a8::choose(&mut tower);
+        }
         let vin = cfg.vision.hidden * cfg.feature_layers.len();
         let d = cfg.text.hidden_size;
         let p = &names.projector;

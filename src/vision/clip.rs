@@ -139,6 +139,16 @@ pub struct VisionTower {
     pub pre_norm: Option<(Vec<f32>, Vec<f32>)>,
     /// The first layers of the encoder (only as many as the selected features need).
     pub layers: Vec<EncoderLayer>,
+    /// How the INT8 linears run (weight-only INT8 or W8A8, [`super::w8a8`]).
+    pub kernel: super::w8a8::TowerKernel,
+}
+
+/// Where [`VisionTower::run`] shows activations to an observer: the input of q/k/v (the output
+/// of `layer_norm1`) or of fc1 (`layer_norm2`), of the layer with this index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Site {
+    Ln1(usize),
+    Ln2(usize),
 }
 
 impl VisionTower {
@@ -180,7 +190,7 @@ impl VisionTower {
                 fc2: lin("mlp.fc2", d, dims.intermediate)?,
             });
         }
-        Ok(VisionTower { dims, patch, class_embedding, position, pre_norm, layers })
+        Ok(VisionTower { dims, patch, class_embedding, position, pre_norm, layers, kernel: Default::default() })
     }
 
     /// `hidden_states[i]` for each `i` in `wanted` (0 = encoder input, `i` = after layer `i`),
@@ -191,6 +201,19 @@ impl VisionTower {
         height: usize,
         width: usize,
         wanted: &[usize],
+    ) -> Result<Vec<Vec<f32>>> {
+        self.run(pixels, height, width, wanted, &mut |_, _| {})
+    }
+
+    /// [`VisionTower::hidden_states`] showing the linears' inputs at every [`Site`] to `obs`
+    /// (`[tokens, hidden]` each).
+    pub fn run(
+        &self,
+        pixels: &[f32],
+        height: usize,
+        width: usize,
+        wanted: &[usize],
+        obs: &mut dyn FnMut(Site, &[f32]),
     ) -> Result<Vec<Vec<f32>>> {
         let last = wanted.iter().copied().max().unwrap_or(0);
         if last > self.layers.len() {
@@ -204,7 +227,7 @@ impl VisionTower {
         let mut out: Vec<Option<Vec<f32>>> = vec![None; wanted.len()];
         for step in 0..=last {
             if step > 0 {
-                self.layer_forward(&self.layers[step - 1], &mut x, n);
+                self.layer_forward(step - 1, &mut x, n, obs);
             }
             for (slot, &w) in out.iter_mut().zip(wanted) {
                 if w == step {
@@ -243,21 +266,24 @@ impl VisionTower {
         Ok(x)
     }
 
-    /// One `CLIPEncoderLayer` in place on `x: [n, hidden]`.
-    fn layer_forward(&self, l: &EncoderLayer, x: &mut [f32], n: usize) {
-        let dm = &self.dims;
+    /// `CLIPEncoderLayer` `i` in place on `x: [n, hidden]`.
+    fn layer_forward(&self, i: usize, x: &mut [f32], n: usize, obs: &mut dyn FnMut(Site, &[f32])) {
+        let (dm, l) = (&self.dims, &self.layers[i]);
+        let lin = |w: &Linear, x: &[f32]| self.kernel.apply(w, x, n);
         let mut h = x.to_vec(); // [n, hidden]
         layer_norm(&mut h, &l.ln1.0, &l.ln1.1, dm.eps);
-        let q = l.q.apply(&h, n); // [n, heads*hd]
-        let k = l.k.apply(&h, n);
-        let v = l.v.apply(&h, n);
+        obs(Site::Ln1(i), &h);
+        let q = lin(&l.q, &h); // [n, heads*hd]
+        let k = lin(&l.k, &h);
+        let v = lin(&l.v, &h);
         let att = full_attention(&q, &k, &v, n, dm.heads, dm.hidden / dm.heads); // [n, hidden]
-        add_inplace(x, &l.o.apply(&att, n));
+        add_inplace(x, &lin(&l.o, &att));
         h.copy_from_slice(x);
         layer_norm(&mut h, &l.ln2.0, &l.ln2.1, dm.eps);
-        let mut m = l.fc1.apply(&h, n); // [n, intermediate]
+        obs(Site::Ln2(i), &h);
+        let mut m = lin(&l.fc1, &h); // [n, intermediate]
         dm.act.apply(&mut m);
-        add_inplace(x, &l.fc2.apply(&m, n));
+        add_inplace(x, &lin(&l.fc2, &m));
     }
 
     /// Bytes held by all weights.
