@@ -4,13 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "test: cargo test --release" >&2
+echo "test: cargo test --release (at $(date -u +%T))" >&2
 cargo test --release
 
 if [ -f scripts/test-wasm-kernels.sh ]; then
-  echo "test: scripts/test-wasm-kernels.sh" >&2
+  echo "test: scripts/test-wasm-kernels.sh (at $(date -u +%T))" >&2
   bash scripts/test-wasm-kernels.sh
 fi
 
-echo "test: node --test tests/browser/" >&2
+echo "test: node --test tests/browser/ (at $(date -u +%T))" >&2
 node --test --test-concurrency=1 tests/browser/*.test.mjs
+echo "test: done (at $(date -u +%T))" >&2
