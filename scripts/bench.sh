@@ -3,7 +3,7 @@
 # model, then decode speed of the wasm build under Node (scripts/bench-wasm.mjs; one thread, and
 # all threads with the threaded build when it was built), then the package in headless Chromium
 # (scripts/bench-browser.mjs: load from cache, time to first token, decode tokens/s per path). Results are
-# JSON files in test-results/. Run after scripts/setup.sh and scripts/build.sh.
+# JSON files in test-results/, summarized in BENCHMARKS.md. Run after scripts/setup.sh and scripts/build.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODELS=${WEBVLM_MODELS_DIR:-.cache/models}
@@ -29,4 +29,13 @@ echo "bench: the package in Chromium (CPU 1 thread, all threads, WebGPU)" >&2
 node scripts/bench-browser.mjs --out test-results/bench-browser.json
 
 node scripts/bench-summary.mjs test-results > test-results/bench.md
-echo "bench: summary in test-results/bench.md" >&2
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`npm run bench\` (scripts/bench.sh) on $(date -u +%F) on this machine:"
+  echo "$(nproc) CPU cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')."
+  echo "Re-run it to refresh; compare runs by the ratios, not the absolute figures."
+  echo
+  cat test-results/bench.md
+} > BENCHMARKS.md
+echo "bench: summary in test-results/bench.md and BENCHMARKS.md" >&2
