@@ -146,6 +146,20 @@ fn ternary_answers_heldout_questions() {
     assert!(acc >= 0.85, "ternary held-out accuracy {acc:.3} < 0.85");
 }
 
+/// The chat-template path (the page's and the package's) marks the image as the text path does:
+/// `<image>` for the HF layout, LLaVA's -200 placeholder for the original (BitNet) layout.
+#[test]
+fn chat_prompts_mark_the_image_as_raw_prompts_do() {
+    use webvlm::engine::ChatTurn;
+    for model in ["tiny-llava-int4", "tiny-llava-ternary"] {
+        let e = engine(model);
+        let turn = ChatTurn { role: "user".into(), text: "What colour is the star?".into(), images: 1 };
+        let chat = e.chat_prompt_ids_with_images(&[turn]).unwrap();
+        let raw = e.encode_with_images("USER: <image>\nWhat colour is the star? ASSISTANT:", true).unwrap();
+        assert_eq!(chat, raw, "{model}: chat template vs the training prompt");
+    }
+}
+
 #[test]
 fn normalize_ignores_case_punctuation_and_spelling() {
     assert_eq!(normalize("The circle is in the center."), normalize("the circle is in the centre"));

@@ -250,7 +250,7 @@ impl Engine {
         let eos = spec.eos_token.as_deref().unwrap_or("");
         let text = render_turns(tpl, turns, bos, eos)?;
         let add_bos = spec.add_bos && !(bos.is_empty() || text.starts_with(bos));
-        self.tokenizer.encode(&text, add_bos)
+        self.encode_with_images(&text, add_bos) // LLaVA's original layout needs the -200 placeholder
     }
 
     /// Tokenize raw `text` holding `<image>` markers: LLaVA's original layout as its

@@ -200,12 +200,12 @@ test('new chat clears the conversation; settings survive a reload', { timeout: T
 
 test('the downloaded-models panel lists the cached model with its size and deletes it', { timeout: TIMEOUT }, async () => {
   await page.locator('#cache-panel > summary').click();
-  const row = page.locator('#cached-models li', { hasText: 'LLaVA' });
+  const row = page.locator('#cached-models li', { hasText: 'LLaVA-1.5 test fixture' });
   await row.waitFor({ timeout: 10_000 });
   // manifest + tokenizer + one shard, 16.1 MiB + 1.3 MiB.
   assert.match(await row.locator('.size').textContent(), /^1[78]\.\d MiB · 3 files$/);
   const other = await page.locator('#cached-models li').count();
-  await row.getByRole('button', { name: /^Delete LLaVA/ }).click();
+  await row.getByRole('button', { name: /^Delete LLaVA-1.5 test fixture/ }).click();
   await page.waitForFunction((n) => document.querySelectorAll('#cached-models li').length === n - 1, other,
     { timeout: 10_000 });
   // The model's cache is gone (named as the npm package's loader names it).

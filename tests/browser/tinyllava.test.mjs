@@ -1,6 +1,6 @@
 // The page's default model (issue 6) in headless Chromium: the tiny LLaVA trained on generated
 // scenes (tools/train_tiny_llava.py), shipped in www/models/ as INT4 and ternary shards.
-// 1. Accuracy through the npm package on the CPU path and on WebGPU (SwiftShader): the first 50
+// 1. Accuracy through the npm package on the CPU path and on WebGPU (SwiftShader; 10 there): the first 50
 //    questions of the committed held-out split (tests/fixtures/tinyllava/heldout, the generator's
 //    own answer key; training never saw these scenes), greedy, each asked alone; an answer counts
 //    when it equals the key after lower-casing and dropping punctuation (stricter than
@@ -15,6 +15,9 @@ import { packagePage, startPackageServer } from './package-harness.mjs';
 
 const HELDOUT = path.join(ROOT, 'tests/fixtures/tinyllava/heldout');
 const QUESTIONS = 50;
+// SwiftShader (WebGPU on the CPU) takes ~5 s a question here: the WebGPU runs ask the first 10 (the
+// full 50 on both paths are recorded in docs/TRAINING.md).
+const WEBGPU_QUESTIONS = 10;
 const BAR = 0.85;
 const TIMEOUT = 10 * 60_000;
 
@@ -42,7 +45,7 @@ after(async () => {
 });
 
 /** Ask every row alone on `model` with `backend`; returns [{ ...row, said, backend }]. */
-async function askAll(model, backend) {
+async function askAll(model, backend, n) {
   const browser = await launchChromium({ webgpu: backend === 'webgpu' });
   try {
     const page = await browser.newPage();
@@ -64,7 +67,7 @@ async function askAll(model, backend) {
       } finally {
         await engine.unload();
       }
-    }, { model, backend, rows });
+    }, { model, backend, rows: rows.slice(0, n) });
   } finally {
     await browser.close();
   }
@@ -74,7 +77,8 @@ for (const name of ['tiny-llava-int4', 'tiny-llava-ternary']) {
   for (const backend of ['cpu', 'webgpu']) {
     test(`${name} on ${backend}: held-out accuracy >= ${BAR * 100}%`, { timeout: TIMEOUT }, async () => {
       const t0 = Date.now();
-      const answers = await askAll(`/models/${name}/manifest.json`, backend);
+      const answers = await askAll(`/models/${name}/manifest.json`, backend,
+        backend === 'webgpu' ? WEBGPU_QUESTIONS : QUESTIONS);
       const right = answers.filter((a) => normalize(a.said) === normalize(a.answer));
       const kinds = {};
       for (const a of answers) {
