@@ -115,8 +115,9 @@ test('the page: click a sample image, ask its question, get the right answer', {
       await page.waitForFunction(() => document.querySelectorAll('#attachments li').length === 1);
       assert.equal(await page.locator('#prompt').inputValue(), sample.question);
       await page.locator('#send').click();
-      await page.waitForFunction((n) => document.querySelectorAll('#log .msg.assistant').length === n &&
-        document.body.dataset.state === 'ready', i + 1, { timeout: TIMEOUT, polling: 50 });
+      // each sample starts a new chat (New chat below): one answer in the log
+      await page.waitForFunction(() => document.querySelectorAll('#log .msg.assistant').length === 1 &&
+        document.body.dataset.state === 'ready', null, { timeout: TIMEOUT, polling: 50 });
       const said = await page.evaluate(() => [...document.querySelectorAll('#log .msg.assistant')].at(-1)
         .querySelector('.body').textContent);
       console.log(`sample ${i + 1}: ${sample.question} -> ${said}`);
