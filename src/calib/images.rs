@@ -14,7 +14,7 @@
 use super::data::CALIB_SHARE;
 use super::sample::Sample;
 use crate::error::{Error, Result};
-use crate::model::llava::{Llava, ORIGINAL_IMAGE_TOKEN};
+use crate::model::llava::{encode_image_prompt, Llava};
 use crate::tokenizer::Tokenizer;
 use crate::vision::features::{encode, prepare, processor_config};
 use crate::vision::preprocess::ClipProcessorConfig;
@@ -118,17 +118,6 @@ impl<'a> Sampler<'a> {
             text.push_str(&item.answer);
         }
         let add_bos = spec.add_bos && !(bos.is_empty() || text.starts_with(bos));
-        if self.model.cfg.image_token_id != ORIGINAL_IMAGE_TOKEN {
-            return self.tok.encode(&text, add_bos);
-        }
-        // LLaVA's original layout: text chunks around `<image>` joined by the -200 placeholder.
-        let mut ids = Vec::new();
-        for (j, chunk) in text.split("<image>").enumerate() {
-            if j > 0 {
-                ids.push(ORIGINAL_IMAGE_TOKEN);
-            }
-            ids.extend(self.tok.encode(chunk, add_bos && j == 0)?);
-        }
-        Ok(ids)
+        encode_image_prompt(&self.tok, self.model.cfg.image_token_id, &text, add_bos)
     }
 }

@@ -14,7 +14,7 @@ use crate::chat::{self, Message};
 use crate::error::{Error, Result};
 use crate::gpu::decoder::GpuOutput;
 use crate::io::Checkpoint;
-use crate::model::llava::{is_llava, Llava, VisionLoadOptions, ORIGINAL_IMAGE_TOKEN};
+use crate::model::llava::{is_llava, Llava, VisionLoadOptions};
 use crate::model::{KvCache, Llama, LlamaConfig, LoadOptions};
 use crate::sampler::Sampler;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -257,17 +257,10 @@ impl Engine {
     /// `tokenizer_image_token` does (chunks around `<image>` alone, joined by the -200
     /// placeholder, BOS per `add_bos`); other models through the tokenizer (`<image>` is a token).
     pub fn encode_with_images(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
-        let Some(id) = self.llava().map(|m| m.cfg.image_token_id).filter(|&i| i == ORIGINAL_IMAGE_TOKEN) else {
-            return self.tokenizer.encode(text, add_bos);
-        };
-        let mut ids = Vec::new();
-        for (j, chunk) in text.split("<image>").enumerate() {
-            if j > 0 {
-                ids.push(id);
-            }
-            ids.extend(self.tokenizer.encode(chunk, add_bos && j == 0)?);
+        match self.llava() {
+            Some(m) => crate::model::llava::encode_image_prompt(&self.tokenizer, m.cfg.image_token_id, text, add_bos),
+            None => self.tokenizer.encode(text, add_bos),
         }
-        Ok(ids)
     }
 
     /// Begin generating after `prompt_ids`. The KV cache is reused for the longest common

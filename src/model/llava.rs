@@ -33,6 +33,29 @@ use serde_json::Value;
 /// LLaVA's `IMAGE_TOKEN_INDEX` (-200) as a `u32` token id (two's complement).
 pub const ORIGINAL_IMAGE_TOKEN: u32 = (-200i32) as u32;
 
+/// Tokenize `text` holding `<image>` markers for a model whose image token is `image_token_id`:
+/// LLaVA's original layout as its `tokenizer_image_token` does (chunks around `<image>` alone,
+/// joined by the [`ORIGINAL_IMAGE_TOKEN`] placeholder, BOS per `add_bos` on the first); any other
+/// model through the tokenizer (`<image>` is a token).
+pub fn encode_image_prompt(
+    tok: &crate::tokenizer::Tokenizer,
+    image_token_id: u32,
+    text: &str,
+    add_bos: bool,
+) -> Result<Vec<u32>> {
+    if image_token_id != ORIGINAL_IMAGE_TOKEN {
+        return tok.encode(text, add_bos);
+    }
+    let mut ids = Vec::new();
+    for (j, chunk) in text.split("<image>").enumerate() {
+        if j > 0 {
+            ids.push(ORIGINAL_IMAGE_TOKEN);
+        }
+        ids.extend(tok.encode(chunk, add_bos && j == 0)?);
+    }
+    Ok(ids)
+}
+
 /// Which image-packing scheme the model uses.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LlavaKind {
