@@ -118,6 +118,6 @@ impl<'a> Sampler<'a> {
             text.push_str(&item.answer);
         }
         let add_bos = spec.add_bos && !(bos.is_empty() || text.starts_with(bos));
-        encode_image_prompt(&self.tok, self.model.cfg.image_token_id, &text, add_bos)
+        encode_image_prompt(self.tok, self.model.cfg.image_token_id, &text, add_bos)
     }
 }
