@@ -370,6 +370,13 @@ pub fn convert_with(
     prepare_out(src, out, opts.force)?;
     let mut report = ConvertReport::default();
     let plan = FormatPlan::from_config(&ckpt.config);
+    if opts.weights == WeightChoice::Ternary && !plan.ternary_blocks {
+        report.warnings.push(
+            "--weights ternary on a model not trained ternary (not BitNet b1.58): absmean rounding of its weights \
+             loses most of its quality; use it for tests, or int4 / int8 for answers"
+                .into(),
+        );
+    }
     let names: Vec<String> = ckpt.weights.names().into_iter().filter(|n| !plan.drops(n)).collect();
     let mut writer = ShardWriter::new(out, opts.shard_bytes);
     let mut calibrated = match &opts.calib {

@@ -407,3 +407,15 @@ fn smollm2_gguf_to_int4() {
         }
     }
 }
+
+/// `--weights ternary` on a Llama model (not trained ternary) converts its block linears
+/// ternary and says, once, that quality will be poor.
+#[test]
+fn ternary_on_a_llama_model_warns() {
+    let (src, _) = hf_dir("conv-ternary-src");
+    let out = scratch("conv-ternary-out");
+    let r = run(&src, &out, &ConvertOptions { force: true, ..opts(WeightChoice::Ternary) }).unwrap();
+    assert!(r.formats.contains_key("ternary"), "{:?}", r.formats);
+    let warned: Vec<_> = r.warnings.iter().filter(|w| w.contains("not trained ternary")).collect();
+    assert_eq!(warned.len(), 1, "{:?}", r.warnings);
+}

@@ -256,27 +256,30 @@ fn llava_gemma_converted_int8_vision_int4_text() {
     check_converted("llava-gemma", WeightChoice::Int4);
 }
 
-/// `webvlm generate --image --chat --json` on the LLaVA-1.5 photo: the golden ids, and
+/// `webvlm generate --image --chat --json` on each fixture's first case (LLaVA-1.5's photo,
+/// NeXT's anyres tiles, Gemma's template): the golden prompt and greedy ids, and
 /// `image_tokens` / `image_encode_ms` in the output.
 #[test]
 fn cli_generate_with_image() {
-    let dir = fixture("llava15-llama");
-    let g = golden(&dir);
-    let case = &g["cases"][0];
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_webvlm"))
-        .args(["generate", "--chat", "--json", "--max-new-tokens", "12", "--prompt", g["prompt"].as_str().unwrap()])
-        .arg("--model")
-        .arg(&dir)
-        .arg("--image")
-        .arg(root().join(case["image"].as_str().unwrap()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(ids(&doc["prompt_ids"]), ids(&case["input_ids"]));
-    assert_eq!(ids(&doc["generated_ids"]), ids(&case["greedy_ids_stop_at_eos"]));
-    assert_eq!(doc["image_tokens"], case["num_image_tokens"]);
-    assert!(doc["timings"]["image_encode_ms"].as_f64().unwrap() > 0.0);
+    for name in ["llava15-llama", "llavanext-mistral", "llava-gemma"] {
+        let dir = fixture(name);
+        let g = golden(&dir);
+        let case = &g["cases"][0];
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_webvlm"))
+            .args(["generate", "--chat", "--json", "--max-new-tokens", "12", "--prompt", g["prompt"].as_str().unwrap()])
+            .arg("--model")
+            .arg(&dir)
+            .arg("--image")
+            .arg(root().join(case["image"].as_str().unwrap()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(ids(&doc["prompt_ids"]), ids(&case["input_ids"]), "{name}: prompt ids");
+        assert_eq!(ids(&doc["generated_ids"]), ids(&case["greedy_ids_stop_at_eos"]), "{name}: greedy ids");
+        assert_eq!(doc["image_tokens"], case["num_image_tokens"], "{name}");
+        assert!(doc["timings"]["image_encode_ms"].as_f64().unwrap() > 0.0, "{name}");
+    }
 }
 
 /// LLaVA with a SigLIP tower (llava-interleave / llava-onevision style): no class token,

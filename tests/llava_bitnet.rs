@@ -204,3 +204,68 @@ fn format_plan_for_ternary_decoders() {
     assert!(!plan.ternary_blocks);
     assert_eq!(plan.format(block, &[32, 128], &opts, &mut w), WeightFormat::Int8);
 }
+
+/// Original LLaVA's `mm_projector_type: linear` (one `nn.Linear` named `mm_projector`): the
+/// fixture with its projector's first layer renamed so loads as a one-linear projector whose
+/// features equal the two-layer model's first linear; a config that disagrees with the tensors
+/// is an error.
+#[test]
+fn linear_projector_in_the_original_layout() {
+    use std::collections::BTreeMap;
+    use webvlm::io::Tensor;
+    use webvlm::model::llava::{Llava, VisionLoadOptions};
+    let ckpt = webvlm::io::open(&fixture()).unwrap();
+    let mut w: BTreeMap<String, Tensor> =
+        ckpt.weights.names().into_iter().map(|n| (n.clone(), ckpt.weights.load(&n).unwrap())).collect();
+    let load = |cfg: &Value, src: &BTreeMap<String, Tensor>| {
+        Llava::load(cfg, src, &LoadOptions::default(), &VisionLoadOptions::default())
+    };
+    let mlp = load(&ckpt.config, &w).unwrap();
+    let mut linear_cfg = ckpt.config.clone();
+    linear_cfg["mm_projector_type"] = Value::from("linear");
+    assert!(load(&linear_cfg, &w).is_err(), "linear config over a two-layer projector must be refused");
+    for part in ["weight", "bias"] {
+        let first = w.remove(&format!("model.mm_projector.0.{part}"));
+        w.remove(&format!("model.mm_projector.2.{part}"));
+        if let Some(t) = first {
+            w.insert(format!("model.mm_projector.{part}"), t);
+        }
+    }
+    assert!(load(&ckpt.config, &w).is_err(), "mlp2x_gelu config without `mm_projector.2` must be refused");
+    let linear = load(&linear_cfg, &w).unwrap();
+    assert!(linear.projector.second.is_none() && mlp.projector.second.is_some());
+    let s = mlp.cfg.vision.image_size;
+    let pixels: Vec<f32> = (0..3 * s * s).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect(); // [3, s, s]
+    let got = linear.tile_features(&pixels, s, s).unwrap(); // [tokens, hidden]
+    let mut first_only = mlp;
+    first_only.projector.second = None;
+    assert_eq!(got, first_only.tile_features(&pixels, s, s).unwrap());
+}
+
+/// `webvlm generate --image --json` with the raw LLaVA-1.5 prompt (the `<image>` placeholder
+/// becomes -200 as `tokenizer_image_token` does): the reference's prompt and greedy ids.
+#[test]
+fn cli_generate_with_image() {
+    let g = golden();
+    let case = &g["cases"][0];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_webvlm"))
+        .args(["generate", "--json", "--max-new-tokens", "12", "--prompt", case["chat_text"].as_str().unwrap()])
+        .arg("--model")
+        .arg(fixture())
+        .arg("--image")
+        .arg(root().join(case["image"].as_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let prompt: Vec<i64> = doc["prompt_ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    let want: Vec<i64> = case["input_ids"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    // The CLI reports the prompt with the placeholder expanded to one id per image token.
+    let n = case["num_image_tokens"].as_u64().unwrap() as usize;
+    let expanded: Vec<i64> = want.iter().flat_map(|&t| vec![t; if t == -200 { n } else { 1 }]).collect();
+    let placeholder =
+        |v: &[i64]| v.iter().map(|&t| if t == ORIGINAL_IMAGE_TOKEN as i64 { -200 } else { t }).collect::<Vec<_>>();
+    assert_eq!(placeholder(&prompt), expanded);
+    assert_eq!(ids(&doc["generated_ids"]), ids(&case["greedy_ids_stop_at_eos"]));
+    assert_eq!(doc["image_tokens"], case["num_image_tokens"]);
+}

@@ -225,6 +225,47 @@ fn pixel_limit_is_checked_from_the_header() {
     assert!(decode(&src, 1000).unwrap_err().to_string().contains("40x30"));
 }
 
+/// A real small JPEG / lossless WebP whose header is patched to claim 4000x4000: refused by
+/// the pixel budget from the header alone (the data holds 40x30 pixels, so a decode would fail
+/// differently).
+#[test]
+fn jpeg_and_webp_headers_are_checked_before_decoding() {
+    let mut jpeg = encode(&gradient(40, 30), image::ImageFormat::Jpeg);
+    let sof = jpeg.windows(2).position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2)).expect("SOF marker");
+    jpeg[sof + 5..sof + 7].copy_from_slice(&4000u16.to_be_bytes()); // height
+    jpeg[sof + 7..sof + 9].copy_from_slice(&4000u16.to_be_bytes()); // width
+    let err = decode(&jpeg, 1_000_000).unwrap_err().to_string();
+    assert!(err.contains("4000x4000") && err.contains("1000000"), "{err}");
+
+    let mut webp = encode(&gradient(40, 30), image::ImageFormat::WebP);
+    let at = webp.windows(4).position(|w| w == b"VP8L").expect("VP8L chunk") + 8;
+    assert_eq!(webp[at], 0x2f, "VP8L signature");
+    let bits = u32::from_le_bytes(webp[at + 1..at + 5].try_into().unwrap());
+    let (w, h) = ((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1);
+    assert_eq!((w, h), (40, 30));
+    let patched = (bits & !0x0fff_ffff) | 3999 | (3999 << 14);
+    webp[at + 1..at + 5].copy_from_slice(&patched.to_le_bytes());
+    let err = decode(&webp, 1_000_000).unwrap_err().to_string();
+    assert!(err.contains("4000x4000") && err.contains("1000000"), "{err}");
+}
+
+/// A lossy WebP (libwebp, quality 70) with EXIF orientation 6 as Pillow shows it (decoded, then
+/// `exif_transpose`): the same 24x40 after rotation, pixels within a few levels (VP8's
+/// upsampling of chroma may differ by rounding between decoders).
+#[test]
+fn lossy_webp_with_exif_orientation_matches_pillow() {
+    let case = &goldens()["lossy_webp_exif6"];
+    let img = decode(&hex(&case["webp"]), DEFAULT_MAX_PIXELS).unwrap();
+    let shape = dims(&case["shape"]); // [h, w, 3]
+    assert_eq!((img.height, img.width), (shape[0], shape[1]));
+    let want = hex(&case["expect"]);
+    let diffs: Vec<i32> = img.rgb.iter().zip(&want).map(|(&a, &b)| (a as i32 - b as i32).abs()).collect();
+    let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+    let max = *diffs.iter().max().unwrap();
+    println!("lossy WebP vs Pillow: mean abs diff {mean:.3}, max {max}");
+    assert!(mean < 1.0 && max <= 8, "mean {mean}, max {max}");
+}
+
 #[test]
 fn truncated_and_foreign_inputs_are_errors() {
     for fmt in [image::ImageFormat::Png, image::ImageFormat::Jpeg, image::ImageFormat::WebP] {

@@ -71,13 +71,8 @@ impl ActQ {
 
     /// Quantize block `b` of token `t` (zero-padded to 32 values) into every layout.
     fn quantize_block(&mut self, t: usize, b: usize, xb: &[f32; BLOCK]) {
-        // |x| compared as integer bits: monotonic for non-NaN floats, and vectorizes.
-        let amax = f32::from_bits(xb.iter().map(|v| v.to_bits() & 0x7fff_ffff).max().unwrap_or(0));
-        let (s, inv) = if amax > 0.0 { (amax / 127.0, 127.0 / amax) } else { (0.0, 0.0) };
         let mut qb = [0i8; BLOCK];
-        for (o, &v) in qb.iter_mut().zip(xb) {
-            *o = round_ties_even_i32(v * inv).clamp(-127, 127) as i8;
-        }
+        let s = quantize_absmax(xb, &mut qb);
         let sum: i32 = qb.iter().map(|&v| v as i32).sum();
         let tb = t * self.nb + b;
         self.q[tb * BLOCK..(tb + 1) * BLOCK].copy_from_slice(&qb);
@@ -129,6 +124,18 @@ impl ActQ {
             })
             .collect()
     }
+}
+
+/// Symmetric int8 by absmax (BitNet / SmoothQuant per-token activations): `q = round(x · 127 /
+/// max|x|)` with ties to even, in -127..=127; returns the scale `max|x| / 127` (0 for all zeros).
+pub fn quantize_absmax(x: &[f32], q: &mut [i8]) -> f32 {
+    // |x| compared as integer bits: monotonic for non-NaN floats, and vectorizes.
+    let amax = f32::from_bits(x.iter().map(|v| v.to_bits() & 0x7fff_ffff).max().unwrap_or(0));
+    let (s, inv) = if amax > 0.0 { (amax / 127.0, 127.0 / amax) } else { (0.0, 0.0) };
+    for (o, &v) in q.iter_mut().zip(x) {
+        *o = round_ties_even_i32(v * inv).clamp(-127, 127) as i8;
+    }
+    s
 }
 
 /// `round_ties_even(v) as i32` for `|v| <= 2^22` by the 1.5·2^23 trick: the IEEE

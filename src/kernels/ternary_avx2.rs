@@ -12,6 +12,7 @@
 //! slower at 4096×4096 on one thread (0.0122 vs 0.0102 ns/weight, DRAM-resident), so this
 //! `maddubs` kernel is kept for every x86 path. A lookup-table kernel (bitnet.cpp TL1/TL2) was
 //! not built: this kernel already reads weights at the memory bandwidth INT4 reaches.
+use super::avx2::hsum_i32;
 use super::ternary::{finish, TernAct, CHUNK};
 use crate::quant::ternary::words_per_row;
 use std::arch::x86_64::*;
@@ -39,14 +40,6 @@ pub unsafe fn rows(q: &[u32], gamma: f32, cols: usize, a: &TernAct, r0: usize, o
             t += k;
         }
     }
-}
-
-#[inline(always)]
-unsafe fn hsum_i32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-    _mm_cvtsi128_si32(s)
 }
 
 /// The four code planes of 32 packed bytes.

@@ -14,7 +14,7 @@
 //! `q_a + 128` (unsigned) minus `128 · Σ q_w`, wasm simd128 `i32x4.dot_i16x8_s` on lanes
 //! widened to i16. Columns past the last full 32 (16 for simd128) are summed scalar.
 
-use super::act::round_ties_even_i32 as rte;
+use super::act::quantize_absmax;
 use super::Isa;
 use crate::error::{Error, Result};
 use crate::quant::{QData, QTensor};
@@ -44,12 +44,7 @@ impl TokAct {
         let mut s = vec![0f32; n];
         if cols > 0 {
             for ((xt, qt), st) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols)).zip(s.iter_mut()) {
-                let amax = xt.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
-                *st = amax / 127.0;
-                for (o, &v) in qt.iter_mut().zip(xt) {
-                    *o = rte(v * inv).clamp(-127, 127) as i8;
-                }
+                *st = quantize_absmax(xt, qt);
             }
         }
         let qu = q.iter().map(|&v| (v as i16 + 128) as u8).collect();

@@ -3,20 +3,13 @@
 //! [`super::w8a8::dot_scalar`]. AVX2: `maddubs(|w|, sign(a, w))` then `madd` with ones (pair
 //! sums ≤ 2·127², no i16 saturation). VNNI (AVX-VNNI or AVX-512 VNNI+VL on 256 bits):
 //! `vpdpbusd(a + 128, w)` minus `128 · Σ w` (the unsigned operand must be non-negative).
+use super::avx2::hsum_i32;
 use super::w8a8::{dot_scalar, TokAct, TOK};
 use std::arch::x86_64::*;
 
 /// Whether AVX-512 VNNI with VL (256-bit `vpdpbusd`) is present beside AVX2.
 pub fn detected_512vnni() -> bool {
     super::avx2::detected() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
-}
-
-#[inline(always)]
-unsafe fn hsum_i32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-    _mm_cvtsi128_si32(s)
 }
 
 #[inline(always)]

@@ -108,12 +108,16 @@ impl LlavaNames {
         ];
         let vision = find(src, &towers, patch)
             .ok_or_else(|| Error::MissingTensor(format!("vision_tower.{patch}` (under any known prefix")))?;
-        if let Some(p) = find(src, &["model.mm_projector.", "mm_projector."], "0.weight") {
+        let mlp = find(src, &["model.mm_projector.", "mm_projector."], "0.weight").map(|p| (p, ["0", "2"]));
+        // `mm_projector_type: linear`: one `nn.Linear` named `mm_projector`.
+        let linear =
+            || find(src, &["model.", ""], "mm_projector.weight").map(|p| (p, ["mm_projector", "mm_projector.2"]));
+        if let Some((p, [l1, l2])) = mlp.or_else(linear) {
             // LLaVA's original code base: the decoder keeps its own names under `model.`.
             return Ok(LlavaNames {
                 vision: vision.into(),
                 projector: p.into(),
-                projector_layers: ["0".into(), "2".into()],
+                projector_layers: [l1.into(), l2.into()],
                 text: vec![("model.".into(), "model.".into()), ("lm_head.".into(), "lm_head.".into())],
                 newline: "model.image_newline".into(),
             });
@@ -177,7 +181,9 @@ pub struct LlavaConfig {
     /// Absolute indices into `hidden_states` (0 = embeddings), in concatenation order.
     pub feature_layers: Vec<usize>,
     pub strategy: SelectStrategy,
-    pub projector_act: Activation,
+    /// The projector's activation between its two linears; `None`: one linear
+    /// (original LLaVA's `mm_projector_type: linear`).
+    pub projector_act: Option<Activation>,
     pub vision: VisionDims,
     pub text: LlamaConfig,
     pub pinpoints: Option<Vec<(usize, usize)>>,
@@ -239,7 +245,8 @@ impl LlavaConfig {
             "full" => SelectStrategy::Full,
             s => return Err(err(format!("vision_feature_select_strategy `{s}`"))),
         };
-        let projector_act = Activation::parse(c.get("projector_hidden_act").and_then(Value::as_str).unwrap_or("gelu"))?;
+        let act = c.get("projector_hidden_act").and_then(Value::as_str).unwrap_or("gelu");
+        let projector_act = Some(Activation::parse(act)?);
         let pinpoints = if next { Some(parse_pinpoints(c.get("image_grid_pinpoints"))?) } else { None };
         Ok(LlavaConfig {
             architecture,
@@ -278,7 +285,8 @@ impl LlavaConfig {
             s => return Err(err(format!("mm_vision_select_feature `{s}`"))),
         };
         let projector_act = match c.get("mm_projector_type").and_then(Value::as_str).unwrap_or("linear") {
-            "linear" | "mlp2x_gelu" => Activation::parse("gelu")?,
+            "linear" => None,
+            "mlp2x_gelu" => Some(Activation::parse("gelu")?),
             s => return Err(Error::Unsupported(format!("mm_projector_type `{s}` (linear or mlp2x_gelu)"))),
         };
         let pad_to_square = match c.get("image_aspect_ratio").and_then(Value::as_str).unwrap_or("square") {
@@ -414,15 +422,13 @@ impl Llava {
         let d = cfg.text.hidden_size;
         let p = &names.projector;
         let [l1, l2] = &names.projector_layers;
-        let projector = Projector::load(
-            src,
-            &format!("{p}{l1}"),
-            &format!("{p}{l2}"),
-            cfg.projector_act,
-            vin,
-            d,
-            &LoadOptions { weights: None, ..*opts },
-        )?;
+        let second = format!("{p}{l2}");
+        if cfg.projector_act.is_none() && src.contains(&format!("{second}.weight")) {
+            return Err(Error::format("config.json", format!("mm_projector_type is linear but `{second}` exists")));
+        }
+        let popts = LoadOptions { weights: None, ..*opts };
+        let second = cfg.projector_act.map(|act| (second.as_str(), act));
+        let projector = Projector::load(src, &format!("{p}{l1}"), second, vin, d, &popts)?;
         let lm = Llama::load(cfg.text.clone(), &Renamed { inner: src, rules: &names.text }, "", opts)?;
         let kind = match &cfg.pinpoints {
             None => LlavaKind::V15,

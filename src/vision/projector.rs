@@ -17,22 +17,20 @@ pub struct Projector {
 }
 
 impl Projector {
-    /// Load `first` (and `second`, if the checkpoint has `{second}.weight`, making an
-    /// `mlp2x` projector with `act`). `inp`: vision feature width, `out`: text hidden size.
+    /// Load `first`, and with `second = Some((name, act))` the second linear of an `mlp2x`
+    /// projector (`act` between them). `inp`: vision feature width, `out`: text hidden size.
     pub fn load(
         src: &dyn WeightSource,
         first: &str,
-        second: &str,
-        act: Activation,
+        second: Option<(&str, Activation)>,
         inp: usize,
         out: usize,
         opts: &LoadOptions,
     ) -> Result<Projector> {
         let first = load_linear(src, first, out, inp, opts)?;
-        let second = if src.contains(&format!("{second}.weight")) {
-            Some((act, load_linear(src, second, out, out, opts)?))
-        } else {
-            None
+        let second = match second {
+            Some((name, act)) => Some((act, load_linear(src, name, out, out, opts)?)),
+            None => None,
         };
         Ok(Projector { first, second })
     }
