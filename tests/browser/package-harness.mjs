@@ -13,11 +13,12 @@ import { MIME, parseRange } from '../../scripts/serve.mjs';
  * request; set `faults.cut = { file: 'name', after: bytes, times: n }` to drop the connection
  * after `after` bytes of that file's body, `times` times (Infinity: until cleared);
  * `faults.stall = { file, after }` sends `after` bytes of it and then nothing (a tab closed
- * mid-download is simulated by closing the page meanwhile).
+ * mid-download is simulated by closing the page meanwhile); `faults.slow = { file, bytesPerSecond }`
+ * paces that file's body (a slow network).
  */
 export async function startPackageServer({ roots, pages = {}, rangeSupport = true, pageHeaders = {} }) {
   const log = [];
-  const faults = { cut: null, stall: null };
+  const faults = { cut: null, stall: null, slow: null };
   const server = createServer((req, res) => {
     serve(req, res, { roots, pages, rangeSupport, pageHeaders, log, faults }).catch((e) => {
       if (!res.headersSent) res.writeHead(500).end(String(e));
@@ -81,7 +82,8 @@ async function serve(req, res, { roots, pages, rangeSupport, pageHeaders, log, f
   const cut = faults.cut && path.basename(file) === faults.cut.file && faults.cut.times > 0 ? faults.cut : null;
   if (cut) cut.times -= 1;
   const stall = faults.stall && path.basename(file) === faults.stall.file ? faults.stall : null;
-  const stream = createReadStream(file, { start, end });
+  const slow = faults.slow && path.basename(file) === faults.slow.file ? faults.slow : null;
+  const stream = createReadStream(file, { start, end, highWaterMark: slow ? 256 << 10 : undefined });
   stream.on('data', (chunk) => {
     if (stall && entry.sent + chunk.length >= stall.after) {
       const n = Math.max(0, stall.after - entry.sent);
@@ -99,7 +101,11 @@ async function serve(req, res, { roots, pages, rangeSupport, pageHeaders, log, f
       return;
     }
     entry.sent += chunk.length;
-    if (!res.write(chunk)) {
+    if (slow) {
+      res.write(chunk);
+      stream.pause();
+      setTimeout(() => stream.resume(), (chunk.length * 1000) / slow.bytesPerSecond);
+    } else if (!res.write(chunk)) {
       stream.pause();
       res.once('drain', () => stream.resume());
     }

@@ -1,9 +1,11 @@
 // The npm package as a web developer uses it: `npm pack` of dist/ (scripts/build-package.mjs),
-// a fresh Vite app in a temp dir that installs the tarball (Vite and TypeScript from the
-// registry through npm's cache in .cache/npm/, so reruns are fast and work offline), `vite build`, the built app
+// a fresh Vite app in a temp dir that installs the tarball (Vite and TypeScript from npm's
+// cache in .cache/npm/, which scripts/setup.sh fills: the test itself runs offline), `vite build`, the built app
 // served with the converted SmolLM2 model, and in headless Chromium (WebGPU off): the engine
 // created in its Web Worker, an answer streamed as chat.completion.chunk objects, another
-// aborted with an AbortController, and a non-streamed chat.completion. Needs www/pkg
+// aborted with an AbortController, and a non-streamed chat.completion; then the same app in
+// Chromium with --enable-unsafe-webgpu (SwiftShader, slow: 4 tokens): the engine on WebGPU
+// streams the CPU's greedy text and aborts (WEBVLM_SKIP_GPU=1 skips that part). Needs www/pkg
 // (scripts/build.sh), npm and, on the first run, the registry.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,12 +19,14 @@ import { buildPackage } from '../../scripts/build-package.mjs';
 
 const NPM_CACHE = path.join(ROOT, '.cache/npm');
 let APP; // the app's temp dir
-const VITE = '^8';
+const VITE = '^8'; // scripts/setup.sh caches the same specs (VITE_SPECS)
 const TIMEOUT = 6 * 60_000;
 
 let server;
 let browser;
 let page;
+let cpuText = null; // the greedy streamed answer on the CPU
+const SKIP_GPU = process.env.WEBVLM_SKIP_GPU === '1';
 
 /** `npm install ...` from npm's cache alone when it has everything, else through the registry. */
 function npmInstall(args) {
@@ -169,6 +173,7 @@ test('createEngine in a worker, a streamed answer, an aborted one', { timeout: T
   assert.equal(last.webvlm.backend, 'cpu');
   const text = chunks.map((c) => c.choices[0].delta.content || '').join('');
   assert.match(text, /Paris/);
+  cpuText = text;
   assert.ok(chunks.length - 2 <= last.usage.completion_tokens, 'at most one content chunk per token');
   // Aborted after the 4th chunk: the engine stops after the token in flight.
   const end = out.aborted.at(-1);
@@ -184,4 +189,47 @@ test('createEngine in a worker, a streamed answer, an aborted one', { timeout: T
   assert.equal(full.usage.total_tokens, full.usage.prompt_tokens + full.usage.completion_tokens);
   assert.equal(full.usage.completion_tokens, last.usage.completion_tokens);
   assert.equal(typeof full.created, 'number');
+});
+
+test('the same app on WebGPU: a streamed answer (the CPU greedy text), an aborted one', { skip: SKIP_GPU,
+  timeout: TIMEOUT }, async () => {
+  const gpuBrowser = await launchChromium({ webgpu: true });
+  try {
+    const gpuPage = await gpuBrowser.newPage();
+    const errors = [];
+    gpuPage.on('pageerror', (e) => errors.push(e.message));
+    await gpuPage.goto(server.url);
+    await gpuPage.waitForFunction(() => document.getElementById('status').textContent === 'ready');
+    const out = await gpuPage.evaluate(async () => {
+      const engine = await window.webvlmApp.createEngine({ model: '/models/smollm2-135m-int4/manifest.json',
+        backend: 'webgpu' });
+      const question = { role: 'user', content: [{ type: 'text', text: 'What is the capital of France?' }] };
+      const chunks = [];
+      for await (const c of await engine.chat.completions.create({ messages: [question], stream: true, max_tokens: 4 })) {
+        chunks.push(c);
+      }
+      const ctl = new AbortController();
+      const aborted = [];
+      const story = await engine.chat.completions.create({ stream: true, max_tokens: 100, signal: ctl.signal,
+        messages: [{ role: 'user', content: 'Write a long story about a dragon.' }] });
+      for await (const c of story) {
+        aborted.push(c);
+        if (aborted.length === 2) ctl.abort();
+      }
+      const info = { ...engine.info };
+      await engine.unload();
+      return { info, chunks, end: aborted.at(-1) };
+    });
+    assert.equal(out.info.backend, 'webgpu', JSON.stringify(out.info));
+    const last = out.chunks.at(-1);
+    assert.equal(last.webvlm.backend, 'webgpu');
+    assert.equal(last.usage.completion_tokens, 4);
+    const text = out.chunks.map((c) => c.choices[0].delta.content || '').join('');
+    assert.ok(text.length > 0 && cpuText.startsWith(text), `WebGPU ${JSON.stringify(text)} vs CPU ${JSON.stringify(cpuText)}`);
+    assert.equal(out.end.choices[0].finish_reason, 'abort');
+    assert.ok(out.end.usage.completion_tokens <= 3, `${out.end.usage.completion_tokens} tokens after abort`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await gpuBrowser.close();
+  }
 });

@@ -6,7 +6,8 @@
 // are short. With the LLaVA-1.5 fixture, an image question on WebGPU gives the CPU's ids
 // with the image encoded by the GPU vision tower (the status says "on WebGPU"), and with the
 // device destroyed before the question the image is encoded on the CPU, the same ids, a
-// notice saying why. WEBVLM_SKIP_GPU=1 skips them where the browser has no WebGPU adapter.
+// notice saying why; on WebGPU, stop, regenerate and a later turn whose prefill covers only its new
+// tokens (the KV cache on the GPU holds the rest). WEBVLM_SKIP_GPU=1 skips them where the browser has no WebGPU adapter.
 // Needs www/webvlm (scripts/build.sh) and the converted models (scripts/setup.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -198,6 +199,60 @@ test('an image question on WebGPU: the CPU\'s ids, the image encoded on the GPU'
     assert.match(g.status, /image tokens, encoded in \d+ ms on WebGPU/, g.status);
     assert.ok(cpuImageIds.length > 0);
     assert.deepEqual(g.ids, cpuImageIds, 'greedy ids with an image, WebGPU vs the CPU');
+  });
+
+/** The last answer's figures from its data-* attributes. */
+const lastFigures = () => page.evaluate(() => {
+  const d = [...document.querySelectorAll('#log .msg.assistant')].at(-1).dataset;
+  return { ids: JSON.parse(d.ids || 'null'), finish: d.finish, prefill: Number(d.prefillTokens),
+    prompt: Number(d.promptTokens), backend: d.backend };
+});
+
+test('on WebGPU: stop ends an answer early, regenerate re-runs it, a later turn prefills only its new tokens',
+  { timeout: 3 * GEN_TIMEOUT }, async (t) => {
+    if (skipWithoutAdapter(t)) return;
+    // Continues the image conversation of the test above (LLaVA fixture, WebGPU engine).
+    const first = await lastFigures();
+    assert.equal(first.backend, 'webgpu');
+    await page.locator('#max-tokens').fill('200');
+    // Escape (the keyboard's Stop) once the second token is counted.
+    await page.evaluate(() => {
+      const obs = new MutationObserver(() => {
+        if (Number(/ (\d+) tokens ·/.exec(document.getElementById('status').textContent)?.[1]) >= 2) {
+          obs.disconnect();
+          document.activeElement.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', bubbles: true }));
+        }
+      });
+      obs.observe(document.getElementById('status'), { childList: true, characterData: true, subtree: true });
+    });
+    await ask('Tell me a long story about it.');
+    const stopped = await answer();
+    const sf = await lastFigures();
+    assert.match(stopped.status, /^Stopped/);
+    assert.equal(sf.finish, 'aborted');
+    assert.equal(sf.backend, 'webgpu');
+    assert.ok(sf.ids.length >= 2 && sf.ids.length < 200, `${sf.ids.length} tokens`);
+
+    await page.locator('#max-tokens').fill(String(sf.ids.length + 2));
+    await page.locator('#regenerate').click();
+    await page.waitForFunction(() => document.body.dataset.state === 'generating', null, { timeout: 10_000, polling: 10 })
+      .catch(() => {});
+    await answer();
+    const again = await lastFigures();
+    assert.notEqual(again.finish, 'aborted');
+    assert.deepEqual(again.ids.slice(0, sf.ids.length), sf.ids, 'greedy: the same tokens, then past the stop');
+    assert.ok(again.ids.length > sf.ids.length);
+    assert.equal(again.prompt, sf.prompt, 'the same conversation was sent');
+
+    await page.locator('#max-tokens').fill('4');
+    await ask('And what colour is it?');
+    await answer();
+    const later = await lastFigures();
+    console.log(`webgpu later turn: prefill ${later.prefill} of ${later.prompt} (first turn ${first.prefill})`);
+    assert.equal(later.backend, 'webgpu');
+    assert.ok(later.prefill > 0 && later.prefill <= later.prompt - again.prompt,
+      `prefill ${later.prefill} should be <= ${later.prompt} - ${again.prompt} (only the new tokens)`);
+    assert.ok(later.prefill < first.prefill, `${later.prefill} < first turn's ${first.prefill}`);
   });
 
 test('device lost before an image question: the CPU encodes it, same ids, a notice', { timeout: 2 * GEN_TIMEOUT },
