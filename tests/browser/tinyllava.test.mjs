@@ -17,8 +17,10 @@ import { packagePage, startPackageServer } from './package-harness.mjs';
 const HELDOUT = path.join(ROOT, 'tests/fixtures/tinyllava/heldout');
 const QUESTIONS = 50;
 // SwiftShader (WebGPU on the CPU) takes ~5 s a question here: the WebGPU runs ask the first 10 and
-// must give the CPU path's answers (the full 50 on WebGPU are recorded in docs/TRAINING.md).
-const WEBGPU_QUESTIONS = 10;
+// must give the CPU path's answers. WEBVLM_WEBGPU_QUESTIONS=50 asks all 50 there and holds them to the
+// bar too (how the figures in docs/TRAINING.md were taken: INT4 46/50, the CPU's answers; ternary
+// 46/50 against the CPU's 45/50, a near-tie or more falling the other way).
+const WEBGPU_QUESTIONS = Math.min(QUESTIONS, Number(process.env.WEBVLM_WEBGPU_QUESTIONS || 10));
 const BAR = 0.85;
 const TIMEOUT = 10 * 60_000;
 
@@ -105,7 +107,12 @@ for (const name of ['tiny-llava-int4', 'tiny-llava-ternary']) {
     const right = answers.filter((a) => normalize(a.said) === normalize(a.answer)).length;
     console.log(`${name} webgpu: ${right}/${answers.length} right, in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.ok(answers.every((a) => a.backend === 'webgpu'), 'every answer ran on WebGPU');
-    answers.forEach((a, i) => assert.equal(a.said, cpuAnswers[name][i].said, `${a.question} (WebGPU vs CPU)`));
+    const differ = answers.filter((a, i) => a.said !== cpuAnswers[name][i].said).map((a) => a.question);
+    console.log(`${name} webgpu: ${differ.length} answers differ from the CPU path's ${JSON.stringify(differ)}`);
+    // The first 10 word for word; beyond them a near-tie may fall the other way (float sums in
+    // another order), so a full run is held to the bar instead.
+    answers.slice(0, 10).forEach((a, i) => assert.equal(a.said, cpuAnswers[name][i].said, `${a.question} (WebGPU vs CPU)`));
+    if (answers.length === QUESTIONS) assert.ok(right / answers.length >= BAR, `${right}/${answers.length} on WebGPU`);
   });
 }
 
