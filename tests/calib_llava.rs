@@ -137,7 +137,10 @@ fn llava_builtin_calibration_uses_photos_scenes_and_prose() {
         items.iter().filter(|i| i.image.file_name().unwrap().to_str().unwrap().contains("-photo-")).count()
     };
     let (cal, held) = (split.calib.len(), split.heldout.len());
-    assert!(cal >= 20 && held >= 5 && photos(&split.calib[..]) >= 4 && photos(&split.heldout[..]) >= 1, "{cal} / {held}");
+    assert!(
+        cal >= 20 && held >= 5 && photos(&split.calib[..]) >= 4 && photos(&split.heldout[..]) >= 1,
+        "{cal} / {held}"
+    );
     assert!(split.calib.iter().chain(&split.heldout).all(|i| !i.prompt.is_empty() && !i.answer.is_empty()));
 
     let src = root().join("tests/fixtures/llava/llava15-llama");
