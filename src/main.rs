@@ -58,7 +58,8 @@ mod cli {
         /// Block linears: rtn (no calibration unless --calibrate), awq, gptq or awq+gptq.
         #[arg(long, default_value = "rtn")]
         method: String,
-        /// Calibration data: a text file, `builtin` (CPython's pydoc_data prose), or for LLaVA a
+        /// Calibration data: a text file, `builtin` (CPython's pydoc_data prose; for LLaVA also the built-in
+        /// photos and generated scenes with questions, data/calib-vlm), or for LLaVA a
         /// folder of images with prompts (`cat.png` + `cat.txt`: question, blank line, answer).
         #[arg(long)]
         calibrate: Option<String>,
@@ -90,7 +91,8 @@ mod cli {
         /// Its source, run in f32 as the reference.
         #[arg(long)]
         reference: PathBuf,
-        /// Text whose held-out part is evaluated: a file or `builtin`.
+        /// Text whose held-out part is evaluated: a file or `builtin` (LLaVA: also an image folder;
+        /// `builtin` is then the built-in image set's held-out items).
         #[arg(long, default_value = "builtin")]
         text: String,
         /// Held-out tokens evaluated (at most).

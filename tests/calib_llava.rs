@@ -122,3 +122,44 @@ fn llava_calibrated_with_images_beats_rtn_converted_fixture() {
     assert!(p.join("manifest.json").exists(), "{} is missing: run scripts/setup.sh", p.display());
     check_source(&p, "converted");
 }
+
+/// `--calibrate builtin` on a LLaVA: the built-in image set (`data/calib-vlm`, written by
+/// `tools/calib_set.py`: real photos and the default model's generated scenes with questions)
+/// plus pydoc_data prose for a quarter of the tokens; evaluated on the set's held-out items.
+#[test]
+fn llava_builtin_calibration_uses_photos_scenes_and_prose() {
+    use webvlm::calib::images::{builtin_dir, load};
+    let dir = builtin_dir();
+    let bytes: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(bytes < 1 << 20, "{}: {bytes} bytes", dir.display());
+    let split = load(&dir).unwrap();
+    let photos = |items: &[webvlm::calib::images::Item]| {
+        items.iter().filter(|i| i.image.file_name().unwrap().to_str().unwrap().contains("-photo-")).count()
+    };
+    let (cal, held) = (split.calib.len(), split.heldout.len());
+    assert!(
+        cal >= 20 && held >= 5 && photos(&split.calib[..]) >= 4 && photos(&split.heldout[..]) >= 1,
+        "{cal} / {held}"
+    );
+    assert!(split.calib.iter().chain(&split.heldout).all(|i| !i.prompt.is_empty() && !i.answer.is_empty()));
+
+    let src = root().join("tests/fixtures/llava/llava15-llama");
+    let cfg = |spec| CalibConfig { method: Method::Gptq, spec, calib_tokens: 8192, ..Default::default() };
+    let (q, out, seen) = convert_llava(&src, cfg(TextSpec::Builtin), "llava-builtin");
+    eprintln!("builtin: {}", q["evaluation"]);
+    // 2048 tokens of prose (8 sequences of 256), then every calibration image; every held-out image
+    assert_eq!(seen, [("collect".to_string(), 8 + cal), ("quantize".into(), 2), ("evaluate".into(), held)]);
+    let tokens = q["calibration_tokens"].as_u64().unwrap();
+    assert!(tokens > 2048 + cal as u64 * (16 + 5), "{tokens}");
+    assert!(q["calibration_text"].as_str().unwrap().starts_with("builtin: images"), "{}", q["calibration_text"]);
+    // `eval --text builtin` of the written folder evaluates the same held-out items
+    let c = CalibConfig { spec: TextSpec::Builtin, ..Default::default() };
+    let e = webvlm::calib::run::eval_paths(&out, &src, &TextSpec::Builtin, &c, &mut |_, _, _| {}).unwrap();
+    assert!((e.mean_kl - kl(&q)).abs() <= 1e-6 * kl(&q), "eval {} vs {}", e.mean_kl, kl(&q));
+    assert_eq!(e.positions as u64, q["evaluation"]["positions"].as_u64().unwrap());
+    // the same folder without the prose: same held-out positions, other weights
+    let (qi, iout, _) = convert_llava(&src, cfg(TextSpec::Images(dir)), "llava-builtin-images");
+    assert_eq!(qi["evaluation"]["positions"], q["evaluation"]["positions"]);
+    let name = q["layers"][0]["name"].as_str().unwrap();
+    assert!(weights(&out, name) != weights(&iout, name), "{name}: the prose changed nothing");
+}

@@ -7,8 +7,9 @@ diamond) in distinct slots (left, right, top, bottom, centre), each with a colou
 scene yields questions about colour, shape, size, count, position, text and "Describe the image.",
 answered by short sentences built from the scene (the answer key).
 
-Splits are disjoint by seed: `train` uses seeds from 0, `heldout` from HELDOUT_BASE; training never
-draws a seed at or above HELDOUT_BASE.
+Splits are disjoint by seed: `train` uses seeds from 0, `heldout` from HELDOUT_BASE, `calib` (the
+scenes of the converter's built-in calibration set, `tools/calib_set.py`) from CALIB_BASE; training
+never draws a seed at or above HELDOUT_BASE, and the held-out split stays below CALIB_BASE.
 
 Usage (Pillow + numpy only):
 
@@ -30,6 +31,7 @@ CELL = 24  # the slots are the centres of a 3x3 grid of CELL-pixel cells: with t
 # CELL, every object (radius <= 9.5) and word (21 px wide with its box) lies inside one patch
 SS = 4  # supersampling factor for anti-aliased shapes
 HELDOUT_BASE = 1_000_000
+CALIB_BASE = 2_000_000
 COLOURS = {
     "red": (220, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 225), "yellow": (245, 225, 30),
     "orange": (250, 140, 20), "purple": (140, 40, 180), "pink": (250, 130, 200), "white": (255, 255, 255),
@@ -192,7 +194,7 @@ def example(seed, per_image=None):
 
 
 def split_seeds(split, n):
-    base = {"train": 0, "heldout": HELDOUT_BASE}[split]
+    base = {"train": 0, "heldout": HELDOUT_BASE, "calib": CALIB_BASE}[split]
     return range(base, base + n)
 
 
@@ -248,7 +250,7 @@ def write_split(split, n_images, out, per_image=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--split", choices=["train", "heldout"], default="heldout")
+    ap.add_argument("--split", choices=["train", "heldout", "calib"], default="heldout")
     ap.add_argument("--images", type=int, default=80)
     ap.add_argument("--per-image", type=int, default=None, help="questions per image (default: all)")
     ap.add_argument("--out", required=True)

@@ -1,5 +1,6 @@
 //! Calibration and evaluation text. `--calibrate FILE` reads a UTF-8 text file (a folder is an
-//! image set for LLaVA models, [`super::images`]); `builtin`
+//! image set for LLaVA models, [`super::images`]; on a LLaVA `builtin` is the built-in image set
+//! plus this prose, [`super::vlm`]); `builtin`
 //! builds a set at run time from the prose CPython ships in `pydoc_data.topics` (the help
 //! texts of `help("topic")`, read through the `python3` on the machine): the topics sorted by
 //! name, shuffled with a fixed seed, the first part for calibration and the rest held out.

@@ -26,6 +26,13 @@ pub const DEFAULT_PROMPT: &str = "Describe the image.";
 /// Largest image accepted (pixels).
 const MAX_PIXELS: u64 = 64 << 20;
 
+/// The built-in image set of LLaVA models (`--calibrate builtin`): real photos from
+/// scikit-image's wheel and the default model's generated scenes with their questions, written
+/// by `tools/calib_set.py` into the repository's `data/calib-vlm/` (read from there at run time).
+pub fn builtin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join("calib-vlm")
+}
+
 /// One image and its prompt.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Item {

@@ -98,6 +98,23 @@ class CommittedSplit(unittest.TestCase):
         self.assertGreaterEqual(len(rows), 200)
         self.assertTrue(all(r["seed"] >= g.HELDOUT_BASE for r in rows))
 
+    def test_calib_set_scenes_are_the_generators_output(self):
+        # data/calib-vlm (the converter's built-in LLaVA calibration set, tools/calib_set.py): its scenes
+        # come from the calib split, disjoint from train and held-out, with one of their own questions
+        root = Path(__file__).resolve().parents[2] / "data" / "calib-vlm"
+        scenes = sorted(root.glob("*-scene-*.png"))
+        self.assertGreaterEqual(len(scenes), 30)
+        self.assertEqual(len(list(root.glob("*-photo-*.jpg"))), 6)
+        for p in scenes:
+            seed = int(p.stem.split("-")[-1])
+            self.assertGreaterEqual(seed, g.CALIB_BASE)
+            scene = g.sample_scene(seed)
+            self.assertTrue(np.array_equal(np.asarray(g.render(scene)), np.asarray(g.Image.open(p))), p.name)
+            q, a = p.with_suffix(".txt").read_text().strip().split("\n\n")
+            self.assertIn((q, a), [(q2, a2) for _, q2, a2 in g.questions(scene)], p.name)
+        held = set(g.split_seeds("heldout", g.CALIB_BASE - g.HELDOUT_BASE))
+        self.assertFalse(held & set(g.split_seeds("calib", len(scenes))))
+
 
 class Judge(unittest.TestCase):
     def test_normalization(self):
