@@ -360,10 +360,13 @@ impl Engine {
     }
 }
 
+/// Token ids and, per row, the image-feature row replacing its embedding ([`GpuInput::Merged`]).
+type MergeRows<'a> = (Vec<u32>, Vec<Option<&'a [f32]>>);
+
 /// The run's uncached prompt rows for the GPU's LLaVA merge: token ids (0 at image tokens,
 /// whose id may lie outside the vocabulary) and, for each row, the image-feature row
 /// `[hidden]` that replaces its embedding (as [`Llava::embed_with_images`] splices them).
-fn merge_rows<'a>(m: &Llava, run: &'a Run) -> Result<(Vec<u32>, Vec<Option<&'a [f32]>>)> {
+fn merge_rows<'a>(m: &Llava, run: &'a Run) -> Result<MergeRows<'a>> {
     let (d, img) = (m.cfg.text.hidden_size, m.cfg.image_token_id);
     let n_img = run.prompt.iter().filter(|&&t| t == img).count();
     let n_feat: usize = run.features.iter().map(|f| f.len() / d).sum();
