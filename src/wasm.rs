@@ -29,9 +29,9 @@
 //! and submits it, engine borrowed) and the readback awaited with the engine *not* borrowed,
 //! then `step_complete`. When the device is lost or runs out of memory the engine replays the
 //! conversation on the CPU and the answer goes on there; the result says so (`backend`,
-//! `fallback_reason`). The decoder's weights lived only on the GPU, so the loop first fetches
-//! the shards holding them again, one at a time, from the shard source (`set_shard_source`, or
-//! the URL `load` read).
+//! `fallback_reason`). The matrices lived only on the GPU (decoder, embedding, vision tower,
+//! projector), so the loop first fetches the shards holding them again, one at a time, from
+//! the shard source (`set_shard_source`, or the URL `load` read).
 //!
 //! Reference followed: the wasm-bindgen guide (`--target web`, `js_sys::Promise`,
 //! `wasm_bindgen_futures::future_to_promise`) and the WHATWG Streams spec
@@ -389,8 +389,8 @@ async fn next_event(state: &Rc<RefCell<State>>) -> Result<Option<TokenEvent>, Js
     }
 }
 
-/// The decoder's weights again, after a device loss on an engine whose weights lived only on
-/// the GPU: each shard holding some of them, one at a time, from the shard source (checked
+/// The weights that lived only on the GPU, after a GPU failure ([`Engine::gpu_only_tensors`]:
+/// decoder, embedding, vision tower, projector): each shard holding some of them, one at a time, from the shard source (checked
 /// against the manifest like at load); only those tensors are decoded and kept.
 async fn reload_weights(state: &Rc<RefCell<State>>) -> Result<MemWeights, JsValue> {
     let (source, manifest_json, keep) = {
@@ -465,7 +465,7 @@ impl WasmEngine {
     }
 
     /// Where the engine gets a shard again when it needs the weights on the CPU after they
-    /// lived only on the GPU (a lost device): `fetch_shard(index)` resolves to the shard's
+    /// lived only on the GPU (a lost device, a failed image encode): `fetch_shard(index)` resolves to the shard's
     /// bytes (`Uint8Array`), checked against the manifest like at load. `WasmEngine.load`
     /// sets one that fetches from its URL; without any, such a device loss is an error.
     pub fn set_shard_source(&self, fetch_shard: Function) -> Result<(), JsValue> {

@@ -86,8 +86,8 @@ fn llava_prompt(e: &Engine) -> (Vec<u32>, Image) {
     (e.chat_prompt_ids_with_images(&[turn]).unwrap(), img)
 }
 
-/// LLaVA: the decoder's block linears and head stream to the GPU; the embedding stays (image
-/// prompts are embedded on the CPU), as does the vision tower.
+/// LLaVA: the decoder's block linears, head and embedding stream to the GPU, and so do the
+/// vision tower's and projector's matrices (`tests/gpu_resident.rs` checks the bytes).
 #[test]
 fn llava_fixture_streamed_matches_cpu() {
     let Some(ctx) = fresh_gpu() else { return };
@@ -97,8 +97,9 @@ fn llava_fixture_streamed_matches_cpu() {
     let want = run(&mut cpu, &prompt, std::slice::from_ref(&img), 10, None);
     let mut e = streamed(&dir, ctx);
     let layers = e.config().num_hidden_layers;
-    assert_eq!(e.gpu_only_tensors().len(), 7 * layers + 1);
-    assert!(e.model().embed.w.rows > 0 && !e.model().embed.w.is_placeholder());
+    let vision = e.llava().unwrap().tower.layers.len() * 6 + 3; // + patch, projector's two
+    assert_eq!(e.gpu_only_tensors().len(), 7 * layers + 2 + vision);
+    assert!(e.model().embed.w.rows > 0 && e.model().embed.w.is_placeholder());
     assert_eq!(run(&mut e, &prompt, &[img], 10, None), want, "greedy ids with an image, weights streamed");
     assert_eq!(e.backend(), Backend::Gpu, "{:?}", e.fallback_reason());
 }

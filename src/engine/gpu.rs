@@ -5,23 +5,29 @@
 //! features) of the conversation, and goes on with the same step on the CPU, reporting why
 //! in [`Engine::fallback_reason`].
 //!
-//! When the decoder's matrices were streamed to the GPU only ([`super::stream`]), the CPU
-//! model holds placeholders: leaving the GPU then answers [`StepPending::NeedWeights`], the
-//! caller hands the weights back ([`Engine::resume_on_cpu`]; [`Engine::step`] uses the
-//! [`WeightReload`] set natively) and the replay goes on.
+//! When matrices were streamed to the GPU only ([`super::stream`]: the decoder's, the
+//! embedding, a LLaVA model's vision tower and projector), the CPU model holds placeholders:
+//! leaving the GPU then answers [`StepPending::NeedWeights`], the caller hands the weights back
+//! ([`Engine::resume_on_cpu`]; [`Engine::step`] uses the [`WeightReload`] set natively) and the
+//! replay goes on. On the GPU an image prompt is embedded there: the token rows gathered, the
+//! image features written over the image tokens' rows (the LLaVA merge, [`GpuInput::Merged`]).
 
 use std::sync::Arc;
 
-use super::{now_ms, prompt_embeds, Engine, Model, TokenEvent};
+use super::{now_ms, prompt_embeds, Engine, Model, Run, TokenEvent};
 use crate::error::{Error, Result};
 use crate::gpu::decoder::{GpuDecoder, GpuInput, GpuOutput, Pending};
-use crate::gpu::decoder_weights::{footprint, GpuNeed};
+use crate::gpu::decoder_weights::{footprint, GpuNeed, Streamed};
 use crate::gpu::stream::GpuUpload;
 use crate::gpu::vision::{llava_activation_bytes, GpuVision};
 use crate::gpu::GpuContext;
 use crate::io::WeightSource;
+use crate::model::llava::Llava;
+use crate::model::slots::Slot;
+use crate::quant::QTensor;
+use std::collections::BTreeMap;
 
-/// Gives the decoder's weights again (natively: the model folder opened anew).
+/// Gives the checkpoint's weights again (natively: the model folder opened anew).
 pub type WeightReload = Box<dyn FnMut() -> Result<Box<dyn WeightSource>> + Send + Sync>;
 
 /// Where the decoder runs.
@@ -72,7 +78,7 @@ impl Engine {
     /// limits, no memory) leave the engine on the CPU.
     pub fn use_gpu(&mut self, ctx: Arc<GpuContext>, budget: Option<u64>) -> Result<()> {
         self.check_fit(&ctx, budget, 0)?;
-        let vision = self.vision_on(&ctx)?;
+        let vision = self.vision_on(&ctx, &mut Streamed::new())?;
         let dec = GpuDecoder::new(ctx, self.model(), self.context_len(), budget)?;
         self.reset();
         self.gpu = Some(Box::new(dec));
@@ -81,15 +87,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Run the decoder on the GPU with the matrices `up` uploaded as their shards arrived
-    /// (the CPU model holds placeholders for them). On an error the engine has no decoder
-    /// weights anywhere until [`Engine::resume_on_cpu`].
+    /// Run the model on the GPU with the matrices `up` uploaded as their shards arrived
+    /// (the CPU model holds placeholders for them). On an error those weights are nowhere
+    /// until [`Engine::fill_weights`] / [`Engine::resume_on_cpu`].
     pub fn use_gpu_streamed(&mut self, up: GpuUpload) -> Result<()> {
-        let GpuUpload { ctx, budget, slots, streamed } = up;
-        let lm = self.model();
-        self.gpu_only = slots.into_iter().filter(|(_, s)| lm.matrix(*s).is_some_and(|m| m.is_placeholder())).collect();
+        let GpuUpload { ctx, budget, slots, mut streamed, .. } = up;
+        self.gpu_only =
+            slots.into_iter().filter(|(_, s)| self.matrix(*s).is_some_and(|m| m.is_placeholder())).collect();
         self.check_fit(&ctx, budget, streamed.values().map(|m| m.nbytes()).sum())?;
-        let vision = self.vision_on(&ctx)?;
+        let vision = self.vision_on(&ctx, &mut streamed)?;
         let dec = GpuDecoder::with_streamed(ctx, self.model(), self.context_len(), budget, streamed)?;
         self.reset();
         self.gpu = Some(Box::new(dec));
@@ -112,34 +118,50 @@ impl Engine {
         footprint(ctx, &self.model().cfg, GpuNeed { decoder, vision, context: self.context_len() }, budget).map(|_| ())
     }
 
-    /// A LLaVA model's vision tower and projector on `ctx` (in wasm images reach it through
-    /// [`Engine::submit_images`], whose readback is awaited).
-    fn vision_on(&self, ctx: &Arc<GpuContext>) -> Result<Option<Box<GpuVision>>> {
+    /// A LLaVA model's vision tower and projector on `ctx`, taking its streamed matrices out
+    /// of `streamed` (in wasm images reach it through [`Engine::submit_images`], whose
+    /// readback is awaited).
+    fn vision_on(&self, ctx: &Arc<GpuContext>, streamed: &mut Streamed) -> Result<Option<Box<GpuVision>>> {
         match &self.model {
-            Model::Llava(m) => Ok(Some(Box::new(GpuVision::for_llava(ctx.clone(), m)?))),
+            Model::Llava(m) => Ok(Some(Box::new(GpuVision::for_llava_streamed(ctx.clone(), m, streamed)?))),
             _ => Ok(None),
         }
     }
 
-    /// The decoder matrices held only on the GPU, by checkpoint name (empty when the CPU
-    /// model is whole): what [`Engine::resume_on_cpu`] needs.
-    pub fn gpu_only_tensors(&self) -> &std::collections::BTreeMap<String, crate::model::slots::Slot> {
+    /// The matrix at `slot` in the CPU model (maybe a placeholder).
+    fn matrix(&self, slot: Slot) -> Option<&QTensor> {
+        match &self.model {
+            Model::Text(m) => m.matrix(slot),
+            Model::Llava(m) => m.matrix(slot),
+        }
+    }
+
+    /// The matrices held only on the GPU, by checkpoint name (empty when the CPU model is
+    /// whole): what [`Engine::resume_on_cpu`] needs.
+    pub fn gpu_only_tensors(&self) -> &BTreeMap<String, Slot> {
         &self.gpu_only
     }
 
-    /// Bytes of decoder weights held in memory (placeholders count nothing).
+    /// Bytes of decoder weights held in memory, the embedding included (placeholders count
+    /// nothing).
     pub fn decoder_cpu_bytes(&self) -> usize {
         self.model().weight_bytes()
     }
 
-    /// Where [`Engine::step`] gets the decoder's weights after a device loss.
+    /// Bytes of a LLaVA model's vision-tower and projector weights held in memory
+    /// (placeholders count nothing; 0 for a text model).
+    pub fn vision_cpu_bytes(&self) -> usize {
+        self.llava().map_or(0, |m| m.tower.weight_bytes() + m.projector.weight_bytes())
+    }
+
+    /// Where [`Engine::step`] gets the weights after a GPU failure.
     pub fn set_weight_reload(&mut self, f: WeightReload) {
         self.reload = Some(f);
     }
 
-    /// After [`StepPending::NeedWeights`]: fill the decoder's placeholders from `src` (the
-    /// checkpoint's names; only [`Engine::gpu_only_tensors`] are read) and run the waiting
-    /// step on the CPU, replaying the conversation.
+    /// After [`StepPending::NeedWeights`]: fill the placeholders from `src` (the checkpoint's
+    /// names; only [`Engine::gpu_only_tensors`] are read) and run the waiting step on the
+    /// CPU, replaying the conversation.
     pub fn resume_on_cpu(&mut self, src: &dyn WeightSource) -> Result<Option<TokenEvent>> {
         let (input, t0) =
             self.awaiting.take().ok_or_else(|| Error::Invalid("no step waits for the decoder's weights".into()))?;
@@ -147,20 +169,22 @@ impl Engine {
         self.replay_on_cpu(input, t0)
     }
 
-    /// Whether the engine runs on the CPU with decoder matrices that lived only on the GPU
-    /// (a GPU failure when a streamed load finished, or a lost device): until
-    /// [`Engine::fill_weights`], the next step answers [`StepPending::NeedWeights`].
+    /// Whether the engine runs on the CPU with matrices that lived only on the GPU (a GPU
+    /// failure when a streamed load finished, a lost device, a failed image encode): until
+    /// [`Engine::fill_weights`], the next step answers [`StepPending::NeedWeights`] (and,
+    /// natively, an image to encode reads them through the [`WeightReload`]).
     pub fn needs_weights(&self) -> bool {
         self.gpu.is_none() && !self.gpu_only.is_empty()
     }
 
-    /// Fill the decoder's placeholders from `src` (the checkpoint's names; only
-    /// [`Engine::gpu_only_tensors`] are read). On an error they stay wanted.
+    /// Fill the placeholders (decoder, embedding, vision tower, projector) from `src` (the
+    /// checkpoint's names; only [`Engine::gpu_only_tensors`] are read). On an error they stay
+    /// wanted.
     pub fn fill_weights(&mut self, src: &dyn WeightSource) -> Result<()> {
         let slots = std::mem::take(&mut self.gpu_only);
         let filled = match &mut self.model {
             Model::Text(m) => m.fill_placeholders(src, &slots),
-            Model::Llava(m) => m.lm.fill_placeholders(src, &slots),
+            Model::Llava(m) => m.fill_placeholders(src, &slots),
         };
         if let Err(e) = filled {
             self.gpu_only = slots;
@@ -173,11 +197,11 @@ impl Engine {
     fn reload_weights_error(&self) -> Error {
         let why = self.fallback.as_deref().unwrap_or("no GPU");
         Error::Gpu(format!(
-            "the GPU failed ({why}) and the decoder's weights lived only there; no source to load them again from (set_shard_source)"
+            "the GPU failed ({why}) and the model's weights lived only there; no source to load them again from (set_shard_source)"
         ))
     }
 
-    /// The decoder's weights from the [`WeightReload`], or an error saying there is none.
+    /// The weights from the [`WeightReload`], or an error saying there is none.
     pub(super) fn reload_weights(&mut self) -> Result<Box<dyn WeightSource>> {
         let err = self.reload_weights_error();
         let r = self.reload.as_mut().ok_or(err);
@@ -277,7 +301,8 @@ impl Engine {
         self.gpu_pick = on;
     }
 
-    /// Submit `input` to the GPU: the prompt with image features as embeddings, tokens otherwise.
+    /// Submit `input` to the GPU: a prompt with images as tokens merged with the image
+    /// features on the GPU, tokens otherwise.
     /// Decode steps choose their token on the GPU with the run's sampler (its RNG word passed
     /// along), so only the id comes back.
     fn gpu_submit(&mut self, input: &[u32]) -> Result<Pending> {
@@ -296,9 +321,8 @@ impl Engine {
         let run = &*run;
         match &self.model {
             Model::Llava(m) if !run.prefilled && !run.images.is_empty() => {
-                let x = prompt_embeds(m, run)?; // [prompt, hidden]
-                let d = m.cfg.text.hidden_size;
-                gpu.submit(GpuInput::Embeds(&x[run.reused * d..]))
+                let (ids, rows) = merge_rows(m, run)?;
+                gpu.submit(GpuInput::Merged { ids: &ids, rows: &rows })
             }
             _ => gpu.submit(GpuInput::Tokens(input)),
         }
@@ -334,6 +358,34 @@ impl Engine {
             }
         }
     }
+}
+
+/// Token ids and, per row, the image-feature row replacing its embedding ([`GpuInput::Merged`]).
+type MergeRows<'a> = (Vec<u32>, Vec<Option<&'a [f32]>>);
+
+/// The run's uncached prompt rows for the GPU's LLaVA merge: token ids (0 at image tokens,
+/// whose id may lie outside the vocabulary) and, for each row, the image-feature row
+/// `[hidden]` that replaces its embedding (as [`Llava::embed_with_images`] splices them).
+fn merge_rows<'a>(m: &Llava, run: &'a Run) -> Result<MergeRows<'a>> {
+    let (d, img) = (m.cfg.text.hidden_size, m.cfg.image_token_id);
+    let n_img = run.prompt.iter().filter(|&&t| t == img).count();
+    let n_feat: usize = run.features.iter().map(|f| f.len() / d).sum();
+    if n_img != n_feat || run.features.iter().any(|f| f.len() % d != 0) {
+        return Err(Error::Invalid(format!(
+            "image features and image tokens do not match: tokens {n_img}, features {n_feat}"
+        )));
+    }
+    let mut feats = run.features.iter().flat_map(|f| f.chunks_exact(d));
+    let mut ids = Vec::with_capacity(run.prompt.len() - run.reused);
+    let mut rows = Vec::with_capacity(ids.capacity());
+    for (i, &t) in run.prompt.iter().enumerate() {
+        let row = if t == img { feats.next() } else { None };
+        if i >= run.reused {
+            ids.push(if t == img { 0 } else { t });
+            rows.push(row);
+        }
+    }
+    Ok((ids, rows))
 }
 
 /// Forward `seq` (a prefix of the run's prompt + generated tokens) on the CPU from an empty

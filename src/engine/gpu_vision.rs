@@ -10,6 +10,11 @@
 //! [`Engine::complete_images`], which puts the features in the feature cache;
 //! `start_with_images` then finds them there. `Timings::image_encoder` says where a run's
 //! images were encoded.
+//!
+//! When the tower and projector were streamed to the GPU only, the CPU encoder needs them back
+//! first: natively [`Engine::encode_prepared`] reads them through the engine's
+//! [`super::WeightReload`]; the browser fills them from its shard source before the run
+//! starts (`wasm/images.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -172,6 +177,10 @@ impl Engine {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if self.needs_weights() {
+            let src = self.reload_weights()?;
+            self.fill_weights(src.as_ref())?;
         }
         let Model::Llava(m) = &self.model else { unreachable!("checked above") };
         self.encoded = Some((Backend::Cpu, ms));

@@ -1,7 +1,8 @@
 //! Building an engine from a converted model one shard at a time (`docs/ARCHITECTURE.md`,
 //! "Loading"), shared by the browser ([`crate::wasm`]'s `WasmLoader`) and the CLI: with a GPU
-//! the decoder's matrices go from each shard straight to GPU buffers ([`GpuUpload`]) and the
-//! CPU model keeps placeholders for them; after a device loss the engine asks for them again
+//! the decoder's matrices (embedding included) and a LLaVA model's vision-tower and projector
+//! matrices go from each shard straight to GPU buffers ([`GpuUpload`]) and the CPU model keeps
+//! placeholders for them; after a GPU failure the engine asks for them again
 //! ([`StepPending::NeedWeights`](super::StepPending::NeedWeights), [`Engine::resume_on_cpu`]).
 
 use super::Engine;
@@ -10,6 +11,7 @@ use crate::gpu::stream::GpuUpload;
 use crate::gpu::GpuContext;
 use crate::io::manifest::{Manifest, ManifestLoader, TensorSink};
 use crate::model::llava::VisionLoadOptions;
+use crate::model::slots::Slot;
 use crate::model::LoadOptions;
 use std::sync::Arc;
 
@@ -50,12 +52,21 @@ impl StreamLoader {
         &mut self.loader
     }
 
-    /// Whether the decoder goes to the GPU.
+    /// Whether the model goes to the GPU.
     pub fn on_gpu(&self) -> bool {
         self.gpu.is_some()
     }
 
-    /// Check shard `index` and take its tensors: the decoder's matrices to the GPU, the rest
+    /// Before any shard: a vision tower converted on load (`vopts.tower`) is built in memory
+    /// and uploaded from there, so its matrices do not stream to the GPU. Pass the same
+    /// `vopts` to [`StreamLoader::finish`].
+    pub fn set_vision_options(&mut self, vopts: &VisionLoadOptions) {
+        if let (Some(_), Some(up)) = (vopts.tower, self.gpu.as_mut()) {
+            up.slots.retain(|_, s| !matches!(s, Slot::Vision(..)));
+        }
+    }
+
+    /// Check shard `index` and take its tensors: the planned matrices to the GPU, the rest
     /// decoded into memory. None of `bytes` is kept.
     pub fn add_shard(&mut self, index: usize, bytes: &[u8]) -> Result<()> {
         let sink = self.gpu.as_mut().map(|g| g as &mut dyn TensorSink);
@@ -74,6 +85,13 @@ impl StreamLoader {
 
     /// Build the engine (an error names the shards not added), on the GPU when planned so.
     pub fn finish(self, tokenizer_json: String, vopts: &VisionLoadOptions) -> Result<Engine> {
+        let streamed_tower = self.gpu.as_ref().is_some_and(|g| g.slots.values().any(|s| matches!(s, Slot::Vision(..))));
+        if vopts.tower.is_some() && streamed_tower {
+            return Err(Error::Invalid(
+                "the vision tower streamed to the GPU as stored: set_vision_options before the shards to convert it"
+                    .into(),
+            ));
+        }
         let ckpt = self.loader.finish(tokenizer_json)?;
         let mut engine = Engine::new_with_vision(ckpt, &self.opts, vopts)?;
         if let Some(up) = self.gpu {
@@ -86,8 +104,8 @@ impl StreamLoader {
     }
 }
 
-/// Load the converted folder `dir` reading one shard at a time, the decoder's matrices
-/// going straight to `gpu`; after a device loss the engine maps the folder again for them.
+/// Load the converted folder `dir` reading one shard at a time, the matrices [`GpuUpload`]
+/// plans going straight to `gpu`; after a GPU failure the engine maps the folder again for them.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(
     dir: &std::path::Path,
@@ -114,6 +132,7 @@ pub fn load_dir_with(
         String::from_utf8(read("manifest.json")?).map_err(|e| Error::format("manifest.json", e.to_string()))?;
     let mut loader = StreamLoader::new(&manifest_json, opts, gpu)?;
     loader.set_cpu_fallback(cpu_fallback);
+    loader.set_vision_options(vopts);
     let tok_file = loader.manifest().tokenizer.file.clone();
     let tokenizer = String::from_utf8(read(&tok_file)?).map_err(|e| Error::format(&tok_file, e.to_string()))?;
     let files: Vec<String> = loader.manifest().shards.iter().map(|s| s.file.clone()).collect();

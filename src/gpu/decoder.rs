@@ -20,6 +20,7 @@ use super::linear::{plan_gather, plan_linear};
 use super::ops;
 use super::ops_attn::{attention_decode, attention_prefill, decode_splits, AttnDims};
 use super::ops_sample::{seen_bits, token_plan, TokenPlan};
+use super::ops_vision::llava_merge;
 use super::{GpuContext, Plan, Step};
 use crate::error::{Error, Result};
 use crate::model::config::NormKind;
@@ -36,16 +37,21 @@ const INITIAL_CAPACITY: usize = 256;
 pub enum GpuInput<'a> {
     /// Token ids, embedded on the GPU.
     Tokens(&'a [u32]),
-    /// Input embeddings `[n, hidden]` (LLaVA prompts with image features spliced in).
+    /// Input embeddings `[n, hidden]`.
     Embeds(&'a [f32]),
+    /// Token ids embedded on the GPU, then the LLaVA merge: each row whose `rows` entry is
+    /// `Some(features)` (`[hidden]`, an image token's) takes those values instead
+    /// (`shaders/llava_merge.wgsl`). `ids` and `rows` have one entry per row.
+    Merged { ids: &'a [u32], rows: &'a [Option<&'a [f32]>] },
 }
 
 /// Activation buffers for `n` rows.
 struct Acts {
     n: u32,
     ids: wgpu::Buffer,    // [n] u32
+    map: wgpu::Buffer,    // [n] u32 feature row of each row (u32::MAX: none), the LLaVA merge
     x: wgpu::Buffer,      // [n, hidden] residual stream
-    h: wgpu::Buffer,      // [n, hidden]
+    h: wgpu::Buffer,      // [n, hidden] (the merge's feature rows before the first layer)
     q: wgpu::Buffer,      // [n, heads, head_dim]
     k: wgpu::Buffer,      // [n, kv_heads, head_dim]
     v: wgpu::Buffer,      // [n, kv_heads, head_dim]
@@ -65,6 +71,7 @@ impl Acts {
         Acts {
             n: n as u32,
             ids: f("ids", n),
+            map: f("map", n),
             x: f("x", n * d),
             h: f("h", n * d),
             q: f("q", n * qd),
@@ -264,11 +271,17 @@ impl GpuDecoder {
             GpuInput::Tokens(t) => t.len(),
             GpuInput::Embeds(x) if x.len() % d == 0 => x.len() / d,
             GpuInput::Embeds(x) => return Err(Error::Shape(format!("{} embedding values for rows of {d}", x.len()))),
+            GpuInput::Merged { ids, rows }
+                if ids.len() == rows.len() && rows.iter().flatten().all(|r| r.len() == d) =>
+            {
+                ids.len()
+            }
+            GpuInput::Merged { .. } => return Err(Error::Shape(format!("merged rows: one id and rows of {d} each"))),
         };
         if n == 0 {
             return Err(Error::Invalid("forward called with no tokens".into()));
         }
-        if let GpuInput::Tokens(t) = input {
+        if let GpuInput::Tokens(t) | GpuInput::Merged { ids: t, .. } = input {
             if let Some(&bad) = t.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
                 return Err(Error::Invalid(format!(
                     "token id {bad} is outside the vocabulary of {} tokens",
@@ -291,6 +304,9 @@ impl GpuDecoder {
             let chunk = match input {
                 GpuInput::Tokens(t) => GpuInput::Tokens(&t[start..start + m]),
                 GpuInput::Embeds(x) => GpuInput::Embeds(&x[start * d..(start + m) * d]),
+                GpuInput::Merged { ids, rows } => {
+                    GpuInput::Merged { ids: &ids[start..start + m], rows: &rows[start..start + m] }
+                }
             };
             pending = Some(self.run_chunk(chunk, m, start + m == n)?);
             start += m;
@@ -306,7 +322,7 @@ impl GpuDecoder {
         let decode = m == 1 && matches!(input, GpuInput::Tokens(_));
         let rec = if decode {
             if self.decode.is_none() {
-                self.decode = Some(self.record(1, true)?);
+                self.decode = Some(self.record(1, true, false)?);
             }
             if let (Some(cfg), Some(r)) = (&self.sampling, &self.decode) {
                 if r.token.is_none() {
@@ -318,13 +334,11 @@ impl GpuDecoder {
             }
             self.decode.as_ref().expect("just built")
         } else {
-            fresh = self.record(m, matches!(input, GpuInput::Tokens(_)))?;
+            let merge = matches!(input, GpuInput::Merged { .. });
+            fresh = self.record(m, merge || matches!(input, GpuInput::Tokens(_)), merge)?;
             &fresh
         };
-        match input {
-            GpuInput::Tokens(t) => self.ctx.queue.write_buffer(&rec.acts.ids, 0, bytemuck::cast_slice(t)),
-            GpuInput::Embeds(x) => self.ctx.queue.write_buffer(&rec.acts.x, 0, bytemuck::cast_slice(x)),
-        }
+        self.write_input(&rec.acts, input);
         let d = self.cfg.hidden_size as u64;
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         {
@@ -353,6 +367,35 @@ impl GpuDecoder {
         self.ctx.queue.submit([enc.finish()]);
         self.len += m;
         Ok(staging.map(|staging| Pending { staging, vocab }))
+    }
+
+    /// Write a chunk's input into its activations: ids, embeddings, or ids with the merge's
+    /// map and feature rows (packed in order into `h`).
+    fn write_input(&self, a: &Acts, input: GpuInput<'_>) {
+        let q = &self.ctx.queue;
+        match input {
+            GpuInput::Tokens(t) => q.write_buffer(&a.ids, 0, bytemuck::cast_slice(t)),
+            GpuInput::Embeds(x) => q.write_buffer(&a.x, 0, bytemuck::cast_slice(x)),
+            GpuInput::Merged { ids, rows } => {
+                q.write_buffer(&a.ids, 0, bytemuck::cast_slice(ids));
+                let (mut feats, mut k) = (Vec::new(), 0u32); // [k, hidden]
+                let map: Vec<u32> = rows
+                    .iter()
+                    .map(|r| match r {
+                        Some(f) => {
+                            feats.extend_from_slice(f);
+                            k += 1;
+                            k - 1
+                        }
+                        None => u32::MAX,
+                    })
+                    .collect();
+                q.write_buffer(&a.map, 0, bytemuck::cast_slice(&map));
+                if !feats.is_empty() {
+                    q.write_buffer(&a.h, 0, bytemuck::cast_slice(&feats));
+                }
+            }
+        }
     }
 
     /// Write the Step uniform (and, for dynamic NTK RoPE, new frequencies) for `m` rows at `pos0`.
@@ -392,14 +435,18 @@ impl GpuDecoder {
         self.ctx.take_error()
     }
 
-    /// Plan `n` rows: embedding (from ids when `tokens`), every layer, and the head.
-    fn record(&self, n: usize, tokens: bool) -> Result<Recorded> {
+    /// Plan `n` rows: embedding (from ids when `tokens`, then the LLaVA merge when `merge`),
+    /// every layer, and the head.
+    fn record(&self, n: usize, tokens: bool, merge: bool) -> Result<Recorded> {
         let (ctx, c) = (&*self.ctx, &self.cfg);
         let acts = Acts::new(ctx, c, n);
         let (nu, d) = (n as u32, c.hidden_size as u32);
         let mut body = Plan::default();
         if tokens {
             body.extend(plan_gather(ctx, &self.w.embed, &acts.ids, &acts.x, nu)?);
+        }
+        if merge {
+            body.extend(llava_merge(ctx, &acts.h, &acts.map, &acts.x, nu, d)?);
         }
         if c.arch.embed_scale {
             body.extend(ops::scale(ctx, &acts.x, (c.hidden_size as f64).sqrt() as f32, nu * d)?);

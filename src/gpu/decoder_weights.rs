@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::llama::{Layer, Norm};
 use crate::model::slots::{Proj, Slot};
 use crate::model::{Llama, LlamaConfig};
+use crate::quant::QTensor;
 use std::collections::BTreeMap;
 
 /// Matrices uploaded as their shards arrived, by place.
@@ -88,19 +89,7 @@ struct Uploader<'a> {
 impl Uploader<'_> {
     fn matrix(&mut self, slot: Slot, label: &str) -> Result<GpuMatrix> {
         let cpu = self.lm.matrix(slot).ok_or_else(|| Error::Gpu(format!("{label}: no such matrix")))?;
-        match self.streamed.remove(&slot) {
-            Some(m) if (m.format, m.rows, m.cols) == (cpu.format(), cpu.rows, cpu.cols) => Ok(m),
-            Some(m) => Err(Error::Gpu(format!(
-                "{label}: uploaded as {} [{}, {}], the model holds {} [{}, {}]",
-                m.format.name(),
-                m.rows,
-                m.cols,
-                cpu.format().name(),
-                cpu.rows,
-                cpu.cols
-            ))),
-            None => GpuMatrix::upload(self.ctx, cpu, label),
-        }
+        take_or_upload(self.ctx, self.streamed, slot, cpu, label)
     }
 
     fn linear(&mut self, i: usize, p: Proj, label: &str) -> Result<GpuLinear> {
@@ -126,6 +115,30 @@ impl Uploader<'_> {
             up: self.linear(i, Proj::Up, &name("up"))?,
             down: self.linear(i, Proj::Down, &name("down"))?,
         })
+    }
+}
+
+/// The matrix at `slot`: the one uploaded as its shard arrived (it must match `cpu`, the
+/// model's placeholder, in format and shape), else uploaded now from `cpu`.
+pub fn take_or_upload(
+    ctx: &GpuContext,
+    streamed: &mut Streamed,
+    slot: Slot,
+    cpu: &QTensor,
+    label: &str,
+) -> Result<GpuMatrix> {
+    match streamed.remove(&slot) {
+        Some(m) if (m.format, m.rows, m.cols) == (cpu.format(), cpu.rows, cpu.cols) => Ok(m),
+        Some(m) => Err(Error::Gpu(format!(
+            "{label}: uploaded as {} [{}, {}], the model holds {} [{}, {}]",
+            m.format.name(),
+            m.rows,
+            m.cols,
+            cpu.format().name(),
+            cpu.rows,
+            cpu.cols
+        ))),
+        None => GpuMatrix::upload(ctx, cpu, label),
     }
 }
 
@@ -181,7 +194,7 @@ pub fn footprint(ctx: &GpuContext, c: &LlamaConfig, need: GpuNeed, budget: Optio
     let prefill_chunk = ((max_binding / widest) as usize).clamp(1, 512);
     let positions = need.context.clamp(1, max_positions) as u64;
     let kv = 2 * row * c.num_hidden_layers as u64 * positions;
-    let per_row = (1 + 4 * c.hidden_size + 2 * qd + 2 * kd + 2 * c.intermediate_size) as u64 * 4;
+    let per_row = (2 + 4 * c.hidden_size + 2 * qd + 2 * kd + 2 * c.intermediate_size) as u64 * 4;
     let acts = per_row * (prefill_chunk as u64 + 1) + (2 * c.hidden_size + c.vocab_size) as u64 * 8;
     let total = need.decoder + need.vision + kv + acts;
     if let Some(b) = budget.filter(|&b| total > b) {

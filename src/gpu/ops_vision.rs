@@ -1,11 +1,13 @@
 //! Plan builders for the vision tower's own kernels (the rest of the tower reuses the
 //! decoder's: GEMM, LayerNorm, full attention, activations, add): the patch unfold (im2col of
 //! the stride-`p` patch convolution), the input rows (class token, patches, position
-//! embeddings) and the strided row copy that selects LLaVA's features.
+//! embeddings), the strided row copy that selects LLaVA's features, and the LLaVA merge that
+//! puts image features in place of the image tokens' embeddings (used by the decoder).
 //!
 //! CPU references: `src/vision/clip.rs` (`unfold_patches`, `VisionTower::embed`) and
-//! `src/model/llava.rs` (`Llava::tile_features`). Shaders: `shaders/patch_unfold.wgsl`,
-//! `shaders/vision_embed.wgsl`, `shaders/copy_rows.wgsl`.
+//! `src/model/llava.rs` (`Llava::tile_features`, `Llava::embed_with_images`). Shaders:
+//! `shaders/patch_unfold.wgsl`, `shaders/vision_embed.wgsl`, `shaders/copy_rows.wgsl`,
+//! `shaders/llava_merge.wgsl`.
 
 use super::ops::Launch;
 use super::{grid, GpuContext, Plan};
@@ -109,6 +111,36 @@ pub fn copy_rows(ctx: &GpuContext, src: &wgpu::Buffer, dst: &wgpu::Buffer, r: Ro
         params: &[r.rows, r.cols, r.skip, r.ld_src, r.ld_dst, r.off],
         buffers: &[(1, src), (2, dst)],
         groups: groups(r.rows as u64 * r.cols as u64)?,
+    }
+    .push(ctx, &mut plan)?;
+    Ok(plan)
+}
+
+/// The LLaVA merge: `x[r] = feats[row_of[r]]` for each row `r < n` whose `row_of[r]` is a row
+/// of `feats` (`u32::MAX`: the row keeps its token embedding). `feats: [k, d]` (`k` = its
+/// size in rows), `row_of: [n]` u32, `x: [n, d]`.
+pub fn llava_merge(
+    ctx: &GpuContext,
+    feats: &wgpu::Buffer,
+    row_of: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    n: u32,
+    d: u32,
+) -> Result<Plan> {
+    let len = n as u64 * d as u64;
+    if d == 0 || x.size() < 4 * len || row_of.size() < 4 * n as u64 {
+        return Err(Error::Gpu(format!("LLaVA merge of [{n}, {d}]: buffers too small")));
+    }
+    let k = (feats.size() / (4 * d as u64)).min(u32::MAX as u64) as u32;
+    let mut plan = Plan::default();
+    Launch {
+        label: "llava_merge",
+        shader: "llava_merge",
+        entry: "main",
+        overrides: &[],
+        params: &[n, d, k],
+        buffers: &[(1, feats), (2, row_of), (3, x)],
+        groups: groups(len)?,
     }
     .push(ctx, &mut plan)?;
     Ok(plan)

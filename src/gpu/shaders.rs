@@ -54,6 +54,7 @@ pub const SHADERS: &[(&str, &str)] = shader_table![
     "patch_unfold",
     "vision_embed",
     "copy_rows",
+    "llava_merge",
 ];
 
 /// The raw text of `shaders/{name}.wgsl`.

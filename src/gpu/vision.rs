@@ -9,14 +9,15 @@
 //! embeddings → CLIP's `pre_layrnorm` → each layer (LayerNorm → Q, K, V → full attention →
 //! out proj → residual; LayerNorm → fc1 → activation (CLIP `quick_gelu`) → fc2 → residual) →
 //! the selected `hidden_states` rows (class token dropped under `default`) side by side →
-//! projector (`linear_1` → act → `linear_2`). Weights are the CPU model's segments, byte for
-//! byte ([`GpuVisionWeights`]); INT8 / f16 / INT4 vision weights go through the same GEMM as
-//! the decoder's prefill. LLaVA-NeXT's tiles are submitted one after the other and read back
-//! together, then packed on the CPU as [`Llava::pack_tiles`] does.
+//! projector (`linear_1` → act → `linear_2`). Weights are the checkpoint's segments, byte for
+//! byte ([`GpuVisionWeights`]: streamed from the shards, or from the CPU model); INT8 / f16 /
+//! INT4 vision weights go through the same GEMM as the decoder's prefill. LLaVA-NeXT's tiles
+//! are submitted one after the other and read back together, then packed on the CPU as
+//! [`Llava::pack_tiles`] does.
 
 use std::sync::Arc;
 
-use super::decoder_weights::GpuLinear;
+use super::decoder_weights::{GpuLinear, Streamed};
 use super::linear::plan_linear;
 use super::ops::{act, add, layer_norm};
 use super::ops_attn::attention_full;
@@ -122,6 +123,18 @@ impl GpuVision {
         projector: Option<&Projector>,
         select: FeatureSelect,
     ) -> Result<GpuVision> {
+        Self::with_streamed(ctx, tower, projector, select, &mut Streamed::new())
+    }
+
+    /// [`GpuVision::new`] taking the matrices already uploaded as their shards arrived (the
+    /// model holds placeholders for them, [`crate::model::llava_slots`]) out of `streamed`.
+    pub fn with_streamed(
+        ctx: Arc<GpuContext>,
+        tower: &VisionTower,
+        projector: Option<&Projector>,
+        select: FeatureSelect,
+        streamed: &mut Streamed,
+    ) -> Result<GpuVision> {
         let dims = tower.dims.clone();
         let n = dims.num_positions();
         if select.layers.is_empty() || select.skip >= n || select.layers.iter().any(|&l| l > tower.layers.len()) {
@@ -141,7 +154,7 @@ impl GpuVision {
         }
         let out_dim = projector.map_or(feat, |p| p.out_features());
         let tokens = n - select.skip;
-        let w = GpuVisionWeights::upload(&ctx, tower, projector)?;
+        let w = GpuVisionWeights::upload_streamed(&ctx, tower, projector, streamed)?;
         let acts = Acts::new(&ctx, &dims, tokens, feat, out_dim)?;
         let mut v = GpuVision { ctx, dims, select, tokens, out_dim, w, acts, plan: Plan::default() };
         v.plan = v.record()?;
@@ -151,9 +164,14 @@ impl GpuVision {
 
     /// The tower and projector of a LLaVA model, selecting features as its config says.
     pub fn for_llava(ctx: Arc<GpuContext>, m: &Llava) -> Result<GpuVision> {
+        Self::for_llava_streamed(ctx, m, &mut Streamed::new())
+    }
+
+    /// [`GpuVision::for_llava`] taking the streamed matrices out of `streamed`.
+    pub fn for_llava_streamed(ctx: Arc<GpuContext>, m: &Llava, streamed: &mut Streamed) -> Result<GpuVision> {
         let skip = m.cfg.vision.num_positions() - m.cfg.tile_tokens();
         let select = FeatureSelect { layers: m.cfg.feature_layers.clone(), skip };
-        GpuVision::new(ctx, &m.tower, Some(&m.projector), select)
+        GpuVision::with_streamed(ctx, &m.tower, Some(&m.projector), select, streamed)
     }
 
     pub fn context(&self) -> &Arc<GpuContext> {

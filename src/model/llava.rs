@@ -189,6 +189,8 @@ pub struct LlavaConfig {
     pub pinpoints: Option<Vec<(usize, usize)>>,
     /// `image_aspect_ratio: "pad"` (original code base): pad images to a square first.
     pub pad_to_square: bool,
+    /// The converter smoothed the INT8 tower ([`crate::vision::w8a8::smoothed`]).
+    pub smoothed: bool,
 }
 
 /// Whether `config` describes a LLaVA-family model.
@@ -258,6 +260,7 @@ impl LlavaConfig {
             text,
             pinpoints,
             pad_to_square: false,
+            smoothed: crate::vision::w8a8::smoothed(c),
         })
     }
 
@@ -304,6 +307,7 @@ impl LlavaConfig {
             text,
             pinpoints: None,
             pad_to_square,
+            smoothed: crate::vision::w8a8::smoothed(c),
         })
     }
 
@@ -415,7 +419,7 @@ impl Llava {
         let needed = cfg.feature_layers.iter().copied().max().unwrap_or(0);
         let topts = LoadOptions { weights: vopts.tower, ..*opts };
         let mut tower = VisionTower::load(cfg.vision.clone(), src, &names.vision, needed, &topts)?;
-        if crate::vision::w8a8::smoothed(config) {
+        if cfg.smoothed {
             crate::vision::w8a8::choose(&mut tower);
         }
         let vin = cfg.vision.hidden * cfg.feature_layers.len();
@@ -442,6 +446,7 @@ impl Llava {
 
     /// Projected features of one tile `pixels: [C, H, W]` → `[tile_tokens, text_hidden]`.
     pub fn tile_features(&self, pixels: &[f32], height: usize, width: usize) -> Result<Vec<f32>> {
+        self.check_cpu_vision()?;
         let hs = self.tower.hidden_states(pixels, height, width, &self.cfg.feature_layers)?;
         let (n, dv) = (self.cfg.vision.num_positions(), self.cfg.vision.hidden);
         let skip = n - self.cfg.tile_tokens();

@@ -15,6 +15,7 @@ pub mod kv;
 pub mod linear;
 pub mod llama;
 pub mod llava;
+pub mod llava_slots;
 mod load;
 pub mod olmo_config;
 pub mod ops;

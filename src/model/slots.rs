@@ -1,7 +1,8 @@
 //! The decoder's weight matrices by place ([`Slot`]) and by checkpoint name, so that the
 //! matrices can be uploaded to the GPU as their shards arrive and the CPU model keeps only
 //! shape-only placeholders ([`crate::quant::QTensor::placeholder`]) for them; and so that the
-//! CPU weights can be filled in again later (a lost GPU device).
+//! CPU weights can be filled in again later (a lost GPU device). A LLaVA model's vision tower
+//! and projector have slots too ([`super::llava_slots`]); [`gpu_slots`] lists them all.
 //!
 //! Names follow `model::load` for HF-named decoders (`model.layers.N.self_attn.q_proj.weight`,
 //! ...), mapped through [`LlavaNames`] for LLaVA checkpoints. OLMo-named checkpoints (fused
@@ -47,6 +48,34 @@ impl Proj {
     }
 }
 
+/// A linear of a vision-tower encoder layer (LLaVA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VisionProj {
+    Q,
+    K,
+    V,
+    O,
+    Fc1,
+    Fc2,
+}
+
+impl VisionProj {
+    pub const ALL: [VisionProj; 6] =
+        [VisionProj::Q, VisionProj::K, VisionProj::V, VisionProj::O, VisionProj::Fc1, VisionProj::Fc2];
+
+    /// The HF name after `encoder.layers.N.`.
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            VisionProj::Q => "self_attn.q_proj",
+            VisionProj::K => "self_attn.k_proj",
+            VisionProj::V => "self_attn.v_proj",
+            VisionProj::O => "self_attn.out_proj",
+            VisionProj::Fc1 => "mlp.fc1",
+            VisionProj::Fc2 => "mlp.fc2",
+        }
+    }
+}
+
 impl Layer {
     pub fn proj(&self, p: Proj) -> &Linear {
         match p {
@@ -73,7 +102,8 @@ impl Layer {
     }
 }
 
-/// Where a matrix sits in a [`Llama`].
+/// Where a matrix sits in a [`Llama`] (or, for the last three, in a LLaVA model's vision
+/// tower and projector, [`crate::model::llava::Llava::matrix`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Slot {
     /// `[vocab, hidden]`
@@ -81,6 +111,12 @@ pub enum Slot {
     /// `[vocab, hidden]` (untied models)
     Head,
     Layer(usize, Proj),
+    /// A vision-tower encoder layer's linear.
+    Vision(usize, VisionProj),
+    /// The vision tower's patch embedding: the conv kernel as `[hidden, channels*p*p]` (f32).
+    Patch,
+    /// The projector's first (0) or second (1) linear.
+    Projector(usize),
 }
 
 impl Llama {
@@ -90,14 +126,16 @@ impl Llama {
             Slot::Embed => Some(&self.embed.w),
             Slot::Head => self.lm_head.as_ref().map(|h| &h.w),
             Slot::Layer(i, p) => self.layers.get(i).map(|l| &l.proj(p).w),
+            Slot::Vision(..) | Slot::Patch | Slot::Projector(_) => None,
         }
     }
 
-    fn matrix_mut(&mut self, slot: Slot) -> Option<&mut QTensor> {
+    pub(crate) fn matrix_mut(&mut self, slot: Slot) -> Option<&mut QTensor> {
         match slot {
             Slot::Embed => Some(&mut self.embed.w),
             Slot::Head => self.lm_head.as_mut().map(|h| &mut h.w),
             Slot::Layer(i, p) => self.layers.get_mut(i).map(|l| &mut l.proj_mut(p).w),
+            Slot::Vision(..) | Slot::Patch | Slot::Projector(_) => None,
         }
     }
 
@@ -110,45 +148,81 @@ impl Llama {
     /// Fill the placeholders named in `slots` from `src` (same formats and shapes).
     pub fn fill_placeholders(&mut self, src: &dyn WeightSource, slots: &BTreeMap<String, Slot>) -> Result<()> {
         for (name, &slot) in slots {
-            let Some(m) = self.matrix_mut(slot) else { continue };
-            if !m.is_placeholder() {
-                continue;
+            if let Some(m) = self.matrix_mut(slot) {
+                fill_matrix(m, src, name)?;
             }
-            let t = src.load(name)?;
-            let q = match t.data {
-                TensorData::Quant(q) => q,
-                TensorData::F32(v) => QTensor { rows: m.rows, cols: m.cols, data: crate::quant::QData::F32(v) },
-            };
-            if q.format() != m.format() || (q.rows, q.cols) != (m.rows, m.cols) || q.is_placeholder() {
-                return Err(Error::Shape(format!(
-                    "`{name}` is {} [{}, {}], the model holds {} [{}, {}]",
-                    q.format().name(),
-                    q.rows,
-                    q.cols,
-                    m.format().name(),
-                    m.rows,
-                    m.cols
-                )));
-            }
-            *m = q;
         }
         Ok(())
     }
 }
 
+/// Replace the placeholder `m` by tensor `name` of `src`, which must have its format and
+/// shape (a dense tensor of any rank with `rows * cols` values counts as `[rows, cols]`);
+/// a matrix in memory already is left alone.
+pub(crate) fn fill_matrix(m: &mut QTensor, src: &dyn WeightSource, name: &str) -> Result<()> {
+    if !m.is_placeholder() {
+        return Ok(());
+    }
+    let t = src.load(name)?;
+    let q = match t.data {
+        TensorData::Quant(q) => q,
+        TensorData::F32(v) if v.len() == m.rows * m.cols => {
+            QTensor { rows: m.rows, cols: m.cols, data: crate::quant::QData::F32(v) }
+        }
+        TensorData::F32(v) => {
+            return Err(Error::Shape(format!(
+                "`{name}` has {} values, the model holds [{}, {}]",
+                v.len(),
+                m.rows,
+                m.cols
+            )))
+        }
+    };
+    if q.format() != m.format() || (q.rows, q.cols) != (m.rows, m.cols) || q.is_placeholder() {
+        return Err(Error::Shape(format!(
+            "`{name}` is {} [{}, {}], the model holds {} [{}, {}]",
+            q.format().name(),
+            q.rows,
+            q.cols,
+            m.format().name(),
+            m.rows,
+            m.cols
+        )));
+    }
+    *m = q;
+    Ok(())
+}
+
+/// Every matrix of the checkpoint that can go to the GPU without being needed on the CPU:
+/// [`decoder_slots`] and, for LLaVA, the vision tower's and projector's
+/// ([`super::llava_slots::vision_slots`]).
+pub fn gpu_slots(
+    config: &serde_json::Value,
+    src: &dyn WeightSource,
+    format_of: &dyn Fn(&str) -> Option<WeightFormat>,
+) -> Result<BTreeMap<String, Slot>> {
+    let mut out = decoder_slots(config, src, format_of)?;
+    if is_llava(config) {
+        let (cfg, names) = (LlavaConfig::from_value(config)?, LlavaNames::detect(src)?);
+        out.extend(super::llava_slots::vision_slots(&cfg, &names, src, format_of));
+    }
+    Ok(out)
+}
+
 /// The checkpoint names of the decoder's matrices that can go to the GPU without ever being
 /// needed on the CPU, with their slots; `src` needs only names and shapes, `format_of` gives a
-/// tensor's stored format. LLaVA keeps its embedding on the CPU (image prompts are embedded
-/// there), BitNet models any block linear not stored ternary (it is converted on load).
+/// tensor's stored format. LLaVA's embedding goes too (image prompts are merged on the GPU,
+/// `shaders/llava_merge.wgsl`); BitNet models keep any block linear not stored ternary (it is
+/// converted on load).
 pub fn decoder_slots(
     config: &serde_json::Value,
     src: &dyn WeightSource,
     format_of: &dyn Fn(&str) -> Option<WeightFormat>,
 ) -> Result<BTreeMap<String, Slot>> {
-    let (cfg, rules, llava) = if is_llava(config) {
-        (LlavaConfig::from_value(config)?.text, LlavaNames::detect(src)?.text, true)
+    let (cfg, rules) = if is_llava(config) {
+        (LlavaConfig::from_value(config)?.text, LlavaNames::detect(src)?.text)
     } else {
-        (LlamaConfig::from_value(config)?, Vec::new(), false)
+        (LlamaConfig::from_value(config)?, Vec::new())
     };
     let mut out = BTreeMap::new();
     if cfg.arch.names != Names::Hf {
@@ -159,10 +233,10 @@ pub fn decoder_slots(
     };
     let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let (qd, kvd) = (cfg.n_heads() * cfg.head_dim(), cfg.n_kv_heads() * cfg.head_dim());
-    let mut want = vec![(Slot::Head, "lm_head.weight".to_string(), [v, d])];
-    if !llava {
-        want.push((Slot::Embed, "model.embed_tokens.weight".into(), [v, d]));
-    }
+    let mut want = vec![
+        (Slot::Head, "lm_head.weight".to_string(), [v, d]),
+        (Slot::Embed, "model.embed_tokens.weight".into(), [v, d]),
+    ];
     for i in 0..cfg.num_hidden_layers {
         for p in Proj::ALL {
             let shape = match p {

@@ -75,10 +75,10 @@ pub fn smoothed(config: &serde_json::Value) -> bool {
 }
 
 /// Time both kernels on the first layer's fc1 and set `tower.kernel` (W8A8 only if faster).
-/// Does nothing unless the tower has INT8 linears.
+/// Does nothing unless the tower has INT8 linears in memory (not GPU-only placeholders).
 pub fn choose(tower: &mut VisionTower) {
     let Some(fc1) = tower.layers.first().map(|l| &l.fc1) else { return };
-    if !matches!(fc1.w.data, QData::Int8 { .. }) {
+    if !matches!(fc1.w.data, QData::Int8 { .. }) || fc1.w.is_placeholder() {
         return;
     }
     let n = PROBE_TOKENS.min(tower.dims.num_positions()).max(1);

@@ -4,7 +4,9 @@
 //! [`Engine::submit_images`](crate::engine::Engine::submit_images), the readback awaited with
 //! the engine *not* borrowed (so `lose_device` and the getters stay callable), then
 //! `complete_images`. A GPU failure there moves the engine to the CPU, which encodes the
-//! images in `start_with_images`; the answer's `fallback_reason` says why.
+//! images in `start_with_images`; the answer's `fallback_reason` says why. The tower and
+//! projector (and the decoder) lived only on the GPU, so their shards are read again from the
+//! shard source first (`reload_weights`, as a failed step does).
 //!
 //! Reference followed: the wasm-bindgen guide (`js_sys::Uint8Array`, `JsCast`).
 
@@ -35,13 +37,22 @@ pub(super) fn decode_images(images: &Array) -> Result<Vec<Image>, JsValue> {
 }
 
 /// On the WebGPU backend, encode the uncached `images` on the GPU into the engine's feature
-/// cache; elsewhere nothing (the CPU encodes them when the run starts).
+/// cache; elsewhere nothing (the CPU encodes them when the run starts). When the GPU failed
+/// (now or before) and weights lived only there, they are read again from the shard source so
+/// that the CPU can encode the images.
 pub(super) async fn encode_on_gpu(state: &Rc<RefCell<State>>, images: &[Image]) -> Result<(), JsValue> {
     if images.is_empty() {
         return Ok(());
     }
     let pending = state.borrow_mut().engine.submit_images(images).map_err(js_err)?;
-    let Some(pending) = pending else { return Ok(()) };
-    let read = pending.read().await;
-    state.borrow_mut().engine.complete_images(read).map_err(js_err)
+    if let Some(pending) = pending {
+        let read = pending.read().await;
+        state.borrow_mut().engine.complete_images(read).map_err(js_err)?;
+    }
+    let needs = state.borrow().engine.needs_weights();
+    if needs {
+        let weights = super::reload_weights(state).await?;
+        state.borrow_mut().engine.fill_weights(&weights).map_err(js_err)?;
+    }
+    Ok(())
 }

@@ -1,8 +1,9 @@
 //! Incremental loading for JavaScript (`docs/ARCHITECTURE.md`, "Loading"): [`WasmLoader`]
 //! takes `manifest.json` and the tokenizer at `begin`, then the shards one at a time in any
 //! order (`add_shard` checks size, sha256 unless the caller verified it, and the safetensors
-//! header, and keeps none of the bytes; on the GPU the decoder's matrices go straight from
-//! those bytes to GPU buffers, [`StreamLoader`]), and `finish` builds the [`WasmEngine`]. Whether
+//! header, and keeps none of the bytes; on the GPU the decoder's matrices, the embedding and a
+//! LLaVA model's vision-tower and projector matrices go straight from those bytes to GPU
+//! buffers, [`StreamLoader`]), and `finish` builds the [`WasmEngine`]. Whether
 //! the model fits the adapter is checked at `begin`, from the manifest. JavaScript
 //! owns downloading and caching; `WasmEngine.load` is a convenience over the same steps that
 //! fetches in Rust.
@@ -106,8 +107,9 @@ impl WasmLoader {
             },
         };
         let mut loader = loader.map_err(js_err)?;
-        // `auto`: a GPU failure at `finish` keeps the engine on the CPU; the decoder's
-        // matrices then come from the shard source (at the first step, or at once in `load`).
+        // `auto`: a GPU failure at `finish` keeps the engine on the CPU; the matrices that
+        // went to the GPU only then come from the shard source (at the first step or image,
+        // or at once in `load`).
         loader.set_cpu_fallback(asked == "auto");
         loader.loader_mut().set_check_hashes(!cfg.verified);
         loader.loader_mut().check_tokenizer(&tokenizer_json).map_err(js_err)?;
