@@ -1,17 +1,21 @@
 //! The vision side of `webvlm bench --backend gpu`: the vision tower encode on the GPU at
 //! LLaVA-1.5-7B's shapes (CLIP ViT-L/14-336, the 23 layers LLaVA runs; random weights from
-//! [`crate::bench_vision`]), and with a LLaVA `--model` the time to first token of an image
-//! prompt split into image encode (preprocessing + the GPU tower and projector) and prefill.
+//! [`crate::bench_vision`]), in `f32`, `int8` (weight-only GEMM) or `w8a8` (INT8 weights with
+//! per-token int8 activations, `dot4I8Packed`; that row also times one fc1 GEMM of all 577
+//! tokens both ways); and with a LLaVA `--model` the time to first token of an image prompt
+//! split into image encode (preprocessing + the GPU tower and projector) and prefill. On
+//! lavapipe every figure is the CPU emulating the GPU.
 
 use std::sync::Arc;
 
-use crate::bench_vision::{build_tower, encode_flops, llava15_layers, llava15_vit_l14_336, test_pixels};
+use crate::bench_vision::{encode_flops, llava15_layers, llava15_vit_l14_336, test_pixels, tower_for};
 use crate::engine::{ChatTurn, Engine, GenerateParams};
 use crate::error::{Error, Result};
 use crate::gpu::vision::{FeatureSelect, GpuVision};
+use crate::gpu::vision_kernel::{measure, VisionKernelMode};
 use crate::gpu::GpuContext;
-use crate::quant::WeightFormat;
 use crate::vision::image::Image;
+use crate::vision::w8a8::Probe;
 
 /// One GPU encode measurement of the ViT-L/14-336 tower (no projector).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -24,15 +28,21 @@ pub struct GpuVisionRow {
     pub gflops: f64,
     pub dispatches: usize,
     pub weight_bytes: u64,
+    /// How the INT8 linears ran (`GpuVision::kernel`).
+    pub kernel: String,
+    /// `w8a8`: one fc1 GEMM (`[4096, 1024]`, every token) timed weight-only and W8A8.
+    pub fc1: Option<Probe>,
 }
 
-/// Encode one 336x336 tile through the tower in `fmt` (f32 or INT8) `runs` times (after a
-/// warm-up) and keep the best time.
-pub fn tower(ctx: Arc<GpuContext>, fmt: WeightFormat, runs: usize, now_ms: &dyn Fn() -> f64) -> Result<GpuVisionRow> {
+/// Encode one 336x336 tile through the tower in `format` (`f32`, `int8`, `w8a8`, …) `runs`
+/// times (after a warm-up) and keep the best time.
+pub fn tower(ctx: Arc<GpuContext>, format: &str, runs: usize, now_ms: &dyn Fn() -> f64) -> Result<GpuVisionRow> {
     let dims = llava15_vit_l14_336();
     let layers = llava15_layers(&dims);
-    let t = build_tower(&dims, fmt, layers)?;
-    let v = GpuVision::new(ctx, &t, None, FeatureSelect { layers: vec![layers], skip: 1 })?;
+    let t = tower_for(format, &dims, layers)?;
+    let mode = if t.kernel.w8a8 { VisionKernelMode::W8A8 } else { VisionKernelMode::WeightOnly };
+    let select = FeatureSelect { layers: vec![layers], skip: 1 };
+    let v = GpuVision::new_with(ctx, &t, None, select, mode)?;
     drop(t);
     let px = test_pixels(&dims);
     let check = v.encode(&px)?; // pipelines compiled here
@@ -46,14 +56,17 @@ pub fn tower(ctx: Arc<GpuContext>, fmt: WeightFormat, runs: usize, now_ms: &dyn 
         best = best.min(now_ms() - t0);
     }
     let gflop = encode_flops(&dims, layers) / 1e9;
+    let fc1 = if v.kernel().w8a8 { Some(measure(&v, dims.num_positions())?) } else { None };
     Ok(GpuVisionRow {
-        format: fmt.name(),
+        format: format.to_string(),
         layers,
         tokens: dims.num_positions(),
         encode_ms: best,
         gflops: gflop / (best / 1e3),
         dispatches: v.dispatches(),
         weight_bytes: v.weight_bytes(),
+        kernel: v.kernel().describe(),
+        fc1,
     })
 }
 
@@ -68,6 +81,12 @@ pub fn print_tower(r: &GpuVisionRow) {
         r.dispatches,
         r.weight_bytes as f64 / 1048576.0
     );
+    if let Some(p) = &r.fc1 {
+        println!(
+            "    fc1 GEMM [4096, 1024] x {} tokens on the GPU: weight-only INT8 {:.2} ms, W8A8 (dot4I8Packed) {:.2} ms",
+            p.tokens, p.int8_ms, p.w8a8_ms
+        );
+    }
 }
 
 /// Time to first token of an image prompt on the GPU engine.
@@ -83,6 +102,8 @@ pub struct GpuImageTtft {
     pub ttft_ms: f64,
     /// Whether the image went through the GPU tower (else the CPU one).
     pub vision_on_gpu: bool,
+    /// How the GPU tower ran its INT8 linears (`GpuVision::kernel`), when it ran.
+    pub vision_kernel: Option<String>,
 }
 
 /// A synthetic `w`x`h` image; `salt` changes its pixels (so the feature cache misses).
@@ -116,6 +137,7 @@ pub fn image_ttft(engine: &mut Engine, runs: usize) -> Result<Option<GpuImageTtf
             prefill_ms: t.prefill_ms,
             ttft_ms: t.image_encode_ms + t.prefill_ms,
             vision_on_gpu: engine.gpu_vision().is_some(),
+            vision_kernel: engine.gpu_vision().map(|v| v.kernel().describe()),
         };
         // Run 0 warms up (pipelines compile, the caches grow).
         if salt > 0 && best.as_ref().is_none_or(|b| r.ttft_ms < b.ttft_ms) {
@@ -148,4 +170,7 @@ pub fn print_ttft(name: &str, r: &GpuImageTtft) {
         r.prefill_ms,
         r.prompt_tokens
     );
+    if let Some(k) = &r.vision_kernel {
+        println!("  GPU vision tower linears: {k}");
+    }
 }

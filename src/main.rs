@@ -219,7 +219,7 @@ mod cli {
         /// Skip the vision-tower encode benchmark.
         #[arg(long)]
         no_vision: bool,
-        /// Vision formats to measure, comma-separated (f32, int8, w8a8; the GPU skips w8a8).
+        /// Vision formats to measure, comma-separated (f32, int8, w8a8).
         #[arg(long, default_value = "int8,w8a8,f32", value_delimiter = ',')]
         vision_formats: Vec<String>,
         /// Timed encodes per vision configuration (the best counts).
@@ -552,8 +552,8 @@ mod cli {
             let clock = std::time::Instant::now();
             let now_ms = || clock.elapsed().as_secs_f64() * 1e3;
             let mut rows = Vec::new();
-            for f in a.vision_formats.iter().filter(|f| f.as_str() != "w8a8") {
-                let r = webvlm::bench_gpu_vision::tower(ctx.clone(), WeightFormat::parse(f)?, a.vision_runs, &now_ms)?;
+            for f in &a.vision_formats {
+                let r = webvlm::bench_gpu_vision::tower(ctx.clone(), f, a.vision_runs, &now_ms)?;
                 if !a.json {
                     webvlm::bench_gpu_vision::print_tower(&r);
                 }

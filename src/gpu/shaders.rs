@@ -31,6 +31,8 @@ pub const SHADERS: &[(&str, &str)] = shader_table![
     "gemv_int8",
     "gemv_ternary",
     "quantize_act_ternary",
+    "quantize_act_i8",
+    "gemm_w8a8",
     // shared helpers (included by the ops below)
     "wg_reduce",
     "trig",

@@ -11,23 +11,30 @@
 //! the selected `hidden_states` rows (class token dropped under `default`) side by side →
 //! projector (`linear_1` → act → `linear_2`). Weights are the checkpoint's segments, byte for
 //! byte ([`GpuVisionWeights`]: streamed from the shards, or from the CPU model); INT8 / f16 /
-//! INT4 vision weights go through the same GEMM as the decoder's prefill. LLaVA-NeXT's tiles
-//! are submitted one after the other and read back together, then packed on the CPU as
+//! INT4 vision weights go through the same GEMM as the decoder's prefill, or, for a smoothed
+//! INT8 tower where it is faster, W8A8 ([`super::vision_kernel`] decides, [`super::linear_w8a8`]
+//! runs it: the input of q/k/v, o, fc1 and fc2 quantized per token once, then `dot4I8Packed`
+//! GEMMs). LLaVA-NeXT's tiles are submitted one after the other and read back together, then
+//! packed on the CPU as
 //! [`Llava::pack_tiles`] does.
 
 use std::sync::Arc;
 
 use super::decoder_weights::{GpuLinear, Streamed};
 use super::linear::plan_linear;
+use super::linear_w8a8::{plan_gemm_w8a8, plan_quantize_act, ActI8};
 use super::ops::{act, add, layer_norm};
 use super::ops_attn::attention_full;
 use super::ops_vision::{copy_rows, patch_unfold, vision_embed, RowCopy};
+use super::vision_kernel::{self, VisionKernelMode};
 use super::vision_weights::{GpuLayerNorm, GpuVisionWeights};
 use super::{GpuContext, Plan};
 use crate::error::{Error, Result};
 use crate::model::llava::{Llava, LlavaConfig};
+use crate::quant::WeightFormat;
 use crate::vision::clip::{VisionDims, VisionTower};
 use crate::vision::projector::Projector;
+use crate::vision::w8a8::TowerKernel;
 
 /// Which hidden states become features: `hidden_states[i]` for each `i` of `layers` (side by
 /// side along the feature axis), rows from `skip` on (1 drops the class token).
@@ -111,22 +118,36 @@ pub struct GpuVision {
     out_dim: usize,
     w: GpuVisionWeights,
     acts: Acts,
+    /// Per-token int8 activations of the W8A8 linears (`[n, max(hidden, intermediate)]`).
+    act8: Option<ActI8>,
+    kernel: TowerKernel,
     plan: Plan,
 }
 
 impl GpuVision {
     /// Upload `tower` (and `projector`) and record one tile. Without a projector the output is
-    /// the selected hidden states.
+    /// the selected hidden states. INT8 linears run W8A8 where [`vision_kernel`] says so.
     pub fn new(
         ctx: Arc<GpuContext>,
         tower: &VisionTower,
         projector: Option<&Projector>,
         select: FeatureSelect,
     ) -> Result<GpuVision> {
-        Self::with_streamed(ctx, tower, projector, select, &mut Streamed::new())
+        Self::new_with(ctx, tower, projector, select, VisionKernelMode::Auto)
     }
 
-    /// [`GpuVision::new`] taking the matrices already uploaded as their shards arrived (the
+    /// [`GpuVision::new`] with the INT8 linears' kernel chosen by `mode`.
+    pub fn new_with(
+        ctx: Arc<GpuContext>,
+        tower: &VisionTower,
+        projector: Option<&Projector>,
+        select: FeatureSelect,
+        mode: VisionKernelMode,
+    ) -> Result<GpuVision> {
+        Self::with_streamed(ctx, tower, projector, select, &mut Streamed::new(), mode)
+    }
+
+    /// [`GpuVision::new_with`] taking the matrices already uploaded as their shards arrived (the
     /// model holds placeholders for them, [`crate::model::llava_slots`]) out of `streamed`.
     pub fn with_streamed(
         ctx: Arc<GpuContext>,
@@ -134,6 +155,7 @@ impl GpuVision {
         projector: Option<&Projector>,
         select: FeatureSelect,
         streamed: &mut Streamed,
+        mode: VisionKernelMode,
     ) -> Result<GpuVision> {
         let dims = tower.dims.clone();
         let n = dims.num_positions();
@@ -156,7 +178,18 @@ impl GpuVision {
         let tokens = n - select.skip;
         let w = GpuVisionWeights::upload_streamed(&ctx, tower, projector, streamed)?;
         let acts = Acts::new(&ctx, &dims, tokens, feat, out_dim)?;
-        let mut v = GpuVision { ctx, dims, select, tokens, out_dim, w, acts, plan: Plan::default() };
+        let wants = match mode {
+            VisionKernelMode::W8A8 => vision_kernel::int8_linears(tower),
+            VisionKernelMode::Auto => vision_kernel::candidate(tower),
+            VisionKernelMode::WeightOnly => false,
+        };
+        let act8 = wants.then(|| ActI8::new(&ctx, n, dims.hidden.max(dims.intermediate)));
+        let kernel = TowerKernel::default();
+        let mut v = GpuVision { ctx, dims, select, tokens, out_dim, w, acts, act8, kernel, plan: Plan::default() };
+        v.kernel = vision_kernel::choose(&v, tower, mode)?;
+        if !v.kernel.w8a8 {
+            v.act8 = None;
+        }
         v.plan = v.record()?;
         v.ctx.take_error()?;
         Ok(v)
@@ -171,7 +204,7 @@ impl GpuVision {
     pub fn for_llava_streamed(ctx: Arc<GpuContext>, m: &Llava, streamed: &mut Streamed) -> Result<GpuVision> {
         let skip = m.cfg.vision.num_positions() - m.cfg.tile_tokens();
         let select = FeatureSelect { layers: m.cfg.feature_layers.clone(), skip };
-        GpuVision::with_streamed(ctx, &m.tower, Some(&m.projector), select, streamed)
+        GpuVision::with_streamed(ctx, &m.tower, Some(&m.projector), select, streamed, VisionKernelMode::Auto)
     }
 
     pub fn context(&self) -> &Arc<GpuContext> {
@@ -192,6 +225,26 @@ impl GpuVision {
     /// Bytes of weights uploaded.
     pub fn weight_bytes(&self) -> u64 {
         self.w.nbytes()
+    }
+    /// How the INT8 linears run (W8A8 or weight-only) and the load-time probe behind it.
+    pub fn kernel(&self) -> TowerKernel {
+        self.kernel
+    }
+
+    /// For [`vision_kernel`]'s probe: fc1 of the first layer on at most `tokens` tokens
+    /// (`acts.h` → `acts.mlp`) as `(weight-only plan, W8A8 plan, tokens)`.
+    pub(super) fn fc1_plans(&self, tokens: usize) -> Result<(Plan, Plan, usize)> {
+        let (ctx, a) = (&*self.ctx, &self.acts);
+        let (Some(l), Some(act)) = (self.w.layers.first(), self.act8.as_ref()) else {
+            return Err(Error::Gpu("the W8A8 probe needs a layer and int8 scratch".into()));
+        };
+        let n = tokens.min(self.dims.num_positions()).max(1);
+        let x = crate::rng::Rng::new(7).normals(n * self.dims.hidden, 0.0); // [n, hidden]
+        ctx.queue.write_buffer(&a.h, 0, bytemuck::cast_slice(&x));
+        let int8 = linear(ctx, &l.fc1, &a.h, &a.mlp, n as u32)?;
+        let mut w8a8 = plan_quantize_act(ctx, &a.h, act, n as u32, l.fc1.m.cols as u32)?;
+        w8a8.extend(plan_gemm_w8a8(ctx, &l.fc1.m, l.fc1.bias.as_ref(), act, &a.mlp, n as u32)?);
+        Ok((int8, w8a8, n))
     }
 
     /// Write one tile `pixels: [C, S, S]` (S = the tower's image size), submit the recorded
@@ -296,19 +349,47 @@ impl GpuVision {
         let (ctx, d, a, w) = (&*self.ctx, &self.dims, &self.acts, &self.w.layers[l]);
         let (n, h) = (d.num_positions() as u32, d.hidden as u32);
         p.extend(layer_norm(ctx, &a.x, Some(&w.ln1.w), Some(&w.ln1.b), &a.h, n, h, d.eps)?);
-        p.extend(linear(ctx, &w.q, &a.h, &a.q, n)?);
-        p.extend(linear(ctx, &w.k, &a.h, &a.k, n)?);
-        p.extend(linear(ctx, &w.v, &a.h, &a.v, n)?);
+        // q, k and v read the same input: the first W8A8 one quantizes it for the others.
+        let q8 = self.lin(p, &w.q, &a.h, &a.q, n, true)?;
+        let k8 = self.lin(p, &w.k, &a.h, &a.k, n, !q8)?;
+        self.lin(p, &w.v, &a.h, &a.v, n, !(q8 || k8))?;
         let heads = d.heads as u32;
         p.extend(attention_full(ctx, &a.q, (&a.k, &a.v), &a.att, n, heads, h / heads)?);
-        p.extend(linear(ctx, &w.o, &a.att, &a.tmp, n)?);
+        self.lin(p, &w.o, &a.att, &a.tmp, n, true)?;
         p.extend(add(ctx, &a.x, &a.tmp, n * h)?);
         p.extend(layer_norm(ctx, &a.x, Some(&w.ln2.w), Some(&w.ln2.b), &a.h, n, h, d.eps)?);
-        p.extend(linear(ctx, &w.fc1, &a.h, &a.mlp, n)?);
+        self.lin(p, &w.fc1, &a.h, &a.mlp, n, true)?;
         p.extend(act(ctx, d.act, &a.mlp, n * d.intermediate as u32)?);
-        p.extend(linear(ctx, &w.fc2, &a.mlp, &a.tmp, n)?);
+        self.lin(p, &w.fc2, &a.mlp, &a.tmp, n, true)?;
         p.extend(add(ctx, &a.x, &a.tmp, n * h)?);
         Ok(())
+    }
+
+    /// Record `y = l(x)` for `n` tokens: W8A8 when chosen and `l` is INT8 (quantizing `x`
+    /// first when `quantize`; else the int8 scratch already holds `x`), else the weight-only
+    /// GEMM. Returns whether it ran W8A8.
+    fn lin(
+        &self,
+        p: &mut Plan,
+        l: &GpuLinear,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        n: u32,
+        quantize: bool,
+    ) -> Result<bool> {
+        match &self.act8 {
+            Some(act) if self.kernel.w8a8 && l.m.format == WeightFormat::Int8 => {
+                if quantize {
+                    p.extend(plan_quantize_act(&self.ctx, x, act, n, l.m.cols as u32)?);
+                }
+                p.extend(plan_gemm_w8a8(&self.ctx, &l.m, l.bias.as_ref(), act, y, n)?);
+                Ok(true)
+            }
+            _ => {
+                p.extend(linear(&self.ctx, l, x, y, n)?);
+                Ok(false)
+            }
+        }
     }
 
     /// `linear_1` → act → `linear_2` (or the one `linear`) from `acts.sel` into `acts.out`.
@@ -328,11 +409,13 @@ impl GpuVision {
 }
 
 /// Bytes of one tile's activations on the GPU (the buffers [`GpuVision`] allocates): `tokens`
-/// selected rows `feat` wide, projected to `out`.
+/// selected rows `feat` wide, projected to `out` (with the W8A8 path's int8 scratch, `n` tokens
+/// of `max(hidden, intermediate)` bytes and a scale each).
 pub fn activation_bytes(d: &VisionDims, tokens: usize, feat: usize, out: usize) -> u64 {
     let (n, h, gg) = (d.num_positions(), d.hidden, d.num_patches());
     let cpp = d.channels * d.patch_size.pow(2);
-    let elems = d.channels * d.image_size.pow(2) + gg * cpp + gg * h + 8 * n * h + n * d.intermediate;
+    let int8 = n * (h.max(d.intermediate).div_ceil(4) + 1);
+    let elems = d.channels * d.image_size.pow(2) + gg * cpp + gg * h + 8 * n * h + n * d.intermediate + int8;
     4 * (elems + tokens * feat + 2 * tokens * out) as u64
 }
 

@@ -420,6 +420,7 @@ impl Llava {
         let topts = LoadOptions { weights: vopts.tower, ..*opts };
         let mut tower = VisionTower::load(cfg.vision.clone(), src, &names.vision, needed, &topts)?;
         if cfg.smoothed {
+            tower.smoothed = true;
             crate::vision::w8a8::choose(&mut tower);
         }
         let vin = cfg.vision.hidden * cfg.feature_layers.len();

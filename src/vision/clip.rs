@@ -141,6 +141,8 @@ pub struct VisionTower {
     pub layers: Vec<EncoderLayer>,
     /// How the INT8 linears run (weight-only INT8 or W8A8, [`super::w8a8`]).
     pub kernel: super::w8a8::TowerKernel,
+    /// SmoothQuant-smoothed at convert time (`vision_smoothing` in the config): W8A8 may run it.
+    pub smoothed: bool,
 }
 
 /// Where [`VisionTower::run`] shows activations to an observer: the input of q/k/v (the output
@@ -190,7 +192,7 @@ impl VisionTower {
                 fc2: lin("mlp.fc2", d, dims.intermediate)?,
             });
         }
-        Ok(VisionTower { dims, patch, class_embedding, position, pre_norm, layers, kernel: Default::default() })
+        Ok(VisionTower { dims, patch, class_embedding, position, pre_norm, layers, kernel: Default::default(), smoothed: false })
     }
 
     /// `hidden_states[i]` for each `i` in `wanted` (0 = encoder input, `i` = after layer `i`),
