@@ -5,10 +5,8 @@
 // override) and x[64 tokens][16 cols] in workgroup memory (8 KiB); each of the 256
 // invocations then accumulates 4 rows × 4 tokens. Out-of-range rows/tokens/columns are staged
 // as zeros.
-// Ternary (FORMAT 4) follows BitNet: x holds the per-token int8 activations packed by
-// quantize_act_ternary.wgsl (plane layout) and W the codes' values -1/0/+1, so the f32 sums
-// are exact integers d (< 2^24), and y = d · (gamma · s_a[t]) as in `kernels::ternary`.
-// CPU reference: `QTensor::dequantize` times x (f32, f16, int8, int4), `kernels::ternary`.
+// Ternary weights take gemm_ternary.wgsl (int8 activations, dot4I8Packed) instead.
+// CPU reference: `QTensor::dequantize` times x (f32, f16, int8, int4).
 
 struct Params {
     rows: u32,      // rows of this part
@@ -25,10 +23,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> wq: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> wscales: array<u32>;
 @group(0) @binding(3) var<storage, read> wmins: array<u32>;
-@group(0) @binding(4) var<storage, read> x: array<u32>;        // f32 bits [n, cols]; ternary: qa
-@group(0) @binding(5) var<storage, read> xs: array<u32>;       // ternary: [n, 2] (s_a, Σ qa)
-@group(0) @binding(6) var<storage, read> bias: array<f32>;     // [y_off + rows] (or a dummy)
-@group(0) @binding(7) var<storage, read_write> y: array<f32>;  // [n, ld_y]
+@group(0) @binding(4) var<storage, read> x: array<f32>;        // [n, cols]
+@group(0) @binding(5) var<storage, read> bias: array<f32>;     // [y_off + rows] (or a dummy)
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;  // [n, ld_y]
 
 // include: gemm_wdecode
 
@@ -41,15 +38,8 @@ const TK: u32 = 16u;   // columns per step
 var<workgroup> w_tile: array<vec4<f32>, 256>;   // [TK][TM / 4]
 var<workgroup> x_tile: array<vec4<f32>, 256>;   // [TK][TN / 4]
 
-// x[t][c] as the kernel multiplies it (ternary: the int8 quant).
 fn x_at(t: u32, c: u32) -> f32 {
-    if (FORMAT == F_TERNARY) {
-        let wpr = (params.cols + 15u) / 16u;
-        let word = x[t * 4u * wpr + (c / 16u) * 4u + c % 4u];
-        let b = (word >> (8u * ((c % 16u) / 4u))) << 24u;
-        return f32(bitcast<i32>(b) >> 24u);
-    }
-    return bitcast<f32>(x[t * params.cols + c]);
+    return x[t * params.cols + c];
 }
 
 @compute @workgroup_size(256)
@@ -99,14 +89,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         if (t >= params.n) {
             break;
         }
-        var scale = 1.0;
-        if (FORMAT == F_TERNARY) {
-            scale = params.gamma * bitcast<f32>(xs[2u * t]);
-        }
         for (var i = 0u; i < 4u; i++) {
             let r = r0 + 4u * tr + i;
             if (r < params.rows) {
-                var v = acc[j][i] * scale;
+                var v = acc[j][i];
                 if (params.has_bias != 0u) {
                     v += bias[params.y_off + r];
                 }

@@ -5,11 +5,12 @@
 //!
 //! - n == 1 (decode): one `gemv_<format>.wgsl` dispatch per [`MatrixPart`], each workgroup
 //!   streaming whole rows (see `shaders/gemv_common.wgsl`).
-//! - n > 1 (prefill, vision tower): `gemm_dequant.wgsl`, 64 × 32 tiles of y.
+//! - n > 1 (prefill, vision tower): `gemm_dequant.wgsl`, 64 × 64 tiles of y (ternary:
+//!   `gemm_ternary.wgsl`, exact i32 sums by `dot4I8Packed`).
 //! - ternary: `quantize_act_ternary.wgsl` first (per-token int8 activations into scratch
 //!   buffers owned by the plan), then the GEMV/GEMM on the quants.
 //!
-//! `gemv_ternary.wgsl` uses `dot4I8Packed` (WGSL language feature
+//! `gemv_ternary.wgsl` and `gemm_ternary.wgsl` use `dot4I8Packed` (WGSL language feature
 //! `packed_4x8_integer_dot_product`: naga, Chrome/Tint and lavapipe have it).
 //!
 //! Every dispatch writes its part's rows `r0 .. r0 + rows` of y, so split matrices need no
@@ -210,17 +211,17 @@ fn gemm_dispatch(
     io: &Io,
 ) -> Result<Dispatch> {
     let dummy = io.dummy;
+    let tiles = (part.rows as u32).div_ceil(64) * io.n.div_ceil(64);
+    if let Some((qa, qs)) = io.act {
+        let pipe = ctx.pipeline("gemm_ternary", "main", &[])?;
+        let bind = ctx.bind(&pipe, &[params, &part.q, qa, qs, io.bias, io.y]);
+        return Ok(Dispatch { label: "gemm_ternary", pipe, bind, groups: grid(tiles) });
+    }
     let (format, sym) = format_code(w.format);
     let pipe = ctx.pipeline("gemm_dequant", "main", &[("FORMAT", format), ("SYM", sym)])?;
     let scales = part.scales.as_ref().unwrap_or(dummy);
     let mins = part.mins.as_ref().unwrap_or(dummy);
-    let (xq, xs) = match io.act {
-        Some((qa, qs)) => (qa, qs),
-        None => (io.x, dummy),
-    };
-    let bind = ctx.bind(&pipe, &[params, &part.q, scales, mins, xq, xs, io.bias, io.y]);
-    let n = io.n;
-    let tiles = (part.rows as u32).div_ceil(64) * n.div_ceil(64);
+    let bind = ctx.bind(&pipe, &[params, &part.q, scales, mins, io.x, io.bias, io.y]);
     Ok(Dispatch { label: "gemm_dequant", pipe, bind, groups: grid(tiles) })
 }
 

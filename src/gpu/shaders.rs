@@ -33,6 +33,7 @@ pub const SHADERS: &[(&str, &str)] = shader_table![
     "quantize_act_ternary",
     "quantize_act_i8",
     "gemm_w8a8",
+    "gemm_ternary",
     // shared helpers (included by the ops below)
     "wg_reduce",
     "trig",
