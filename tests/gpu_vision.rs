@@ -240,6 +240,7 @@ fn siglip_tower(rng: &mut Rng) -> VisionTower {
         layers,
         dims,
         kernel: Default::default(),
+        smoothed: false,
     }
 }
 

@@ -192,7 +192,16 @@ impl VisionTower {
                 fc2: lin("mlp.fc2", d, dims.intermediate)?,
             });
         }
-        Ok(VisionTower { dims, patch, class_embedding, position, pre_norm, layers, kernel: Default::default(), smoothed: false })
+        Ok(VisionTower {
+            dims,
+            patch,
+            class_embedding,
+            position,
+            pre_norm,
+            layers,
+            kernel: Default::default(),
+            smoothed: false,
+        })
     }
 
     /// `hidden_states[i]` for each `i` in `wanted` (0 = encoder input, `i` = after layer `i`),
