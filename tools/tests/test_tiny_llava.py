@@ -24,7 +24,8 @@ except ImportError:  # plain python3 without the venv
 
 
 def small_args():
-    return argparse.Namespace(image_size=64, patch=16, vis_hidden=32, vis_layers=2, vis_heads=2, hidden=64, layers=2,
+    # The generator's scene size and cell (the real models' image and patch size: one slot per patch).
+    return argparse.Namespace(image_size=72, patch=24, vis_hidden=32, vis_layers=2, vis_heads=2, hidden=64, layers=2,
                               heads=4, kv_heads=2, ffn=96)
 
 
@@ -84,15 +85,16 @@ class Models(unittest.TestCase):
         ids = torch.randint(0, len(used), (2, 9))
         ids[:, 2] = -200
         batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                 "pixel_values": torch.randn(2, 3, 64, 64)}
+                 "pixel_values": torch.randn(2, 3, args.image_size, args.image_size)}
         target = torch.full_like(ids, -100)
         target[:, 4:8] = torch.randint(0, len(used), (2, 4))
         log_rest = torch.tensor(float(np.log(full_vocab - len(used))))
         with torch.no_grad():
-            ours = T.loss_fn(compact, batch, target, 16, "bitnet", log_rest)
+            n_img = (args.image_size // args.patch) ** 2
+            ours = T.loss_fn(compact, batch, target, n_img, "bitnet", log_rest)
             full_ids = torch.where(ids >= 0, used[ids.clamp_min(0)], ids)
             h = full.hidden(dict(batch, input_ids=full_ids))
-            t = torch.cat([target[:, :2], torch.full((2, 15), -100), target[:, 2:]], 1)
+            t = torch.cat([target[:, :2], torch.full((2, n_img - 1), -100), target[:, 2:]], 1)
             sel = t >= 0
             want = F.cross_entropy(h[sel] @ full.wte.weight.T, used[t[sel]])
         self.assertLess(abs(float(ours) - float(want)), 1e-5)
@@ -120,7 +122,7 @@ class Models(unittest.TestCase):
             logits = (model.hidden(batch)[0, -1] @ model.wte.weight.T).numpy()
         with tempfile.TemporaryDirectory() as d:
             folder = Path(d)
-            export_bitnet(model, args, folder, T.tokenizer_json(), len(tok), 2, 0, T.TEMPLATE, T.clip_proc(64))
+            export_bitnet(model, args, folder, T.tokenizer_json(), len(tok), 2, 0, T.TEMPLATE, T.clip_proc(args.image_size))
             img.save(folder / "img.png")
             rec = reference.run(folder, folder / "img.png", T.prompt_text(question), n_greedy=1)
         self.assertEqual(rec["input_ids"], ids)
