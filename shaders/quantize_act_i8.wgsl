@@ -19,7 +19,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> qa: array<u32>;   // [n, wpr]
 @group(0) @binding(3) var<storage, read_write> qs: array<f32>;   // [n] s_a
 
-var<workgroup> red_max: array<f32, 256>;
+// include: wg_reduce
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>,
@@ -34,15 +34,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     for (var c = lid; c < cols; c += 256u) {
         m = max(m, abs(x[xt + c]));
     }
-    red_max[lid] = m;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red_max[lid] = max(red_max[lid], red_max[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let amax = red_max[0];
+    let amax = wg_max(m, lid);
     var inv = 0.0;
     if (amax > 0.0) {
         inv = 127.0 / amax;

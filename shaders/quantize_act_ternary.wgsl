@@ -19,7 +19,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> qa: array<u32>;   // [n, 4 * wpr]
 @group(0) @binding(3) var<storage, read_write> qs: array<u32>;   // [n, 2]
 
-var<workgroup> red_max: array<f32, 256>;
+// include: wg_reduce
 var<workgroup> red_sum: array<i32, 256>;
 
 @compute @workgroup_size(256)
@@ -35,15 +35,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     for (var c = lid; c < cols; c += 256u) {
         m = max(m, abs(x[xt + c]));
     }
-    red_max[lid] = m;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red_max[lid] = max(red_max[lid], red_max[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let inv = 127.0 / max(red_max[0], 1e-5);
+    let inv = 127.0 / max(wg_max(m, lid), 1e-5);
     var sum = 0;
     let words = 4u * params.wpr;
     for (var a = lid; a < words; a += 256u) {
