@@ -9,7 +9,7 @@
 //! does, from the shards into in-memory weights) and goes on on the CPU with the same ids.
 
 mod gpu_common;
-use gpu_common::{fresh_gpu, fresh_gpu_with, rel_err};
+use gpu_common::{fresh_gpu, fresh_gpu_with, rel_err, run_losing_device};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -55,20 +55,6 @@ fn image_prompt(e: &Engine, golden: &Path, case: usize) -> (Vec<u32>, Image) {
 
 fn llava15_prompt(e: &Engine, case: usize) -> (Vec<u32>, Image) {
     image_prompt(e, &root().join("tests/fixtures/llava/llava15-llama/golden.json"), case)
-}
-
-/// Greedy ids of `prompt` with `images`, destroying `lose`'s device after `after` tokens.
-fn run(e: &mut Engine, prompt: &[u32], images: &[Image], n: usize, lose: Option<(&GpuContext, usize)>) -> Vec<u32> {
-    e.start_with_images(prompt, images, GenerateParams { max_new_tokens: n, ..Default::default() }).unwrap();
-    let mut ids = Vec::new();
-    while let Some(ev) = e.step().unwrap() {
-        ids.push(ev.id);
-        if let Some((ctx, after)) = lose.filter(|(_, a)| *a == ids.len()) {
-            println!("destroying the device after {after} tokens");
-            ctx.destroy();
-        }
-    }
-    ids
 }
 
 /// Bytes the CPU path holds for the GPU-only tower and projector matrices of `e`.
@@ -173,10 +159,14 @@ fn llava_streamed_resident_matches_cpu() {
     assert!(unused.len() == 16 + 2 && unused.iter().all(last), "layer 2 of 3 is not read (feature layer -2)");
     let mut cpu = cpu_engine(&dir);
     let (prompt, img) = llava15_prompt(&cpu, 0);
-    let want = run(&mut cpu, &prompt, std::slice::from_ref(&img), 10, None);
+    let want = run_losing_device(&mut cpu, &prompt, std::slice::from_ref(&img), 10, None);
     let mut e = streamed(&dir, ctx);
     assert_resident(&e, &cpu);
-    assert_eq!(run(&mut e, &prompt, &[img], 10, None), want, "greedy ids with an image, resident on the GPU");
+    assert_eq!(
+        run_losing_device(&mut e, &prompt, &[img], 10, None),
+        want,
+        "greedy ids with an image, resident on the GPU"
+    );
     assert_eq!(e.timings().image_encoder, Some(Backend::Gpu));
     assert_eq!(e.backend(), Backend::Gpu, "{:?}", e.fallback_reason());
 }
@@ -190,16 +180,16 @@ fn llava_device_loss_mid_answer_reloads_everything() {
     let mut cpu = cpu_engine(&dir);
     let (prompt, img) = llava15_prompt(&cpu, 0);
     let (_, other) = llava15_prompt(&cpu, 1);
-    let want = run(&mut cpu, &prompt, std::slice::from_ref(&img), 10, None);
-    let want_other = run(&mut cpu, &prompt, std::slice::from_ref(&other), 6, None);
+    let want = run_losing_device(&mut cpu, &prompt, std::slice::from_ref(&img), 10, None);
+    let want_other = run_losing_device(&mut cpu, &prompt, std::slice::from_ref(&other), 6, None);
     let mut e = streamed(&dir, ctx.clone());
-    assert_eq!(run(&mut e, &prompt, &[img], 10, Some((&ctx, 3))), want);
+    assert_eq!(run_losing_device(&mut e, &prompt, &[img], 10, Some((&ctx, 3))), want);
     assert_eq!(e.backend(), Backend::Cpu);
     println!("fell back: {}", e.fallback_reason().expect("a reason"));
     assert!(e.gpu_only_tensors().is_empty());
     assert_eq!(e.vision_cpu_bytes(), cpu.vision_cpu_bytes(), "the tower and projector are back in memory");
     assert_eq!(e.decoder_cpu_bytes(), cpu.decoder_cpu_bytes(), "the decoder and embedding are back");
-    assert_eq!(run(&mut e, &prompt, &[other], 6, None), want_other, "a new image on the CPU tower");
+    assert_eq!(run_losing_device(&mut e, &prompt, &[other], 6, None), want_other, "a new image on the CPU tower");
     assert_eq!(e.timings().image_encoder, Some(Backend::Cpu));
 }
 
@@ -211,10 +201,10 @@ fn llava_gpu_vision_failure_reloads_the_tower() {
     let dir = fixture_model();
     let mut cpu = cpu_engine(&dir);
     let (prompt, img) = llava15_prompt(&cpu, 0);
-    let want = run(&mut cpu, &prompt, std::slice::from_ref(&img), 8, None);
+    let want = run_losing_device(&mut cpu, &prompt, std::slice::from_ref(&img), 8, None);
     let mut e = streamed(&dir, ctx.clone());
     ctx.destroy();
-    assert_eq!(run(&mut e, &prompt, &[img], 8, None), want);
+    assert_eq!(run_losing_device(&mut e, &prompt, &[img], 8, None), want);
     assert_eq!((e.backend(), e.timings().image_encoder), (Backend::Cpu, Some(Backend::Cpu)));
     assert_eq!(e.vision_cpu_bytes(), cpu.vision_cpu_bytes());
 }
@@ -254,7 +244,7 @@ fn llava_auto_fallback_at_finish_reads_vision_again() {
     let dir = fixture_model();
     let mut cpu = cpu_engine(&dir);
     let (prompt, img) = llava15_prompt(&cpu, 0);
-    let want = run(&mut cpu, &prompt, std::slice::from_ref(&img), 8, None);
+    let want = run_losing_device(&mut cpu, &prompt, std::slice::from_ref(&img), 8, None);
     let mut e = load_then_lose(&dir, &ctx);
     println!("fell back at load: {}", e.fallback_reason().expect("a reason"));
     assert!(e.needs_weights() && e.vision_cpu_bytes() * 10 < cpu.vision_cpu_bytes());
@@ -264,7 +254,7 @@ fn llava_auto_fallback_at_finish_reads_vision_again() {
     e.fill_weights(&weights).unwrap();
     assert!(!e.needs_weights());
     assert_eq!(e.vision_cpu_bytes(), cpu.vision_cpu_bytes());
-    assert_eq!(run(&mut e, &prompt, &[img], 8, None), want);
+    assert_eq!(run_losing_device(&mut e, &prompt, &[img], 8, None), want);
 }
 
 /// NeXT (tiles, `image_newline`), Gemma (the embedding scale over merged features, tied head)
@@ -286,14 +276,22 @@ fn converted_fixtures_resident_match_cpu() {
         webvlm::convert::convert(&fixture, &out, &opts, &mut |_| {}).unwrap();
         let mut cpu = cpu_engine(&out);
         let (prompt, img) = image_prompt(&cpu, &fixture.join("golden.json"), 0);
-        let want = run(&mut cpu, &prompt, std::slice::from_ref(&img), 8, None);
+        let want = run_losing_device(&mut cpu, &prompt, std::slice::from_ref(&img), 8, None);
         let mut e = streamed(&out, ctx.clone());
         assert_resident(&e, &cpu);
-        assert_eq!(run(&mut e, &prompt, std::slice::from_ref(&img), 8, None), want, "{name}: resident on the GPU");
+        assert_eq!(
+            run_losing_device(&mut e, &prompt, std::slice::from_ref(&img), 8, None),
+            want,
+            "{name}: resident on the GPU"
+        );
         assert_eq!(e.backend(), Backend::Gpu, "{name}: {:?}", e.fallback_reason());
         let lose = fresh_gpu().unwrap();
         let mut e = streamed(&out, lose.clone());
-        assert_eq!(run(&mut e, &prompt, &[img], 8, Some((&lose, 2))), want, "{name}: after a device loss");
+        assert_eq!(
+            run_losing_device(&mut e, &prompt, &[img], 8, Some((&lose, 2))),
+            want,
+            "{name}: after a device loss"
+        );
         assert_eq!(e.backend(), Backend::Cpu);
         println!("{name}: {} ids on the GPU and after a device loss", want.len());
     }

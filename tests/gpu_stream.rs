@@ -6,7 +6,7 @@
 //! so. Set WEBVLM_SKIP_GPU=1 where no Vulkan driver exists.
 
 mod gpu_common;
-use gpu_common::fresh_gpu;
+use gpu_common::{fresh_gpu, run_losing_device};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,20 +38,6 @@ fn greedy(n: usize) -> GenerateParams {
     GenerateParams { max_new_tokens: n, ..Default::default() }
 }
 
-/// Greedy ids of `prompt` (with `images`), destroying `lose`'s device after `after` tokens.
-fn run(e: &mut Engine, prompt: &[u32], images: &[Image], n: usize, lose: Option<(&GpuContext, usize)>) -> Vec<u32> {
-    e.start_with_images(prompt, images, greedy(n)).unwrap();
-    let mut ids = Vec::new();
-    while let Some(ev) = e.step().unwrap() {
-        ids.push(ev.id);
-        if let Some((ctx, after)) = lose.filter(|(_, a)| *a == ids.len()) {
-            println!("destroying the device after {after} tokens");
-            ctx.destroy();
-        }
-    }
-    ids
-}
-
 /// The decoder's matrices are on the GPU only: the CPU holds the norms, a few KiB.
 fn assert_gpu_only(e: &Engine, cpu: &Engine, matrices: usize) {
     let (held, whole) = (e.decoder_cpu_bytes(), cpu.decoder_cpu_bytes());
@@ -68,11 +54,11 @@ fn smollm2_int4_streamed_matches_cpu() {
     let dir = model("smollm2-135m-int4");
     let mut cpu = cpu_engine(&dir);
     let prompt = cpu.tokenizer().encode("The capital of France is", true).unwrap();
-    let want = run(&mut cpu, &prompt, &[], 8, None);
+    let want = run_losing_device(&mut cpu, &prompt, &[], 8, None);
     let mut e = streamed(&dir, ctx);
     let layers = e.config().num_hidden_layers;
     assert_gpu_only(&e, &cpu, 7 * layers + 1); // tied: the embedding is the head
-    assert_eq!(run(&mut e, &prompt, &[], 8, None), want, "greedy ids, weights streamed to the GPU");
+    assert_eq!(run_losing_device(&mut e, &prompt, &[], 8, None), want, "greedy ids, weights streamed to the GPU");
     assert_eq!(e.backend(), Backend::Gpu, "{:?}", e.fallback_reason());
 }
 
@@ -94,13 +80,17 @@ fn llava_fixture_streamed_matches_cpu() {
     let dir = model("llava15-llama-fixture");
     let mut cpu = cpu_engine(&dir);
     let (prompt, img) = llava_prompt(&cpu);
-    let want = run(&mut cpu, &prompt, std::slice::from_ref(&img), 10, None);
+    let want = run_losing_device(&mut cpu, &prompt, std::slice::from_ref(&img), 10, None);
     let mut e = streamed(&dir, ctx);
     let layers = e.config().num_hidden_layers;
     let vision = e.llava().unwrap().tower.layers.len() * 6 + 3; // + patch, projector's two
     assert_eq!(e.gpu_only_tensors().len(), 7 * layers + 2 + vision);
     assert!(e.model().embed.w.rows > 0 && e.model().embed.w.is_placeholder());
-    assert_eq!(run(&mut e, &prompt, &[img], 10, None), want, "greedy ids with an image, weights streamed");
+    assert_eq!(
+        run_losing_device(&mut e, &prompt, &[img], 10, None),
+        want,
+        "greedy ids with an image, weights streamed"
+    );
     assert_eq!(e.backend(), Backend::Gpu, "{:?}", e.fallback_reason());
 }
 
@@ -128,14 +118,14 @@ fn device_loss_reloads_weights_and_goes_on_on_the_cpu() {
     let dir = model("smollm2-135m-int4");
     let mut cpu = cpu_engine(&dir);
     let prompt = cpu.tokenizer().encode("Once upon a time", true).unwrap();
-    let want = run(&mut cpu, &prompt, &[], 10, None);
+    let want = run_losing_device(&mut cpu, &prompt, &[], 10, None);
     let mut e = streamed(&dir, ctx.clone());
-    assert_eq!(run(&mut e, &prompt, &[], 10, Some((&ctx, 3))), want);
+    assert_eq!(run_losing_device(&mut e, &prompt, &[], 10, Some((&ctx, 3))), want);
     assert_eq!(e.backend(), Backend::Cpu);
     println!("fell back: {}", e.fallback_reason().expect("a reason"));
     assert!(e.gpu_only_tensors().is_empty());
     assert_eq!(e.decoder_cpu_bytes(), cpu.decoder_cpu_bytes(), "the whole decoder is back in memory");
-    assert_eq!(run(&mut e, &prompt, &[], 3, None), want[..3]);
+    assert_eq!(run_losing_device(&mut e, &prompt, &[], 3, None), want[..3]);
 }
 
 /// The same loss with the LLaVA fixture and an image: the replay splices the image features in.
@@ -145,9 +135,9 @@ fn llava_device_loss_reloads_weights() {
     let dir = model("llava15-llama-fixture");
     let mut cpu = cpu_engine(&dir);
     let (prompt, img) = llava_prompt(&cpu);
-    let want = run(&mut cpu, &prompt, std::slice::from_ref(&img), 10, None);
+    let want = run_losing_device(&mut cpu, &prompt, std::slice::from_ref(&img), 10, None);
     let mut e = streamed(&dir, ctx.clone());
-    assert_eq!(run(&mut e, &prompt, &[img], 10, Some((&ctx, 2))), want);
+    assert_eq!(run_losing_device(&mut e, &prompt, &[img], 10, Some((&ctx, 2))), want);
     assert_eq!(e.backend(), Backend::Cpu);
 }
 

@@ -76,3 +76,24 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
     (num.sqrt() / den.sqrt().max(1e-30)) as f32
 }
+
+/// Greedy ids of `prompt` (with `images`), destroying `lose`'s device after `after` tokens.
+pub fn run_losing_device(
+    e: &mut webvlm::engine::Engine,
+    prompt: &[u32],
+    images: &[webvlm::vision::image::Image],
+    n: usize,
+    lose: Option<(&GpuContext, usize)>,
+) -> Vec<u32> {
+    let params = webvlm::engine::GenerateParams { max_new_tokens: n, ..Default::default() };
+    e.start_with_images(prompt, images, params).unwrap();
+    let mut ids = Vec::new();
+    while let Some(ev) = e.step().unwrap() {
+        ids.push(ev.id);
+        if let Some((ctx, after)) = lose.filter(|(_, a)| *a == ids.len()) {
+            println!("destroying the device after {after} tokens");
+            ctx.destroy();
+        }
+    }
+    ids
+}
