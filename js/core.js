@@ -8,7 +8,8 @@
 //     options: { model (absolute manifest URL), backend, gpuBudgetMib, concurrency, retries,
 //                useCache, wasmUrl, threads ('auto' | n: CPU threads, see threads.js) }
 //     LoadInfo: { model, backend, fallback_reason, adapter, supports_images, load_ms, download,
-//                 threads (CPU threads of the wasm build), threads_reason (why one, or null) }
+//                 threads (CPU threads of the wasm build), threads_reason (why one, or null),
+//                 simd ('relaxed' | 'simd128'), simd_reason (why not relaxed, or null) }
 //   generate(request, { onToken, signal }) -> Promise<RawResult>
 //     request: { messages: [{ role, content: string, images: ArrayBuffer[] }],
 //                params: { max_new_tokens, sampling, stop }, context: 'error' | 'drop_oldest' }
@@ -42,10 +43,10 @@ export class LocalCore {
   #wasm = null; // loadWasm's { glue, threads, threaded, reason }
 
   async load({ model, backend = 'auto', gpuBudgetMib, concurrency = 3, retries = 2, useCache = true, wasmUrl,
-    threads = 'auto' } = {}, onProgress, signal) {
+    threads = 'auto', simd = 'auto' } = {}, onProgress, signal) {
     if (this.#engine) throw new Error('this engine is already loaded');
     const t0 = performance.now();
-    this.#wasm = await loadWasm({ wasmUrl, threads });
+    this.#wasm = await loadWasm({ wasmUrl, threads, simd });
     const wasm = this.#wasm.glue;
     let loader = null;
     try {
@@ -80,6 +81,8 @@ export class LocalCore {
         download: res.stats,
         threads: this.#wasm.threads,
         threads_reason: this.#wasm.reason,
+        simd: this.#wasm.simd,
+        simd_reason: this.#wasm.simd_reason,
       };
       onProgress?.({ phase: 'ready', backend: info.backend });
       return info;

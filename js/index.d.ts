@@ -53,6 +53,9 @@ export interface CreateEngineOptions {
    * (SharedArrayBuffer; the threaded wasm build with a pool of Web Workers) and the engine runs
    * in a worker, else 1; a number asks for that many (1: the one-thread build). */
   threads?: 'auto' | number;
+  /** The SIMD flavour of the CPU build: 'auto' (default) = relaxed SIMD where the browser has it
+   * (faster integer dot products), else SIMD128; 'simd128' forces the plain build. */
+  simd?: 'auto' | 'relaxed' | 'simd128';
 }
 
 export type ImageSource = Blob | ImageBitmap | ArrayBuffer | ArrayBufferView;
@@ -173,6 +176,10 @@ export interface LoadInfo {
   threads: number;
   /** Why one thread (not cross-origin isolated, one asked for, ...), or null. */
   threads_reason: string | null;
+  /** The CPU build's SIMD flavour. */
+  simd: 'relaxed' | 'simd128';
+  /** Why not relaxed SIMD (unsupported, asked for, ...), or null. */
+  simd_reason: string | null;
 }
 
 export declare class Engine {
@@ -212,6 +219,10 @@ export declare function listCachedModels(): Promise<CachedModel[]>;
 export declare function deleteCachedModel(model: string | URL): Promise<boolean>;
 export declare function manifestUrlOf(model: string | URL, base?: string): string;
 export declare const MAX_THREADS: number;
+/** Whether this browser's WebAssembly has relaxed SIMD. */
+export declare function relaxedSimdSupported(): boolean;
+/** The SIMD flavour `simd` gives here (see CreateEngineOptions.simd). */
+export declare function chooseSimd(requested?: 'auto' | 'relaxed' | 'simd128', env?: { supported?: boolean }): { relaxed: boolean; reason: string | null };
 /** The wasm build `threads` gives here (see CreateEngineOptions.threads). */
 export declare function chooseBuild(requested?: 'auto' | number,
   env?: { isolated?: boolean; cores?: number; canBlock?: boolean }): { threaded: boolean; threads: number; reason: string | null };

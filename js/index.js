@@ -13,7 +13,7 @@ import { manifestUrlOf } from './loader.js';
 export { Engine, ChunkStream } from './api.js';
 export { ContextWindowError, LocalCore } from './core.js';
 export { WorkerCore } from './worker-core.js';
-export { chooseBuild, MAX_THREADS } from './threads.js';
+export { chooseBuild, chooseSimd, relaxedSimdSupported, MAX_THREADS } from './threads.js';
 export { ModelLoadError, listCachedModels, deleteCachedModel, manifestUrlOf } from './loader.js';
 
 /**
@@ -23,13 +23,16 @@ export { ModelLoadError, listCachedModels, deleteCachedModel, manifestUrlOf } fr
  */
 export async function createEngine(options = {}) {
   const { model, backend = 'auto', onProgress, worker = true, context = 'error', concurrency = 3, retries = 2,
-    gpuBudgetMib, useCache = true, persist = true, wasmUrl, threads = 'auto', signal } = options;
+    gpuBudgetMib, useCache = true, persist = true, wasmUrl, threads = 'auto', simd = 'auto', signal } = options;
   if (!model) throw new TypeError('createEngine: `model` (the URL of a manifest.json) is required');
   if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
     throw new TypeError(`createEngine: backend must be 'auto', 'webgpu' or 'cpu', got ${JSON.stringify(backend)}`);
   }
   if (threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1)) {
     throw new TypeError(`createEngine: threads must be 'auto' or a positive integer, got ${JSON.stringify(threads)}`);
+  }
+  if (!['auto', 'relaxed', 'simd128'].includes(simd)) {
+    throw new TypeError(`createEngine: simd must be 'auto', 'relaxed' or 'simd128', got ${JSON.stringify(simd)}`);
   }
   if (context !== 'error' && context !== 'drop_oldest') {
     throw new TypeError(`createEngine: context must be 'error' or 'drop_oldest', got ${JSON.stringify(context)}`);
@@ -46,7 +49,7 @@ export async function createEngine(options = {}) {
   const wasm = wasmUrl ? new URL(wasmUrl, globalThis.location?.href).href : undefined;
   try {
     const info = await core.load({ model: url, backend, gpuBudgetMib, concurrency, retries, useCache, wasmUrl: wasm,
-      threads },
+      threads, simd },
       onProgress, signal);
     return new Engine(core, info, { context });
   } catch (e) {

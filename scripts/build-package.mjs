@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Assemble the npm package in dist/ from js/ (the ESM sources and index.d.ts) and the
-// wasm-bindgen outputs scripts/build.sh makes: www/pkg/ (one thread) and www/pkg-threads/
-// (threaded, absent with WEBVLM_NO_THREADS=1): dist/index.js, its modules, worker.js,
-// thread-worker.js, index.d.ts, pkg/ and pkg-threads/ (webvlm.js, webvlm_bg.wasm, snippets),
-// README.md and a package.json named `webvlm`. `npm pack ./dist` then gives the tarball.
-// Without the threaded build, threaded.js is replaced by a module whose import fails with that
-// reason (the engine then runs on one thread; bundlers still resolve the import) and
-// thread-worker.js is left out. The same files are copied to www/webvlm/, with files.json (every
+// wasm-bindgen outputs scripts/build.sh makes: www/pkg/ (one thread), www/pkg-threads/
+// (threaded, absent with WEBVLM_NO_THREADS=1), www/pkg-relaxed/ and www/pkg-threads-relaxed/
+// (relaxed SIMD, absent with WEBVLM_NO_RELAXED=1): dist/index.js, its modules, worker.js, the
+// pool workers, index.d.ts, the pkg*/ folders (webvlm.js, webvlm_bg.wasm, snippets), README.md
+// and a package.json named `webvlm`. `npm pack ./dist` then gives the tarball. Without a build,
+// the module that loads it (threaded.js, relaxed.js, threaded-relaxed.js) is replaced by one
+// whose import fails with that reason (the engine then runs on another build; bundlers still
+// resolve the import) and its pool worker is left out. The same files are copied to www/webvlm/, with files.json (every
 // file's path, for the page's service worker to precache), so the static chat page can
 // `import { createEngine } from './webvlm/index.js'`.
 //
@@ -48,16 +49,27 @@ function packageJson(version) {
       './loader.js': './loader.js',
       './package.json': './package.json',
     },
-    files: ['*.js', 'index.d.ts', 'pkg', 'pkg-threads', 'README.md'],
+    files: ['*.js', 'index.d.ts', 'pkg', 'pkg-threads', 'pkg-relaxed', 'pkg-threads-relaxed', 'README.md'],
     sideEffects: ['./worker.js'],
     keywords: ['llm', 'vlm', 'llava', 'webgpu', 'wasm', 'openai', 'browser'],
   };
 }
 
-const NO_THREADS_MODULE = `// This webvlm package was built without the threaded wasm build (WEBVLM_NO_THREADS=1):
-// importing this module fails, and the engine runs on the one-thread build.
-throw new Error('this webvlm package was built without the threaded wasm build');
+/** Stands in for the module of a build that was not made: importing it fails with why. */
+const absentModule = (what, env) => `// This webvlm package was built without the ${what} (${env}):
+// importing this module fails, and the engine runs on another build.
+throw new Error('this webvlm package was built without the ${what}');
 `;
+
+/** The optional builds: the www/ folder, the modules that load it, and what leaves it out. */
+const OPTIONAL = [
+  { dir: 'pkg-threads', modules: ['threaded.js'], workers: ['thread-worker.js'], what: 'threaded wasm build',
+    env: 'WEBVLM_NO_THREADS=1' },
+  { dir: 'pkg-relaxed', modules: ['relaxed.js'], workers: [], what: 'relaxed-SIMD wasm build',
+    env: 'WEBVLM_NO_RELAXED=1' },
+  { dir: 'pkg-threads-relaxed', modules: ['threaded-relaxed.js'], workers: ['thread-worker-relaxed.js'],
+    what: 'threaded relaxed-SIMD wasm build', env: 'WEBVLM_NO_THREADS=1 or WEBVLM_NO_RELAXED=1' },
+];
 
 /** Every file under `dir`, as paths relative to it with '/' separators, sorted. */
 async function listFiles(dir, rel = '') {
@@ -79,14 +91,19 @@ export async function buildPackage() {
   const root = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8'));
   await rm(DIST, { recursive: true, force: true });
   await mkdir(DIST, { recursive: true });
-  const threaded = (await readdir(path.join(ROOT, 'www/pkg-threads')).catch(() => [])).includes('webvlm_bg.wasm');
+  const built = async (d) => (await readdir(path.join(ROOT, 'www', d)).catch(() => [])).includes('webvlm_bg.wasm');
+  const absent = [];
+  for (const o of OPTIONAL) if (!(await built(o.dir))) absent.push(o);
+  const skip = new Set(absent.flatMap((o) => o.workers));
   for (const f of await readdir(path.join(ROOT, 'js'))) {
-    if (!threaded && f === 'thread-worker.js') continue;
+    if (skip.has(f)) continue;
     if (f.endsWith('.js') || f.endsWith('.d.ts')) await cp(path.join(ROOT, 'js', f), path.join(DIST, f));
   }
-  if (!threaded) await writeFile(path.join(DIST, 'threaded.js'), NO_THREADS_MODULE);
-  // www/pkg and www/pkg-threads (the wasm-bindgen builds).
-  for (const d of threaded ? ['pkg', 'pkg-threads'] : ['pkg']) {
+  for (const o of absent) {
+    for (const m of o.modules) await writeFile(path.join(DIST, m), absentModule(o.what, o.env));
+  }
+  // www/pkg and the optional builds that were made (the wasm-bindgen outputs).
+  for (const d of ['pkg', ...OPTIONAL.filter((o) => !absent.includes(o)).map((o) => o.dir)]) {
     await cp(path.join(ROOT, 'www', d), path.join(DIST, d), { recursive: true });
   }
   await writeFile(path.join(DIST, 'package.json'), JSON.stringify(packageJson(root.version), null, 2) + '\n');

@@ -1,6 +1,6 @@
 // One pool thread of the threaded wasm build under Node (worker_threads), for
 // scripts/bench-wasm.mjs --threads N: the Node twin of js/thread-worker.js. Instantiates the
-// module on the shared memory from workerData, reports ready, then runs rayon's work loop.
+// module on the shared memory from workerData, reports ready, then joins the CPU pool and runs its work loop.
 import { parentPort, workerData } from 'node:worker_threads';
 
 let glue;

@@ -252,22 +252,20 @@ pub fn gemv_once(fmt: WeightFormat, rows: usize, cols: usize, threads: usize, op
     let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
     let mut y = vec![0f32; rows];
     let isa = opts.isa;
-    let p = pool(threads);
+    crate::par::set_threads(threads);
     let (mut best, mut best_cpu) = (f64::MAX, f64::MAX);
-    p.install(|| {
-        for w in &ws {
-            kernels::matvec_with(isa, w, &x, &mut y).expect("bench shapes"); // warm-up pass
-        }
-        for _ in 0..opts.rotations.max(1) {
-            let (wall, cpu) = timed(|| {
-                for w in &ws {
-                    kernels::matvec_with(isa, w, &x, &mut y).expect("bench shapes");
-                }
-            });
-            best = best.min(wall / copies as f64);
-            best_cpu = best_cpu.min(cpu / copies as f64);
-        }
-    });
+    for w in &ws {
+        kernels::matvec_with(isa, w, &x, &mut y).expect("bench shapes"); // warm-up pass
+    }
+    for _ in 0..opts.rotations.max(1) {
+        let (wall, cpu) = timed(|| {
+            for w in &ws {
+                kernels::matvec_with(isa, w, &x, &mut y).expect("bench shapes");
+            }
+        });
+        best = best.min(wall / copies as f64);
+        best_cpu = best_cpu.min(cpu / copies as f64);
+    }
     std::hint::black_box(&y);
     GemvRow {
         format: fmt.name(),

@@ -210,7 +210,7 @@ pub fn time_encode(tower: &VisionTower, threads: usize, runs: usize, now_ms: &dy
     })
 }
 
-/// Native: encode with each format at each thread count (one rayon pool per count), `runs`
+/// Native: encode with each format at each thread count (the thread pool resized per count), `runs`
 /// timed encodes each; one tower per format is built and dropped before the next.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn run_native(formats: &[String], threads: &[usize], runs: usize) -> Result<Vec<VisionRow>> {
@@ -221,11 +221,8 @@ pub fn run_native(formats: &[String], threads: &[usize], runs: usize) -> Result<
     for name in formats {
         let tower = tower_for(name, &dims, llava15_layers(&dims))?;
         for &t in threads {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(t.max(1))
-                .build()
-                .map_err(|e| Error::Invalid(format!("cannot start {t} threads: {e}")))?;
-            rows.push(pool.install(|| time_encode(&tower, t, runs, &now))?);
+            crate::par::set_threads(t);
+            rows.push(time_encode(&tower, t, runs, &now)?);
         }
     }
     Ok(rows)

@@ -4,6 +4,7 @@
 //! - [`io`]: checkpoint readers (HF safetensors, GGUF, converted shards) behind one
 //!   [`io::WeightSource`] trait with HF tensor names.
 //! - [`quant`]: the weight formats (f32, f16, INT8, INT4) and RTN quantization.
+//! - [`par`]: the CPU kernels' thread pool (the caller works too; short spin before sleeping).
 //! - [`kernels`]: CPU matrix-vector / matrix-matrix kernels, scalar reference + SIMD.
 //! - [`model`]: the Llama-family decoder, written once for every weight format.
 //! - [`tokenizer`], [`chat`], [`sampler`]: text in, text out.
@@ -20,6 +21,7 @@ pub mod gpu;
 pub mod io;
 pub mod kernels;
 pub mod model;
+pub mod par;
 pub mod quant;
 pub mod rng;
 pub mod sampler;

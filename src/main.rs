@@ -26,7 +26,7 @@ mod cli {
     use webvlm::convert::{ConvertOptions, WeightChoice};
     use webvlm::engine::{ChatTurn, Engine, GenerateParams};
     use webvlm::gpu::{GpuContext, GpuOptions};
-    use webvlm::model::bench_decode::{decode_bench, DecodeBench};
+    use webvlm::engine::bench::{decode_bench, DecodeBench};
     use webvlm::model::llava::VisionLoadOptions;
     use webvlm::model::LoadOptions;
     use webvlm::quant::WeightFormat;
@@ -302,10 +302,7 @@ mod cli {
             if n == 0 {
                 return Err(Error::Invalid("--threads must be at least 1".into()));
             }
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global()
-                .map_err(|e| Error::Invalid(format!("cannot start {n} threads: {e}")))?;
+            webvlm::par::set_threads(n);
         }
         Ok(())
     }
@@ -627,17 +624,14 @@ mod cli {
         Ok(())
     }
 
-    /// Decode tokens/s of the model at every thread count (each in its own rayon pool).
+    /// Decode tokens/s of the model at every thread count, through the engine's step loop.
     fn bench_decode(path: &std::path::Path, a: &BenchArgs, threads: &[usize]) -> Result<Vec<DecodeBench>> {
-        let engine = Engine::new(webvlm::io::open(path)?, &a.load.options()?)?;
+        let mut engine = Engine::new(webvlm::io::open(path)?, &a.load.options()?)?;
         let prompt = engine.tokenizer().encode("The capital of France is", true)?;
         let mut runs = Vec::new();
         for &t in threads {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(t)
-                .build()
-                .map_err(|e| Error::Invalid(format!("cannot start {t} threads: {e}")))?;
-            let r = pool.install(|| decode_bench(engine.model(), &prompt, a.decode_tokens))?;
+            webvlm::par::set_threads(t);
+            let r = decode_bench(&mut engine, &prompt, a.decode_tokens)?;
             if !a.json {
                 println!(
                     "decode {}: {} thread(s), {:.1} tokens/s ({} tokens after a {}-token prompt; weights {}, {:.1} MiB)",

@@ -89,6 +89,34 @@ fn simd_paths_match_scalar() {
     println!("worst normalized error per path: {:?}", isas.iter().zip(&worst).collect::<Vec<_>>());
 }
 
+/// The awkward edges of the register tiles and the thread split: 1, 7, 33 and 577 rows times
+/// 1, 7 and 33 tokens, every format, every path against the scalar reference (integer paths
+/// differ only in the order of the f32 additions of per-block terms).
+#[test]
+fn tile_edges_match_scalar() {
+    let mut rng = Rng::new(0x0ddb_a115);
+    for fmt in formats() {
+        let cols = match fmt {
+            WeightFormat::Int4 { group, .. } => group * 3,
+            _ => 200,
+        };
+        for rows in [1usize, 7, 33, 577] {
+            let w = QTensor::quantize(&data(&mut rng, rows * cols, 0.0), rows, cols, fmt).unwrap();
+            for n in [1usize, 7, 33] {
+                let x = data(&mut rng, n * cols, 0.2);
+                let mut want = vec![0f32; n * rows];
+                kernels::matmul_with(Isa::Scalar, &w, &x, n, &mut want).unwrap();
+                for isa in Isa::all_available() {
+                    let mut got = vec![0f32; n * rows];
+                    kernels::matmul_with(isa, &w, &x, n, &mut got).unwrap();
+                    let e = rel_err(&got, &want);
+                    assert!(e <= 1e-5, "{isa:?} {} [{rows}, {cols}] n={n}: rel err {e}", fmt.name());
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_equals_matvec_per_row() {
     let mut rng = Rng::new(42);

@@ -1,12 +1,12 @@
-//! Decode-speed benchmark: prefill a prompt, then greedily decode token by token and time
-//! the decode steps alone (the number `webvlm bench --model` reports). Native only; the
-//! caller picks the thread count by running this inside a rayon pool.
+//! Decode-speed benchmark over the engine's own step loop — the path `webvlm generate`, the
+//! wasm API and the page take (prefill, then one `Engine::step` per token: forward, sampling,
+//! incremental detokenization, stop checks) — so its tokens/s is what a user gets. Greedy;
+//! the caller sets the thread count ([`crate::par::set_threads`]) before calling.
 
-use super::{Llama, LoadOptions};
+use super::{Engine, GenerateParams};
 use crate::error::Result;
-use crate::sampler::argmax;
+use crate::model::{Llama, LoadOptions};
 use serde::Serialize;
-use std::time::Instant;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DecodeBench {
@@ -21,27 +21,22 @@ pub struct DecodeBench {
     pub decode_tokens_per_s: f64,
 }
 
-/// Time `n_decode` greedy decode steps after prefilling `prompt`.
-pub fn decode_bench(model: &Llama, prompt: &[u32], n_decode: usize) -> Result<DecodeBench> {
-    let mut kv = model.new_cache(prompt.len() + n_decode + 1);
-    let t0 = Instant::now();
-    let mut logits = model.forward(prompt, &mut kv)?;
-    let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let t1 = Instant::now();
-    for _ in 0..n_decode {
-        let next = argmax(&logits);
-        logits = model.forward(&[next], &mut kv)?;
-    }
-    let decode_ms = t1.elapsed().as_secs_f64() * 1e3;
+/// Prefill `prompt`, then time up to `n_decode` greedy decode steps (fewer if the model
+/// emits EOS first; `decode_tokens` says how many ran). The KV cache starts empty.
+pub fn decode_bench(engine: &mut Engine, prompt: &[u32], n_decode: usize) -> Result<DecodeBench> {
+    engine.reset();
+    let params = GenerateParams { max_new_tokens: n_decode + 1, ..GenerateParams::default() };
+    let out = engine.generate(prompt, params, &mut |_| true)?;
+    let t = &out.timings;
     Ok(DecodeBench {
-        weights: weight_formats(model),
-        weight_bytes: model.weight_bytes(),
-        threads: rayon::current_num_threads(),
+        weights: weight_formats(engine.model()),
+        weight_bytes: engine.model().weight_bytes(),
+        threads: crate::par::threads(),
         prompt_tokens: prompt.len(),
-        prefill_ms,
-        decode_tokens: n_decode,
-        decode_ms,
-        decode_tokens_per_s: n_decode as f64 / (decode_ms / 1e3),
+        prefill_ms: t.prefill_ms,
+        decode_tokens: t.decode_tokens,
+        decode_ms: t.decode_ms,
+        decode_tokens_per_s: t.decode_tokens_per_s,
     })
 }
 

@@ -25,6 +25,7 @@ use crate::vision::prompt::render_turns;
 pub use crate::vision::prompt::ChatTurn;
 use std::sync::Arc;
 
+pub mod bench;
 mod gpu;
 mod gpu_vision;
 mod stops;

@@ -13,10 +13,9 @@
 //! The vision tower's W8A8 linears (per-token int8 activations × INT8 weights, one i32 sum
 //! per output) are in [`w8a8`].
 //!
-//! Work is split over output rows: natively with rayon (the global pool, whose size the
-//! caller may set), in chunks of whole rows. On wasm32 without atomics rayon's global pool
-//! falls back to the current thread (rayon-core ≥ 1.12), so the same code runs sequentially
-//! there, and a wasm thread pool (e.g. `wasm-bindgen-rayon`) plugs in without changes here.
+//! Work is split over output rows, in chunks of whole rows, on [`crate::par`]'s pool (the
+//! calling thread and its workers; natively threads, in the threaded wasm build Web Workers,
+//! in the plain wasm build the calling thread alone).
 //! Every ISA entry point writes `out: [rows_in_chunk, n]` (row-major per weight row), which
 //! lets [`matmul`] reuse each unpacked weight block across several tokens.
 
@@ -42,7 +41,6 @@ pub mod w8a8_x86;
 use crate::error::{Error, Result};
 use crate::quant::{QData, QTensor};
 use act::ActQ;
-use rayon::prelude::*;
 
 /// The activations as a kernel sees them.
 pub enum Input<'a> {
@@ -204,15 +202,19 @@ fn chunk_rows(w: &QTensor, threads: usize) -> usize {
     by_bytes.min(by_threads)
 }
 
+/// Weight bytes (times tokens, up to 4) below which a product runs on one thread: splitting
+/// costs about a microsecond, which such a product does not repay.
+const MIN_SPLIT_BYTES: usize = 16 * 1024;
+
 /// Compute `out: [rows, n]` for all rows of `w`, in parallel chunks of rows.
 fn run_rows(isa: Isa, w: &QTensor, inp: &Input, out: &mut [f32]) {
     let n = inp.n();
-    let threads = rayon::current_num_threads();
+    let threads = crate::par::threads();
     let chunk = chunk_rows(w, threads);
-    if threads <= 1 || w.rows <= chunk {
+    if threads <= 1 || w.rows <= chunk || w.nbytes() * n.min(4) < MIN_SPLIT_BYTES {
         return rows_on(isa, w, inp, 0, out);
     }
-    out.par_chunks_mut(chunk * n).enumerate().for_each(|(i, o)| rows_on(isa, w, inp, i * chunk, o));
+    crate::par::chunks_mut(out, chunk * n, |i, o| rows_on(isa, w, inp, i * chunk, o));
 }
 
 /// One ISA's kernel over rows `r0 .. r0 + out.len()/n`, `out: [nrows, n]`.

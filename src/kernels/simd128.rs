@@ -43,16 +43,15 @@ pub fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
             }
         }
         (QData::Int4 { group, q, scales, mins }, Input::Q { a, gcorr }) => {
-            let gpr = c / group;
-            let mut swf = vec![0f32; gpr];
-            let mut mf = vec![0f32; gpr];
-            for (i, o) in out.chunks_exact_mut(n).enumerate() {
-                let r = r0 + i;
-                let wb: &[u8] = bytemuck::cast_slice(&q[r * c / 8..(r + 1) * c / 8]);
-                scales[r * gpr..(r + 1) * gpr].convert_to_f32_slice(&mut swf);
-                int4_tokens(wb, &swf, *group, a, o);
-                if let Some(m) = mins {
-                    // asymmetric offset term Σ_g (min + 8 s_w) * gcorr[g]
+            let wb: &[u8] = bytemuck::cast_slice(q.as_slice());
+            int4_rows(wb, scales, *group, c, a, r0, out);
+            if let Some(m) = mins {
+                // asymmetric offset term Σ_g (min + 8 s_w) * gcorr[g]
+                let gpr = c / group;
+                let (mut swf, mut mf) = (vec![0f32; gpr], vec![0f32; gpr]);
+                for (i, o) in out.chunks_exact_mut(n).enumerate() {
+                    let r = r0 + i;
+                    scales[r * gpr..(r + 1) * gpr].convert_to_f32_slice(&mut swf);
                     m[r * gpr..(r + 1) * gpr].convert_to_f32_slice(&mut mf);
                     mf.iter_mut().zip(&swf).for_each(|(k, s)| *k += 8.0 * s);
                     for (t, v) in o.iter_mut().enumerate() {
@@ -80,20 +79,6 @@ fn int8_tokens(qw: &[i8], sw: f32, a: &ActQ, o: &mut [f32]) {
     }
 }
 
-/// Every token of `a` times one INT4 row (without the asymmetric offset term); `o: [n]`.
-fn int4_tokens(wb: &[u8], swf: &[f32], group: usize, a: &ActQ, o: &mut [f32]) {
-    let mut t = 0;
-    while t < a.n {
-        if t + TOK <= a.n {
-            o[t..t + TOK].copy_from_slice(&int4_row::<TOK>(wb, swf, group, a, t));
-            t += TOK;
-        } else {
-            o[t] = int4_row::<1>(wb, swf, group, a, t)[0];
-            t += 1;
-        }
-    }
-}
-
 #[inline(always)]
 fn hsum(v: v128) -> f32 {
     f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v) + f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v)
@@ -107,6 +92,7 @@ unsafe fn load(p: *const u8) -> v128 {
 }
 
 /// `Σ a·b + c·d` per i32 lane of 4 (i8 inputs, i16 pair sums must not overflow).
+#[cfg(not(target_feature = "relaxed-simd"))]
 #[inline(always)]
 fn dot_i8x16x2(a: v128, b: v128, c: v128, d: v128) -> v128 {
     let lo = i16x8_add(i16x8_extmul_low_i8x16(a, b), i16x8_extmul_low_i8x16(c, d));
@@ -114,32 +100,117 @@ fn dot_i8x16x2(a: v128, b: v128, c: v128, d: v128) -> v128 {
     i32x4_add(i32x4_extadd_pairwise_i16x8(lo), i32x4_extadd_pairwise_i16x8(hi))
 }
 
-/// Tokens `t0 .. t0+T` times one INT4 row `wb: [cols/2]` with f32 scales `swf`
-/// (without the asymmetric offset term). The zero point is subtracted in integers.
-fn int4_row<const T: usize>(wb: &[u8], swf: &[f32], group: usize, a: &ActQ, t0: usize) -> [f32; T] {
+/// INT4 rows `r0 .. r0 + out.len()/n` (without the asymmetric offset term), `out: [nrows, n]`,
+/// in register tiles: [`ROWS`] rows × 1 token for decode, 2 rows × [`TOK`] tokens for prefill,
+/// single rows and tokens at the edges. `wb`: the packed weights `[rows, cols/2]`.
+fn int4_rows(wb: &[u8], scales: &[half::f16], group: usize, cols: usize, a: &ActQ, r0: usize, out: &mut [f32]) {
+    let n = a.n;
+    let nrows = out.len() / n;
+    let gpr = cols / group;
+    assert!(a.nb * BLOCK == cols && group % BLOCK == 0 && (r0 + nrows) * cols / 2 <= wb.len());
+    let bpg = group / BLOCK;
+    // f32 scales of the rows, `[nrows, gpr]`
+    let mut swf = vec![0f32; nrows * gpr];
+    scales[r0 * gpr..(r0 + nrows) * gpr].convert_to_f32_slice(&mut swf);
+    let row = |i: usize| -> (*const u8, *const f32) {
+        // in bounds: i < nrows, asserted above
+        (wb[(r0 + i) * cols / 2..].as_ptr(), swf[i * gpr..].as_ptr())
+    };
+    let mut i = 0;
+    while i < nrows {
+        let r = if n == 1 && i + ROWS <= nrows {
+            ROWS
+        } else if n >= TOK && i + 2 <= nrows {
+            2
+        } else {
+            1
+        };
+        let mut t = 0;
+        while t < n {
+            let k = if r <= 2 && t + TOK <= n { TOK } else { 1 };
+            // SAFETY: rows i..i+r and tokens t..t+k exist; every pointer covers its whole row.
+            unsafe {
+                match (r, k) {
+                    (ROWS, 1) => put(out, n, i, t, int4_tile::<ROWS, 1>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
+                    (2, TOK) => put(out, n, i, t, int4_tile::<2, TOK>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
+                    (2, 1) => put(out, n, i, t, int4_tile::<2, 1>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
+                    (1, TOK) => put(out, n, i, t, int4_tile::<1, TOK>([row(i)], bpg, a, t)),
+                    _ => put(out, n, i, t, int4_tile::<1, 1>([row(i)], bpg, a, t)),
+                }
+            }
+            t += k;
+        }
+        i += r;
+    }
+}
+
+/// Rows per decode tile.
+const ROWS: usize = 4;
+
+/// Store a tile `[R][T]` at rows `i..`, tokens `t..` of `out: [nrows, n]`.
+#[inline(always)]
+fn put<const R: usize, const T: usize>(out: &mut [f32], n: usize, i: usize, t: usize, v: [[f32; T]; R]) {
+    for (j, row) in v.iter().enumerate() {
+        out[(i + j) * n + t..(i + j) * n + t + T].copy_from_slice(row);
+    }
+}
+
+/// `Σ (q_w − 8)·q_a` of one block, 4 partial sums: the low nibbles `lo` times the even
+/// activations `ae`, the high `hi` times the odd `ao`, plus `z` (`[-8 Σ q_a, 0, 0, 0]`).
+#[inline(always)]
+fn int4_dot(lo: v128, hi: v128, ae: v128, ao: v128, z: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        // a is signed, b (the nibbles, 0..15) has its top bit clear: exact on every engine.
+        i32x4_relaxed_dot_i8x16_i7x16_add(ae, lo, i32x4_relaxed_dot_i8x16_i7x16_add(ao, hi, z))
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        i32x4_add(dot_i8x16x2(lo, ae, hi, ao), z)
+    }
+}
+
+/// Tokens `t0 .. t0+T` times `R` INT4 rows: `rows[j] = (packed row, f32 group scales)`.
+///
+/// # Safety
+/// Each row pointer covers `a.nb * 16` bytes and each scale pointer `a.nb / bpg` values; tokens
+/// `t0 .. t0+T` exist in `a`.
+#[inline(always)]
+unsafe fn int4_tile<const R: usize, const T: usize>(
+    rows: [(*const u8, *const f32); R],
+    bpg: usize,
+    a: &ActQ,
+    t0: usize,
+) -> [[f32; T]; R] {
     let nb = a.nb;
-    assert!(wb.len() >= nb * 16 && swf.len() * group >= nb * BLOCK);
+    let len = nb * BLOCK;
+    let (qp, zp, sa) = (a.qp.as_ptr().add(t0 * len), a.zp4.as_ptr().add(t0 * nb * 4), a.s.as_ptr().add(t0 * nb));
     let mask = u8x16_splat(0x0F);
-    let mut acc = [f32x4_splat(0.0); T];
-    for b in 0..nb {
-        // SAFETY: wb holds nb*16 bytes (asserted above).
-        let v = unsafe { load(wb.as_ptr().add(b * 16)) };
-        let (lo, hi) = (v128_and(v, mask), u8x16_shr(v, 4));
-        let sw = swf[b * BLOCK / group];
-        let (even, odd) = pair_offsets(b, nb);
-        for t in 0..T {
-            let tt = t0 + t;
-            let qp = &a.qp_tok(tt)[..nb * BLOCK];
-            // SAFETY: even/odd + 16 <= nb*32 = qp.len() by construction of the pair layout.
-            let (ae, ao) =
-                unsafe { (load(qp.as_ptr().add(even) as *const u8), load(qp.as_ptr().add(odd) as *const u8)) };
-            let zp = &a.zp4_tok(tt)[b * 4..b * 4 + 4];
-            let d = i32x4_add(dot_i8x16x2(lo, ae, hi, ao), i32x4(zp[0], zp[1], zp[2], zp[3]));
-            let s = f32x4_splat(sw * a.s_tok(tt)[b]);
-            acc[t] = f32x4_add(acc[t], f32x4_mul(f32x4_convert_i32x4(d), s));
+    let mut acc = [[f32x4_splat(0.0); T]; R];
+    for g in 0..nb / bpg {
+        let sw: [f32; R] = std::array::from_fn(|j| *rows[j].1.add(g));
+        for b in g * bpg..(g + 1) * bpg {
+            let (even, odd) = pair_offsets(b, nb);
+            let mut lo = [mask; R];
+            let mut hi = [mask; R];
+            for j in 0..R {
+                let v = load(rows[j].0.add(16 * b));
+                lo[j] = v128_and(v, mask);
+                hi[j] = u8x16_shr(v, 4);
+            }
+            for t in 0..T {
+                let q = qp.add(t * len) as *const u8;
+                let (ae, ao) = (load(q.add(even)), load(q.add(odd)));
+                let z = v128_load(zp.add((t * nb + b) * 4) as *const v128);
+                let s = *sa.add(t * nb + b);
+                for j in 0..R {
+                    let d = int4_dot(lo[j], hi[j], ae, ao, z);
+                    acc[j][t] = f32x4_add(acc[j][t], f32x4_mul(f32x4_convert_i32x4(d), f32x4_splat(s * sw[j])));
+                }
+            }
         }
     }
-    acc.map(hsum)
+    acc.map(|r| r.map(hsum))
 }
 
 /// Tokens `t0 .. t0+T` times one INT8 row `qw: [cols]` (without the row scale).

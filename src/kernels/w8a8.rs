@@ -18,7 +18,6 @@ use super::act::quantize_absmax;
 use super::Isa;
 use crate::error::{Error, Result};
 use crate::quant::{QData, QTensor};
-use rayon::prelude::*;
 
 /// Tokens per pass over a weight row (each weight chunk is loaded once for all of them).
 pub const TOK: usize = 4;
@@ -137,7 +136,7 @@ fn transpose(v: &[i32], rows: usize, n: usize) -> Vec<i32> {
 }
 
 /// `y[n, rows] = x[n, cols] · Wᵀ` for INT8 `w` with per-token int8 activations, on `isa`,
-/// rows split over rayon's pool.
+/// rows split over the thread pool ([`crate::par`]).
 pub fn matmul_with(isa: Isa, w: &QTensor, x: &[f32], n: usize, y: &mut [f32]) -> Result<()> {
     let QData::Int8 { q, scales } = &w.data else {
         return Err(Error::Unsupported(format!("W8A8 needs INT8 weights, not {}", w.format().name())));
@@ -147,9 +146,9 @@ pub fn matmul_with(isa: Isa, w: &QTensor, x: &[f32], n: usize, y: &mut [f32]) ->
         return Ok(());
     }
     let a = TokAct::new(x, n, w.cols);
-    let chunk = w.rows.div_ceil(4 * rayon::current_num_threads().max(1)).max(8);
+    let chunk = w.rows.div_ceil(4 * crate::par::threads()).max(8);
     let mut acc = vec![0i32; w.rows * n]; // [rows, n]
-    acc.par_chunks_mut(chunk * n).enumerate().for_each(|(i, o)| gemm_i32_rows(isa, q, w.cols, &a, i * chunk, o));
+    crate::par::chunks_mut(&mut acc, chunk * n, |i, o| gemm_i32_rows(isa, q, w.cols, &a, i * chunk, o));
     for (r, (row, &sw)) in acc.chunks_exact(n).zip(scales.iter()).enumerate() {
         for (t, &v) in row.iter().enumerate() {
             y[t * w.rows + r] = v as f32 * (a.s[t] * sw);

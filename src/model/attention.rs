@@ -2,8 +2,6 @@
 //! and an optional sliding window (`modeling_llama.eager_attention_forward`, Mistral's
 //! `sliding_window` mask: query at position `p` sees keys `j` with `p - window < j <= p`).
 
-use rayon::prelude::*;
-
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnShape {
@@ -22,25 +20,37 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, out: &mut [f32]) {
     let group = s.heads / s.kv_heads;
     let kv_row = s.kv_heads * d;
     let scale = 1.0 / (d as f32).sqrt();
-    // One task per (query row, head): `out` chunk `t` is row `t / heads`, head `t % heads`.
-    out.par_chunks_mut(d).enumerate().for_each(|(t, o)| {
-        let (i, h) = (t / s.heads, t % s.heads);
-        let p = s.pos0 + i;
-        let lo = s.window.map_or(0, |w| (p + 1).saturating_sub(w));
-        let qh = &q[t * d..(t + 1) * d];
-        let koff = (h / group) * d;
-        let mut scores: Vec<f32> = (lo..=p)
-            .map(|j| {
+    // One (query row, head) pair per `d` outputs: pair `t` is row `t / heads`, head `t % heads`.
+    // A task takes several pairs so the tasks number about 4 per thread.
+    if d == 0 {
+        return;
+    }
+    let pairs = out.len() / d;
+    let keys = s.pos0 + pairs / s.heads.max(1); // keys seen by the last row
+    // Below ~32k multiply-adds the split costs more than it gives.
+    let threads = if pairs * keys * d < 1 << 15 { 1 } else { crate::par::threads() };
+    let per = pairs.div_ceil(4 * threads).max(1);
+    crate::par::chunks_mut(out, per * d, |c, oc| {
+        let mut scores = Vec::new();
+        for (e, o) in oc.chunks_exact_mut(d).enumerate() {
+            let t = c * per + e;
+            let (i, h) = (t / s.heads, t % s.heads);
+            let p = s.pos0 + i;
+            let lo = s.window.map_or(0, |w| (p + 1).saturating_sub(w));
+            let qh = &q[t * d..(t + 1) * d];
+            let koff = (h / group) * d;
+            scores.clear();
+            scores.extend((lo..=p).map(|j| {
                 let kj = &k[j * kv_row + koff..j * kv_row + koff + d];
                 qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale
-            })
-            .collect();
-        super::ops::softmax(&mut scores);
-        o.fill(0.0);
-        for (j, w) in (lo..=p).zip(&scores) {
-            let vj = &v[j * kv_row + koff..j * kv_row + koff + d];
-            for (a, b) in o.iter_mut().zip(vj) {
-                *a += w * b;
+            }));
+            super::ops::softmax(&mut scores);
+            o.fill(0.0);
+            for (j, w) in (lo..=p).zip(&scores) {
+                let vj = &v[j * kv_row + koff..j * kv_row + koff + d];
+                for (a, b) in o.iter_mut().zip(vj) {
+                    *a += w * b;
+                }
             }
         }
     });

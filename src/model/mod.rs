@@ -8,8 +8,6 @@
 //! family differences are data ([`config::Arch`]).
 
 pub mod attention;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod bench_decode;
 pub mod config;
 pub mod kv;
 pub mod linear;
