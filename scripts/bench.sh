@@ -29,6 +29,8 @@ echo "bench: the package in Chromium (CPU 1 thread, all threads, WebGPU)" >&2
 node scripts/bench-browser.mjs --out test-results/bench-browser.json
 
 node scripts/bench-summary.mjs test-results > test-results/bench.md
+# Keep the "## Scale kit" section (npm run bench:scale writes it) across this rewrite.
+SCALE=$(awk '/^## Scale kit$/ { on = 1 } on && /^## / && !/^## Scale kit$/ { on = 0 } on' BENCHMARKS.md 2>/dev/null || true)
 {
   echo "# Benchmarks"
   echo
@@ -37,5 +39,6 @@ node scripts/bench-summary.mjs test-results > test-results/bench.md
   echo "Re-run it to refresh; compare runs by the ratios, not the absolute figures."
   echo
   cat test-results/bench.md
+  if [ -n "$SCALE" ]; then echo; echo "$SCALE"; fi
 } > BENCHMARKS.md
 echo "bench: summary in test-results/bench.md and BENCHMARKS.md" >&2

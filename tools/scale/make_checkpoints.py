@@ -530,6 +530,42 @@ def build(name, out_root, force=False):
     return folder
 
 
+# transformers' LlamaConfig / MistralConfig defaults: what the llava-hf configs leave out of `text_config`.
+TEXT_DEFAULTS = {
+    "llama": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+              "num_key_value_heads": 32, "hidden_act": "silu", "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+              "max_position_embeddings": 2048, "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2},
+    "mistral": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+                "num_key_value_heads": 8, "hidden_act": "silu", "rms_norm_eps": 1e-06, "rope_theta": 10000.0,
+                "max_position_embeddings": 131072, "tie_word_embeddings": False, "bos_token_id": 1,
+                "eos_token_id": 2},
+}
+EXPLICIT = "-explicit-config"
+
+
+def explicit_config_variant(name, out_root):
+    """`<name>-explicit-config/`: the same checkpoint (shards hard-linked) whose config.json has the text model's
+    transformers defaults written out. For a reader that needs them: the published llava-hf configs omit them."""
+    src = out_root / name
+    if not (src / STAMP).exists():
+        raise SystemExit(f"{name}: write the checkpoint first")
+    dst = out_root / (name + EXPLICIT)
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name == "config.json" or f.is_dir():
+            continue
+        os.link(f, dst / f.name)
+    cfg = json.loads((src / "config.json").read_text())
+    text = cfg["text_config"]
+    added = {k: v for k, v in TEXT_DEFAULTS[text["model_type"]].items() if k not in text}
+    cfg["text_config"] = dict(sorted({**text, **added}.items()))
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    print(f"{name}: {dst} (text_config defaults written out: {', '.join(sorted(added))})", file=sys.stderr)
+    return dst
+
+
 def main():
     import argparse
 
@@ -538,6 +574,9 @@ def main():
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output root (default .cache/scale/src)")
     ap.add_argument("--force", action="store_true", help="rewrite even a complete checkpoint")
     ap.add_argument("--list", action="store_true", help="print names, parameters and sizes, write nothing")
+    ap.add_argument("--explicit-config", action="store_true",
+                    help="also write <name>-explicit-config/ (llava-hf models): shards hard-linked, config.json with the "
+                         "text model's transformers defaults written out")
     a = ap.parse_args()
     wanted = a.models or list(MODELS)
     for m in wanted:
@@ -553,6 +592,8 @@ def main():
     ensure_numpy()
     for m in wanted:
         build(m, a.out.resolve(), a.force)
+        if a.explicit_config and "text_config" in MODELS[m]()["files"]["config.json"]:
+            explicit_config_variant(m, a.out.resolve())
 
 
 if __name__ == "__main__":
