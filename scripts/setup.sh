@@ -67,8 +67,9 @@ if [ "$(cat .cache/npm-vite.stamp 2>/dev/null)" != "$VITE_SPECS" ]; then
   mkdir -p .cache && echo "$VITE_SPECS" > .cache/npm-vite.stamp
 fi
 
-# 4. Chromium for the browser tests (Debian packages; needs root or sudo).
-if [ ! -x /usr/bin/chromium ]; then
+# 4. Chromium (and chromedriver, for the relaxed-SIMD wasm kernel tests) for the browser tests
+#    (Debian packages; needs root or sudo).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   say "installing chromium via apt-get"
   $SUDO apt-get update -qq >&2

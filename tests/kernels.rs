@@ -32,6 +32,12 @@ fn formats() -> Vec<WeightFormat> {
     f
 }
 
+/// The bound on [`rel_err`] of a SIMD path against the scalar reference. The relaxed-SIMD wasm
+/// build gets 1e-4: its integer dot products are exact, but the f32 code around them may be
+/// compiled differently (LLVM emits relaxed min/max and the engine may fuse), which shows where
+/// the asymmetric INT4 offset term cancels the integer term.
+const TOL: f32 = if cfg!(target_feature = "relaxed-simd") { 1e-4 } else { 1e-5 };
+
 /// max |a - b| / max |b|
 fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     let num = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
@@ -80,7 +86,7 @@ fn simd_paths_match_scalar() {
                     let mut got = vec![0f32; n * rows];
                     kernels::matmul_with(isa, &w, &x, n, &mut got).unwrap();
                     let e = rel_err(&got, &want);
-                    assert!(e <= 1e-5, "{isa:?} {} [{rows}, {cols}] n={n}: rel err {e}", fmt.name());
+                    assert!(e <= TOL, "{isa:?} {} [{rows}, {cols}] n={n}: rel err {e}", fmt.name());
                     worst[k] = worst[k].max(e);
                 }
             }
@@ -110,7 +116,7 @@ fn tile_edges_match_scalar() {
                     let mut got = vec![0f32; n * rows];
                     kernels::matmul_with(isa, &w, &x, n, &mut got).unwrap();
                     let e = rel_err(&got, &want);
-                    assert!(e <= 1e-5, "{isa:?} {} [{rows}, {cols}] n={n}: rel err {e}", fmt.name());
+                    assert!(e <= TOL, "{isa:?} {} [{rows}, {cols}] n={n}: rel err {e}", fmt.name());
                 }
             }
         }

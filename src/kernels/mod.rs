@@ -145,19 +145,36 @@ pub fn matmul_with(isa: Isa, w: &QTensor, x: &[f32], n: usize, y: &mut [f32]) ->
     if n == 0 || w.rows == 0 {
         return Ok(());
     }
-    let inp = prepare(w, x, n);
     if n == 1 {
-        run_rows(isa, w, &inp, y);
-    } else {
-        let mut yt = vec![0f32; w.rows * n]; // [rows, n]
-        run_rows(isa, w, &inp, &mut yt);
-        for (r, row) in yt.chunks_exact(n).enumerate() {
+        run_rows(isa, w, &prepare(w, x, 1), y);
+        return Ok(());
+    }
+    // Cache blocking over tokens: a block's activations stay in L2 while every row streams
+    // past them (the rows are re-read once per block). Activations are quantized per token,
+    // so quantizing a block alone gives the same values.
+    let tb = token_block(w);
+    let mut yt = vec![0f32; w.rows * tb.min(n)]; // [rows, tokens of the block]
+    for t0 in (0..n).step_by(tb) {
+        let k = tb.min(n - t0);
+        let inp = prepare(w, &x[t0 * w.cols..(t0 + k) * w.cols], k);
+        run_rows(isa, w, &inp, &mut yt[..w.rows * k]);
+        for (r, row) in yt[..w.rows * k].chunks_exact(k).enumerate() {
             for (t, &v) in row.iter().enumerate() {
-                y[t * w.rows + r] = v;
+                y[(t0 + t) * w.rows + r] = v;
             }
         }
     }
     Ok(())
+}
+
+/// Tokens per cache block of [`matmul_with`]: about 256 KiB of activations in the kernel's
+/// layout (int8 for the integer formats, f32 for float weights), 4 to 64 tokens, a multiple of 4.
+fn token_block(w: &QTensor) -> usize {
+    let per_token = match w.data {
+        QData::F32(_) | QData::F16(_) => 4 * w.cols,
+        _ => w.cols,
+    };
+    ((256 * 1024 / per_token.max(1)).clamp(4, 64)) / 4 * 4
 }
 
 pub(crate) fn check(isa: Isa, w: &QTensor, xlen: usize, n: usize, ylen: usize) -> Result<()> {

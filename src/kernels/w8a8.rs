@@ -145,13 +145,20 @@ pub fn matmul_with(isa: Isa, w: &QTensor, x: &[f32], n: usize, y: &mut [f32]) ->
     if n == 0 || w.rows == 0 {
         return Ok(());
     }
-    let a = TokAct::new(x, n, w.cols);
     let chunk = w.rows.div_ceil(4 * crate::par::threads()).max(8);
-    let mut acc = vec![0i32; w.rows * n]; // [rows, n]
-    crate::par::chunks_mut(&mut acc, chunk * n, |i, o| gemm_i32_rows(isa, q, w.cols, &a, i * chunk, o));
-    for (r, (row, &sw)) in acc.chunks_exact(n).zip(scales.iter()).enumerate() {
-        for (t, &v) in row.iter().enumerate() {
-            y[t * w.rows + r] = v as f32 * (a.s[t] * sw);
+    // Cache blocking over tokens (about 256 KiB of int8 activations per block; per-token
+    // quantization, so a block quantized alone gives the same values).
+    let tb = (256 * 1024 / w.cols.max(1)).clamp(4, 64) / 4 * 4;
+    let mut acc = vec![0i32; w.rows * tb.min(n)]; // [rows, tokens of the block]
+    for t0 in (0..n).step_by(tb) {
+        let k = tb.min(n - t0);
+        let a = TokAct::new(&x[t0 * w.cols..(t0 + k) * w.cols], k, w.cols);
+        let acc = &mut acc[..w.rows * k];
+        crate::par::chunks_mut(acc, chunk * k, |i, o| gemm_i32_rows(isa, q, w.cols, &a, i * chunk, o));
+        for (r, (row, &sw)) in acc.chunks_exact(k).zip(scales.iter()).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                y[(t0 + t) * w.rows + r] = v as f32 * (a.s[t] * sw);
+            }
         }
     }
     Ok(())
