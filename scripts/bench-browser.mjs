@@ -18,12 +18,16 @@ import { packagePage, startPackageServer } from '../tests/browser/package-harnes
 
 const { values: opt } = parseArgs({ options: {
   models: { type: 'string', default: 'tiny-llava-int4,tiny-llava-ternary,smollm2-135m-int4' },
-  paths: { type: 'string', default: 'cpu1,cpu,webgpu' },
+  paths: { type: 'string', default: 'cpu1,cpu,cpu1-simd128,cpu-simd128,webgpu' },
   tokens: { type: 'string', default: '32' },
   out: { type: 'string', default: 'test-results/bench-browser.json' },
 } });
 
+// cpu1 / cpu: the build the package picks here (relaxed SIMD in this Chromium); the -simd128
+// paths force the plain SIMD128 build, to compare the two flavours.
 const PATHS = { cpu1: { backend: 'cpu', threads: 1 }, cpu: { backend: 'cpu', threads: 'auto' },
+  'cpu1-simd128': { backend: 'cpu', threads: 1, simd: 'simd128' },
+  'cpu-simd128': { backend: 'cpu', threads: 'auto', simd: 'simd128' },
   webgpu: { backend: 'webgpu', threads: 1 } };
 
 /** The model's folder under www/models (committed) or .cache/models (converted by set-up). */
@@ -44,14 +48,14 @@ async function sampleOf(name) {
 }
 
 /** In the page: first load, unload, load again (cached), one answer. */
-function measure(page, { manifest, backend, threads, sample, tokens }) {
-  return page.evaluate(async ({ manifest, backend, threads, sample, tokens }) => {
+function measure(page, { manifest, backend, threads, simd = 'auto', sample, tokens }) {
+  return page.evaluate(async ({ manifest, backend, threads, simd, sample, tokens }) => {
     const t0 = performance.now();
-    const first = await window.webvlm.createEngine({ model: manifest, backend, threads });
+    const first = await window.webvlm.createEngine({ model: manifest, backend, threads, simd });
     const coldMs = performance.now() - t0;
     await first.unload();
     const t1 = performance.now();
-    const engine = await window.webvlm.createEngine({ model: manifest, backend, threads });
+    const engine = await window.webvlm.createEngine({ model: manifest, backend, threads, simd });
     const cachedMs = performance.now() - t1;
     try {
       const content = sample
@@ -61,6 +65,7 @@ function measure(page, { manifest, backend, threads, sample, tokens }) {
         temperature: 0 });
       const w = r.webvlm;
       return { cold_load_ms: coldMs, cached_load_ms: cachedMs, backend: w.backend, threads: engine.info.threads ?? null,
+        simd: engine.info.simd ?? null,
         adapter: engine.info.adapter?.description || engine.info.adapter?.name || null, ttft_ms: w.ttft_ms,
         image_encode_ms: w.timings.image_encode_ms, prefill_ms: w.timings.prefill_ms,
         prefill_tokens: w.timings.prefill_tokens, decode_tokens: w.timings.decode_tokens,
@@ -68,7 +73,7 @@ function measure(page, { manifest, backend, threads, sample, tokens }) {
     } finally {
       await engine.unload();
     }
-  }, { manifest, backend, threads, sample, tokens });
+  }, { manifest, backend, threads, simd, sample, tokens });
 }
 
 async function main() {

@@ -70,11 +70,11 @@ function browserTable(b) {
       '(a CPU rasterizer): it shows the path works, not GPU speed. Loads: first (download + sha256 + Cache Storage) ' +
       'and from the cache in a new engine; TTFT = image encode + prefill + first step.',
     '',
-    '| model | path | threads | first load ms | cached load ms | image encode ms | prefill ms (tokens) | TTFT ms | decode tokens/s |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| model | path | SIMD | threads | first load ms | cached load ms | image encode ms | prefill ms (tokens) | TTFT ms | decode tokens/s |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of b.rows) {
-    lines.push(`| ${r.model} | ${r.backend} | ${r.threads ?? '-'} | ${fix(r.cold_load_ms, 0)} | ${fix(r.cached_load_ms, 0)} | ` +
+    lines.push(`| ${r.model} | ${r.backend} | ${r.backend === 'cpu' ? r.simd ?? '-' : '-'} | ${r.threads ?? '-'} | ${fix(r.cold_load_ms, 0)} | ${fix(r.cached_load_ms, 0)} | ` +
       `${fix(r.image_encode_ms)} | ${fix(r.prefill_ms)} (${r.prefill_tokens}) | ${fix(r.ttft_ms, 0)} | ` +
       `${fix(r.decode_tokens_per_s)} |`);
   }

@@ -17,6 +17,8 @@
 //                                    [--threads 1|N|all] [--out FILE]
 //                                    (default out: test-results/bench-wasm.json)
 //        node scripts/bench-wasm.mjs --vision [--vision-formats int8,f32] [--threads 1|N|all] [--out FILE]
+//        node scripts/bench-wasm.mjs --kernels [format:ROWSxCOLS:N,...] [--threads 1|N|all] [--out FILE]
+//          (the CPU kernels alone: GEMV weight GB/s and GEMM GOP/s; '' = the default shapes)
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -123,10 +125,29 @@ export async function runWasmVision({ formats = ['int8'], runs = 1, threads = 1 
   };
 }
 
+/** The default kernel shapes: SmolLM2's decode and prefill, 4096-wide GEMV and GEMM, per format. */
+const KERNELS = ['int4_sym_g64', 'ternary', 'int8', 'f32'].flatMap((f) =>
+  [`${f}:4096x4096:1`, `${f}:1536x576:1`, `${f}:1024x1024:64`]).join(',');
+
+/** Time the CPU kernels in wasm (`bench_kernel` of src/wasm_bench.rs): `specs` =
+ * `format:ROWSxCOLS:N,...`; returns the report object. */
+export async function runWasmKernels({ specs = KERNELS, reps = 3, threads = 1 } = {}) {
+  const glue = await loadWasm({ threads });
+  const rows = specs.split(',').map((s) => {
+    const [format, shape, n] = s.split(':');
+    const [r, c] = shape.split('x').map(Number);
+    const row = JSON.parse(glue.bench_kernel(format, r, c, Number(n), reps));
+    console.error(`${format} ${r}x${c} n=${n}: ${row.weight_gbs.toFixed(2)} GB/s, ${row.gops.toFixed(1)} GOP/s`);
+    return row;
+  });
+  return { kind: 'wasm-node-kernels', date: new Date().toISOString(), node: process.version, kernels: rows };
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
       vision: { type: 'boolean', default: false },
+      kernels: { type: 'string' },
       'vision-formats': { type: 'string', default: 'int8,f32' },
       model: { type: 'string', default: 'smollm2-135m-int4' },
       prompt: { type: 'string', default: 'Write a short story about a robot who learns to paint.' },
@@ -136,6 +157,11 @@ async function main() {
     },
   });
   const threads = parseThreads(values.threads);
+  if (values.kernels !== undefined) {
+    const report = await runWasmKernels({ specs: values.kernels || KERNELS, threads });
+    if (values.out) await writeFile(values.out, JSON.stringify(report, null, 2) + '\n');
+    return;
+  }
   if (values.vision) {
     const out = values.out || path.join(ROOT, 'test-results/bench-wasm-vision.json');
     const report = await runWasmVision({ formats: values['vision-formats'].split(','), threads });

@@ -131,10 +131,10 @@ fn int4_rows(wb: &[u8], scales: &[half::f16], group: usize, cols: usize, a: &Act
             // SAFETY: rows i..i+r and tokens t..t+k exist; every pointer covers its whole row.
             unsafe {
                 match (r, k) {
-                    (ROWS, 1) => put(out, n, i, t, int4_tile::<ROWS, 1>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
-                    (2, TOK) => put(out, n, i, t, int4_tile::<2, TOK>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
+                    (4, 1) => put(out, n, i, t, int4_tile::<4, 1>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
+                    (2, 4) => put(out, n, i, t, int4_tile::<2, 4>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
                     (2, 1) => put(out, n, i, t, int4_tile::<2, 1>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
-                    (1, TOK) => put(out, n, i, t, int4_tile::<1, TOK>([row(i)], bpg, a, t)),
+                    (1, 4) => put(out, n, i, t, int4_tile::<1, 4>([row(i)], bpg, a, t)),
                     _ => put(out, n, i, t, int4_tile::<1, 1>([row(i)], bpg, a, t)),
                 }
             }
@@ -170,47 +170,135 @@ fn int4_dot(lo: v128, hi: v128, ae: v128, ao: v128, z: v128) -> v128 {
     }
 }
 
-/// Tokens `t0 .. t0+T` times `R` INT4 rows: `rows[j] = (packed row, f32 group scales)`.
+/// A row of an INT4 tile: the packed row and its f32 group scales.
+type Row4 = (*const u8, *const f32);
+
+/// Where block `b` of a tile's tokens lies: pair-layout offsets and the per-token pointers.
+struct Blk {
+    even: usize,
+    odd: usize,
+}
+
+/// `acc + Σ (q_w − 8)·q_a · s_a·s_w` of block `b` of one row for one token: `v` the 16 packed
+/// bytes, (`ae`, `ao`, `z`, `s`) the token's block (activation halves, zero-point vector, scale).
+#[inline(always)]
+fn int4_acc(acc: v128, v: v128, ae: v128, ao: v128, z: v128, s: f32, sw: f32) -> v128 {
+    let mask = u8x16_splat(0x0F);
+    let d = int4_dot(v128_and(v, mask), u8x16_shr(v, 4), ae, ao, z);
+    f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(d), f32x4_splat(s * sw)))
+}
+
+/// Token `t` of `a`, block `b`: (`ae`, `ao`, `z`, `s`).
+///
+/// # Safety
+/// Token `t` and block `b` exist in `a`.
+#[inline(always)]
+unsafe fn act_block(a: &ActQ, t: usize, b: usize, k: &Blk) -> (v128, v128, v128, f32) {
+    let q = a.qp.as_ptr().add(t * a.nb * BLOCK) as *const u8;
+    let z = v128_load(a.zp4.as_ptr().add((t * a.nb + b) * 4) as *const v128);
+    (load(q.add(k.even)), load(q.add(k.odd)), z, *a.s.as_ptr().add(t * a.nb + b))
+}
+
+/// Walk the blocks of a row group by group: `f(b, g)` for every block `b` in group `g`.
+#[inline(always)]
+fn blocks(nb: usize, bpg: usize, mut f: impl FnMut(usize, usize, &Blk)) {
+    for g in 0..nb / bpg {
+        for b in g * bpg..(g + 1) * bpg {
+            let (even, odd) = pair_offsets(b, nb);
+            f(b, g, &Blk { even, odd });
+        }
+    }
+}
+
+/// Tokens `t0 .. t0+T` times `R` INT4 rows: the decode tile (`R` = 4, `T` = 1), the prefill
+/// tile (2 × 4) and the edges (1 × 4, 2 × 1, 1 × 1), written out so that every accumulator is a
+/// local (a loop over rows or tokens kept them in memory).
 ///
 /// # Safety
 /// Each row pointer covers `a.nb * 16` bytes and each scale pointer `a.nb / bpg` values; tokens
 /// `t0 .. t0+T` exist in `a`.
 #[inline(always)]
-unsafe fn int4_tile<const R: usize, const T: usize>(
-    rows: [(*const u8, *const f32); R],
-    bpg: usize,
-    a: &ActQ,
-    t0: usize,
-) -> [[f32; T]; R] {
-    let nb = a.nb;
-    let len = nb * BLOCK;
-    let (qp, zp, sa) = (a.qp.as_ptr().add(t0 * len), a.zp4.as_ptr().add(t0 * nb * 4), a.s.as_ptr().add(t0 * nb));
-    let mask = u8x16_splat(0x0F);
-    let mut acc = [[f32x4_splat(0.0); T]; R];
-    for g in 0..nb / bpg {
-        let sw: [f32; R] = std::array::from_fn(|j| *rows[j].1.add(g));
-        for b in g * bpg..(g + 1) * bpg {
-            let (even, odd) = pair_offsets(b, nb);
-            let mut lo = [mask; R];
-            let mut hi = [mask; R];
-            for j in 0..R {
-                let v = load(rows[j].0.add(16 * b));
-                lo[j] = v128_and(v, mask);
-                hi[j] = u8x16_shr(v, 4);
+unsafe fn int4_tile<const R: usize, const T: usize>(rows: [Row4; R], bpg: usize, a: &ActQ, t0: usize) -> [[f32; T]; R] {
+    let z4 = f32x4_splat(0.0);
+    let w = |j: usize, b: usize| load(rows[j].0.add(16 * b));
+    let sw = |j: usize, g: usize| *rows[j].1.add(g);
+    let mut out = [[0f32; T]; R];
+    match (R, T) {
+        (4, 1) => {
+            let (mut c0, mut c1, mut c2, mut c3) = (z4, z4, z4, z4);
+            blocks(a.nb, bpg, |b, g, k| {
+                let (ae, ao, z, s) = act_block(a, t0, b, k);
+                c0 = int4_acc(c0, w(0, b), ae, ao, z, s, sw(0, g));
+                c1 = int4_acc(c1, w(1, b), ae, ao, z, s, sw(1, g));
+                c2 = int4_acc(c2, w(2, b), ae, ao, z, s, sw(2, g));
+                c3 = int4_acc(c3, w(3, b), ae, ao, z, s, sw(3, g));
+            });
+            for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
+                out[j][0] = hsum(c);
             }
-            for t in 0..T {
-                let q = qp.add(t * len) as *const u8;
-                let (ae, ao) = (load(q.add(even)), load(q.add(odd)));
-                let z = v128_load(zp.add((t * nb + b) * 4) as *const v128);
-                let s = *sa.add(t * nb + b);
-                for j in 0..R {
-                    let d = int4_dot(lo[j], hi[j], ae, ao, z);
-                    acc[j][t] = f32x4_add(acc[j][t], f32x4_mul(f32x4_convert_i32x4(d), f32x4_splat(s * sw[j])));
+        }
+        (2, 4) => {
+            let mut c = [z4; 8]; // [row][token], every index constant below
+            blocks(a.nb, bpg, |b, g, k| {
+                let (v0, v1, s0, s1) = (w(0, b), w(1, b), sw(0, g), sw(1, g));
+                let (ae, ao, z, s) = act_block(a, t0, b, k);
+                c[0] = int4_acc(c[0], v0, ae, ao, z, s, s0);
+                c[4] = int4_acc(c[4], v1, ae, ao, z, s, s1);
+                let (ae, ao, z, s) = act_block(a, t0 + 1, b, k);
+                c[1] = int4_acc(c[1], v0, ae, ao, z, s, s0);
+                c[5] = int4_acc(c[5], v1, ae, ao, z, s, s1);
+                let (ae, ao, z, s) = act_block(a, t0 + 2, b, k);
+                c[2] = int4_acc(c[2], v0, ae, ao, z, s, s0);
+                c[6] = int4_acc(c[6], v1, ae, ao, z, s, s1);
+                let (ae, ao, z, s) = act_block(a, t0 + 3, b, k);
+                c[3] = int4_acc(c[3], v0, ae, ao, z, s, s0);
+                c[7] = int4_acc(c[7], v1, ae, ao, z, s, s1);
+            });
+            for (i, v) in c.into_iter().enumerate() {
+                out[i / 4][i % 4] = hsum(v);
+            }
+        }
+        (1, 4) => {
+            let (mut c0, mut c1, mut c2, mut c3) = (z4, z4, z4, z4);
+            blocks(a.nb, bpg, |b, g, k| {
+                let (v, s0) = (w(0, b), sw(0, g));
+                let (ae, ao, z, s) = act_block(a, t0, b, k);
+                c0 = int4_acc(c0, v, ae, ao, z, s, s0);
+                let (ae, ao, z, s) = act_block(a, t0 + 1, b, k);
+                c1 = int4_acc(c1, v, ae, ao, z, s, s0);
+                let (ae, ao, z, s) = act_block(a, t0 + 2, b, k);
+                c2 = int4_acc(c2, v, ae, ao, z, s, s0);
+                let (ae, ao, z, s) = act_block(a, t0 + 3, b, k);
+                c3 = int4_acc(c3, v, ae, ao, z, s, s0);
+            });
+            for (t, c) in [c0, c1, c2, c3].into_iter().enumerate() {
+                out[0][t] = hsum(c);
+            }
+        }
+        (2, 1) => {
+            let (mut c0, mut c1) = (z4, z4);
+            blocks(a.nb, bpg, |b, g, k| {
+                let (ae, ao, z, s) = act_block(a, t0, b, k);
+                c0 = int4_acc(c0, w(0, b), ae, ao, z, s, sw(0, g));
+                c1 = int4_acc(c1, w(1, b), ae, ao, z, s, sw(1, g));
+            });
+            out[0][0] = hsum(c0);
+            out[1][0] = hsum(c1);
+        }
+        _ => {
+            for j in 0..R {
+                for t in 0..T {
+                    let mut c0 = z4;
+                    blocks(a.nb, bpg, |b, g, k| {
+                        let (ae, ao, z, s) = act_block(a, t0 + t, b, k);
+                        c0 = int4_acc(c0, w(j, b), ae, ao, z, s, sw(j, g));
+                    });
+                    out[j][t] = hsum(c0);
                 }
             }
         }
     }
-    acc.map(|r| r.map(hsum))
+    out
 }
 
 /// Tokens `t0 .. t0+T` times one INT8 row `qw: [cols]` (without the row scale).

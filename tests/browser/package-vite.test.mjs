@@ -114,8 +114,9 @@ test('a TypeScript consumer type-checks against index.d.ts', () => {
 
 test('the built app ships the worker and the wasm as assets', () => {
   const assets = execFileSync('find', [path.join(APP, 'dist'), '-type', 'f'], { encoding: 'utf8' });
-  // Both wasm builds: the one-thread pkg/ and the threaded pkg-threads/ (with its pool worker).
-  assert.equal(assets.match(/\.wasm\n/g)?.length, 2, assets);
+  // All four wasm builds: pkg/, pkg-threads/, pkg-relaxed/ and pkg-threads-relaxed/ (the
+  // threaded ones with their pool workers).
+  assert.equal(assets.match(/\.wasm\n/g)?.length, 4, assets);
   assert.match(assets, /worker[^/\n]*\.js\n/);
   const wasmGets = () => server.log.filter((e) => e.path.endsWith('.wasm'));
   assert.equal(wasmGets().length, 0, 'nothing loads the wasm before an engine is created');

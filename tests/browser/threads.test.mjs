@@ -11,7 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchChromium, startServe, watchPage } from './page-harness.mjs';
-import { chooseBuild, MAX_THREADS } from '../../js/threads.js';
+import { chooseBuild, chooseSimd, MAX_THREADS } from '../../js/threads.js';
 
 const MODEL = 'models/smollm2-135m-int4/';
 const PROMPT = 'Write a short story about a robot who learns to paint.'; // long answer: TOKENS ids
@@ -45,13 +45,14 @@ async function openPage(env = {}) {
 /**
  * In the page: the package (www/webvlm/, scripts/build-package.mjs) loads the model on the CPU
  * in its worker with `threads`, then runs `steps`: 'generate' (TOKENS greedy tokens of PROMPT)
- * and/or 'check' (the pool check, src/wasm_threads.rs `thread_pool_check`).
+ * and/or 'check' (the pool check, src/wasm_threads.rs `thread_pool_check`), on the SIMD flavour
+ * `simd` ('auto': relaxed SIMD, which this Chromium has; 'simd128': the plain builds).
  * Resolves to { info, ids, text, check }.
  */
-function runEngine(page, threads, steps) {
-  return page.evaluate(async ({ model, threads, steps, prompt, tokens }) => {
+function runEngine(page, threads, steps, simd = 'auto') {
+  return page.evaluate(async ({ model, threads, steps, prompt, tokens, simd }) => {
     const { createEngine } = await import('./webvlm/index.js');
-    const engine = await createEngine({ model, backend: 'cpu', threads });
+    const engine = await createEngine({ model, backend: 'cpu', threads, simd });
     try {
       const out = { info: engine.info };
       if (steps.includes('generate')) {
@@ -65,7 +66,7 @@ function runEngine(page, threads, steps) {
     } finally {
       await engine.unload();
     }
-  }, { model: MODEL, threads, steps, prompt: PROMPT, tokens: TOKENS });
+  }, { model: MODEL, threads, steps, prompt: PROMPT, tokens: TOKENS, simd });
 }
 
 test('chooseBuild: threads only when isolated and more than one asked for', () => {
@@ -85,6 +86,15 @@ test('chooseBuild: threads only when isolated and more than one asked for', () =
   assert.match(main.reason, /main thread/);
   assert.throws(() => chooseBuild(-2, iso), /positive integer/);
   assert.throws(() => chooseBuild('many', iso), /positive integer/);
+});
+
+test('chooseSimd: relaxed where supported, SIMD128 when asked or unsupported', () => {
+  assert.deepEqual(chooseSimd('auto', { supported: true }), { relaxed: true, reason: null });
+  assert.deepEqual(chooseSimd(undefined, { supported: true }), { relaxed: true, reason: null });
+  assert.deepEqual(chooseSimd('relaxed', { supported: false }),
+    { relaxed: false, reason: 'this browser has no wasm relaxed SIMD' });
+  assert.deepEqual(chooseSimd('simd128', { supported: true }), { relaxed: false, reason: 'simd128 asked for' });
+  assert.throws(() => chooseSimd('avx'), /simd must be/);
 });
 
 test('isolated page: threaded build on N threads gives the single-thread ids', { timeout: TIMEOUT }, async () => {
@@ -108,6 +118,21 @@ test('isolated page: threaded build on N threads gives the single-thread ids', {
   assert.equal(auto.info.threads_reason, cores > 1 ? null : 'one logical core');
   assert.deepEqual(auto.ids, one.ids);
   assert.match(one.text, /robot/i);
+  assert.deepEqual(errors, []);
+});
+
+test('isolated page: relaxed-SIMD and SIMD128 builds, one thread and three, give the same ids', { timeout: TIMEOUT }, async () => {
+  const { page, errors } = await openPage();
+  const relaxed = await runEngine(page, 1, ['generate']);
+  assert.equal(relaxed.info.simd, 'relaxed', 'Chromium validates the relaxed-SIMD probe');
+  assert.equal(relaxed.info.simd_reason, null);
+  const plain = await runEngine(page, 1, ['generate'], 'simd128');
+  assert.deepEqual([plain.info.simd, plain.info.simd_reason], ['simd128', 'simd128 asked for']);
+  assert.deepEqual(plain.ids, relaxed.ids, `simd128: ${plain.text} / relaxed: ${relaxed.text}`);
+  const plain3 = await runEngine(page, 3, ['generate', 'check'], 'simd128');
+  assert.deepEqual([plain3.info.threads, plain3.info.simd], [3, 'simd128']);
+  assert.deepEqual(plain3.ids, relaxed.ids);
+  assert.deepEqual(plain3.check.broadcast, [0, 1, 2]);
   assert.deepEqual(errors, []);
 });
 
