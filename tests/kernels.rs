@@ -344,3 +344,14 @@ fn bench_full() {
     webvlm::bench::print_report(&r);
     println!("{}", serde_json::to_string(&r).unwrap());
 }
+
+/// The wasm kernels' f16 → f32 conversion equals `half`'s for all 65536 bit patterns.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[test]
+fn wasm_f16_conversion_is_exact() {
+    for b in 0..=u16::MAX {
+        let h = half::f16::from_bits(b);
+        let (got, want) = (kernels::simd128::f16_to_f32(h), h.to_f32());
+        assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{b:#06x}: {got} vs {want}");
+    }
+}

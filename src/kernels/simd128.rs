@@ -48,12 +48,13 @@ pub fn rows(w: &QTensor, inp: &Input, r0: usize, out: &mut [f32]) {
             if let Some(m) = mins {
                 // asymmetric offset term Σ_g (min + 8 s_w) * gcorr[g]
                 let gpr = c / group;
-                let (mut swf, mut mf) = (vec![0f32; gpr], vec![0f32; gpr]);
+                let mut mf = vec![0f32; gpr];
                 for (i, o) in out.chunks_exact_mut(n).enumerate() {
                     let r = r0 + i;
-                    scales[r * gpr..(r + 1) * gpr].convert_to_f32_slice(&mut swf);
-                    m[r * gpr..(r + 1) * gpr].convert_to_f32_slice(&mut mf);
-                    mf.iter_mut().zip(&swf).for_each(|(k, s)| *k += 8.0 * s);
+                    let (sr, mr) = (&scales[r * gpr..(r + 1) * gpr], &m[r * gpr..(r + 1) * gpr]);
+                    for ((k, &s), &mn) in mf.iter_mut().zip(sr).zip(mr) {
+                        *k = f16_to_f32(mn) + 8.0 * f16_to_f32(s);
+                    }
                     for (t, v) in o.iter_mut().enumerate() {
                         *v += mf.iter().zip(&gcorr[t * gpr..(t + 1) * gpr]).map(|(a, b)| a * b).sum::<f32>();
                     }
@@ -110,11 +111,10 @@ fn int4_rows(wb: &[u8], scales: &[half::f16], group: usize, cols: usize, a: &Act
     assert!(a.nb * BLOCK == cols && group % BLOCK == 0 && (r0 + nrows) * cols / 2 <= wb.len());
     let bpg = group / BLOCK;
     // f32 scales of the rows, `[nrows, gpr]`
-    let mut swf = vec![0f32; nrows * gpr];
-    scales[r0 * gpr..(r0 + nrows) * gpr].convert_to_f32_slice(&mut swf);
-    let row = |i: usize| -> (*const u8, *const f32) {
+    assert!((r0 + nrows) * gpr <= scales.len());
+    let row = |i: usize| -> Row4 {
         // in bounds: i < nrows, asserted above
-        (wb[(r0 + i) * cols / 2..].as_ptr(), swf[i * gpr..].as_ptr())
+        (wb[(r0 + i) * cols / 2..].as_ptr(), scales[(r0 + i) * gpr..].as_ptr())
     };
     let mut i = 0;
     while i < nrows {
@@ -170,8 +170,26 @@ fn int4_dot(lo: v128, hi: v128, ae: v128, ao: v128, z: v128) -> v128 {
     }
 }
 
-/// A row of an INT4 tile: the packed row and its f32 group scales.
-type Row4 = (*const u8, *const f32);
+/// A row of an INT4 tile: the packed row and its f16 group scales.
+type Row4 = (*const u8, *const half::f16);
+
+/// An f16 as f32, exactly, for every finite value: the bits moved into f32's place and scaled
+/// by 2^112 (the exponent bias difference; subnormals and zero come out right). Quick in wasm,
+/// which has no f16 conversion instruction (the `half` crate's portable one is branchy and,
+/// per row of scales, cost as much as the GEMV itself); infinities and NaN take that path.
+#[inline(always)]
+pub fn f16_to_f32(h: half::f16) -> f32 {
+    let b = h.to_bits() as u32;
+    if b & 0x7c00 == 0x7c00 {
+        return h.to_f32();
+    }
+    let mag = f32::from_bits((b & 0x7fff) << 13) * f32::from_bits(0x7780_0000); // 2^112
+    if b & 0x8000 != 0 {
+        -mag
+    } else {
+        mag
+    }
+}
 
 /// Where block `b` of a tile's tokens lies: pair-layout offsets and the per-token pointers.
 struct Blk {
@@ -221,7 +239,7 @@ fn blocks(nb: usize, bpg: usize, mut f: impl FnMut(usize, usize, &Blk)) {
 unsafe fn int4_tile<const R: usize, const T: usize>(rows: [Row4; R], bpg: usize, a: &ActQ, t0: usize) -> [[f32; T]; R] {
     let z4 = f32x4_splat(0.0);
     let w = |j: usize, b: usize| load(rows[j].0.add(16 * b));
-    let sw = |j: usize, g: usize| *rows[j].1.add(g);
+    let sw = |j: usize, g: usize| f16_to_f32(*rows[j].1.add(g));
     let mut out = [[0f32; T]; R];
     match (R, T) {
         (4, 1) => {
