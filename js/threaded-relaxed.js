@@ -6,6 +6,7 @@ import { startThreadPool, webWorkerSpawner } from './threads.js';
 /** Initialise the threaded relaxed-SIMD build and run on `n` threads; resolves to its exports. */
 export async function loadThreaded(n) {
   await init();
-  await startThreadPool(glue, null, n, webWorkerSpawner(new URL('./thread-worker-relaxed.js', import.meta.url)));
+  await startThreadPool(glue, null, n, webWorkerSpawner((name) =>
+    new Worker(new URL('./thread-worker-relaxed.js', import.meta.url), { type: 'module', name })));
   return glue;
 }

@@ -11,6 +11,7 @@ import { startThreadPool, webWorkerSpawner } from './threads.js';
 /** Initialise the threaded build and run on `n` threads; resolves to its exports. */
 export async function loadThreaded(n) {
   await init();
-  await startThreadPool(glue, null, n, webWorkerSpawner(new URL('./thread-worker.js', import.meta.url)));
+  await startThreadPool(glue, null, n, webWorkerSpawner((name) =>
+    new Worker(new URL('./thread-worker.js', import.meta.url), { type: 'module', name })));
   return glue;
 }

@@ -119,14 +119,15 @@ export async function startThreadPool(glue, glueUrl, n, spawn) {
 }
 
 /**
- * A `spawn` for startThreadPool that starts each pool thread as a module Web Worker running
- * `workerUrl` (thread-worker.js or thread-worker-relaxed.js); resolves once it is ready.
- * @param {URL} workerUrl
+ * A `spawn` for startThreadPool that starts each pool thread as the Web Worker `make(name)`
+ * returns (thread-worker.js or thread-worker-relaxed.js; the caller writes the literal
+ * `new Worker(new URL('./…', import.meta.url), …)` so bundlers emit the file); resolves once it
+ * is ready.
+ * @param {(name: string) => Worker} make
  */
-export function webWorkerSpawner(workerUrl) {
+export function webWorkerSpawner(make) {
   return ({ module, memory, index }) => new Promise((resolve, reject) => {
-    const name = `webvlm-thread-${index}`;
-    const w = new Worker(workerUrl, { type: 'module', name });
+    const w = make(`webvlm-thread-${index}`);
     w.onmessage = (ev) => {
       if (ev.data?.type === 'ready') resolve(w);
       else reject(new Error(`thread worker ${index}: ${ev.data?.message || 'failed'}`));
