@@ -413,6 +413,7 @@ async function nativeRuns(name, model) {
     const quiet = r.quiet;
     const row = { where: 'native', threads: t, cold_load: cold, rc: r.rc, wall_s: r.wall_s, peak_rss_mib: r.max_rss_mib,
       cpu_s: r.cpu_s, waited_for_idle: quiet, contention: r.contention, attempt: r.attempt,
+      webvlm_built: new Date(statSync(CLI).mtimeMs).toISOString(),
       command: `target/release/webvlm ${args.map((a) => (a.startsWith('/') ? path.relative(ROOT, a) : a))
         .map((a) => (a.includes(' ') ? `"${a}"` : a)).join(' ')}` };
     if (r.rc === 0) {
@@ -506,7 +507,8 @@ async function browserRun(browser, server, name, threads) {
   await page.waitForFunction(() => window.webvlmReady === true);
   await page.evaluate(() => caches.keys().then((k) => Promise.all(k.map((n) => caches.delete(n)))));
   const manifest = `/m/${name}/manifest.json`;
-  const row = { where: 'chromium', path: 'cpu', threads_asked: threads };
+  const row = { where: 'chromium', path: 'cpu', threads_asked: threads,
+    dist_built: new Date(statSync(path.join(ROOT, 'dist/index.js')).mtimeMs).toISOString() };
   try {
     row.waited_for_idle = waitQuiet();
     const c0 = cpuSnapshot();

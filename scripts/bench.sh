@@ -31,6 +31,8 @@ node scripts/bench-browser.mjs --out test-results/bench-browser.json
 node scripts/bench-summary.mjs test-results > test-results/bench.md
 # Keep the "## Scale kit" section (npm run bench:scale writes it) across this rewrite.
 SCALE=$(awk '/^## Scale kit$/ { on = 1 } on && /^## / && !/^## Scale kit$/ { on = 0 } on' BENCHMARKS.md 2>/dev/null || true)
+# ... and "## Side by side with llama.cpp" (npm run bench:peers writes it).
+PEERS=$(awk '/^## Side by side with llama.cpp$/ { on = 1; print; next } on && /^## / { on = 0 } on' BENCHMARKS.md 2>/dev/null || true)
 {
   echo "# Benchmarks"
   echo
@@ -40,5 +42,6 @@ SCALE=$(awk '/^## Scale kit$/ { on = 1 } on && /^## / && !/^## Scale kit$/ { on 
   echo
   cat test-results/bench.md
   if [ -n "$SCALE" ]; then echo; echo "$SCALE"; fi
+  if [ -n "$PEERS" ]; then echo; echo "$PEERS"; fi
 } > BENCHMARKS.md
 echo "bench: summary in test-results/bench.md and BENCHMARKS.md" >&2
