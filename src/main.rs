@@ -24,9 +24,9 @@ mod cli {
     use std::sync::Arc;
     use webvlm::chat::Message;
     use webvlm::convert::{ConvertOptions, WeightChoice};
+    use webvlm::engine::bench::{decode_bench, DecodeBench};
     use webvlm::engine::{ChatTurn, Engine, GenerateParams};
     use webvlm::gpu::{GpuContext, GpuOptions};
-    use webvlm::engine::bench::{decode_bench, DecodeBench};
     use webvlm::model::llava::VisionLoadOptions;
     use webvlm::model::LoadOptions;
     use webvlm::quant::WeightFormat;

@@ -72,8 +72,9 @@ fn rows4(rows: [&[u32]; ROWS], a: &TernAct) -> [i32; ROWS] {
     for c in 0..nch {
         for h in 0..2 {
             // SAFETY: chunk c holds 128 activations (asserted above): offsets up to 32*3+16+16.
-            let x: [v128; 4] =
-                std::array::from_fn(|i| unsafe { v128_load(qp.as_ptr().add(CHUNK * c + 32 * i + 16 * h) as *const v128) });
+            let x: [v128; 4] = std::array::from_fn(|i| unsafe {
+                v128_load(qp.as_ptr().add(CHUNK * c + 32 * i + 16 * h) as *const v128)
+            });
             for j in 0..ROWS {
                 // SAFETY: chunk c of every row holds 32 bytes (8 words), half h the 16 at 32c + 16h.
                 let v = unsafe { v128_load((rows[j].as_ptr() as *const u8).add(32 * c + 16 * h) as *const v128) };

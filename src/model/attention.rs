@@ -26,8 +26,8 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, out: &mut [f32]) {
         return;
     }
     let pairs = out.len() / d;
-    let keys = s.pos0 + pairs / s.heads.max(1); // keys seen by the last row
-    // Below ~32k multiply-adds the split costs more than it gives.
+    // Keys seen by the last row; below ~32k multiply-adds the split costs more than it gives.
+    let keys = s.pos0 + pairs / s.heads.max(1);
     let threads = if pairs * keys * d < 1 << 15 { 1 } else { crate::par::threads() };
     let per = pairs.div_ceil(4 * threads).max(1);
     crate::par::chunks_mut(out, per * d, |c, oc| {
