@@ -136,7 +136,7 @@ impl Shared {
         let mut spins = 0u32;
         while self.done.load(Acquire) < tasks {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
