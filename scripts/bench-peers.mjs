@@ -455,8 +455,11 @@ function summarize(doc) {
         vs_read_same_t: pool(withBwT, (s, b) => (bytes[k] * s.decode_tps) / 1e9 / b.gbs).stats });
     }
   }
-  const bw = Object.fromEntries(threads.map((t) => [t, stats(rounds.map((r) => pick(samples, 'membw', r, t))
-    .filter((s) => s && s.ok).map((s) => s.gbs))]));
+  const bw = Object.fromEntries(threads.map((t) => {
+    const all = rounds.map((r) => pick(samples, 'membw', r, t)).filter((s) => s && s.ok);
+    const c = all.filter(clean);
+    return [t, stats((c.length ? c : all).map((s) => s.gbs))];
+  }));
   return { rows, read_bandwidth_gbs: bw, rounds };
 }
 
