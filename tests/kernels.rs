@@ -1,6 +1,10 @@
 //! Kernel tests: every SIMD path against the scalar reference, matmul against matvec, the
 //! reference against dense f32 math, and shape errors. Runs natively (`cargo test --test
 //! kernels`) and in wasm simd128 under Node (`scripts/test-wasm-kernels.sh`).
+/// The W8A8 kernels' tests run in this binary too (natively and in wasm).
+#[path = "w8a8.rs"]
+mod w8a8;
+
 use webvlm::kernels::{self, act::ActQ, Isa};
 use webvlm::quant::{QTensor, WeightFormat};
 

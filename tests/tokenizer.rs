@@ -170,7 +170,7 @@ fn vocab_llama_spm() {
 
 /// The large vocabularies are not committed; make_gguf_fixtures.py puts them here. Their tests
 /// are `#[ignore]`d so the default suite never passes them vacuously: run them with
-/// `python3 tests/fixtures/make_gguf_fixtures.py && cargo test --release --test tokenizer -- --ignored`.
+/// `python3 tests/fixtures/make_gguf_fixtures.py && cargo test --release --test suite tokenizer:: -- --ignored`.
 fn large(name: &str) -> PathBuf {
     let dir =
         std::env::var_os("WEBVLM_VOCAB_DIR").map(PathBuf::from).unwrap_or_else(|| root().join(".cache/tmp-gguf/vocab"));

@@ -1,8 +1,8 @@
 //! W8A8 kernels (per-token int8 activations × INT8 weights, i32 sums): every available path
 //! equals the scalar integer reference exactly on random odd shapes and on extreme values,
 //! the per-token quantization's rounding bound, and the f32 result against dense math. Runs
-//! natively (`cargo test --release --test w8a8`) and in wasm simd128 under Node (as
-//! `scripts/test-wasm-kernels.sh` with `--test w8a8`).
+//! natively and in wasm as a module of the `kernels` test binary (`cargo test --release --test
+//! kernels w8a8::`, `scripts/test-wasm-kernels.sh`).
 use webvlm::kernels::w8a8::{self, dot_scalar, TokAct};
 use webvlm::kernels::Isa;
 use webvlm::quant::{QData, QTensor, WeightFormat};
