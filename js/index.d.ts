@@ -171,6 +171,10 @@ export interface LoadInfo {
     downloaded: string[];
     corrupt: string[];
     resumed: { file: string; offset: number }[];
+    /** Files Cache Storage refused as one entry (too large), kept as 8 MiB pieces instead. */
+    cachedInPieces: string[];
+    /** Files the cache could keep neither way (quota): the next load downloads them again. */
+    notCached: { file: string; reason: string }[];
   };
   /** CPU threads the wasm build runs on (1: the one-thread build). */
   threads: number;

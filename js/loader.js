@@ -67,6 +67,29 @@ function pieceUrl(fileUrl, sha, offset) {
   return u.href;
 }
 
+/**
+ * Bytes held as resume pieces in `cache`, per file URL and version: `Map("<url>#<tag>" → bytes)`
+ * (from the pieces' Content-Length headers; pieces never overlap).
+ */
+async function pieceBytes(cache) {
+  const out = new Map();
+  for (const req of await cache.keys()) {
+    const u = new URL(req.url);
+    const tag = u.searchParams.get('webvlm-part');
+    if (!tag) continue;
+    const len = Number((await cache.match(req))?.headers.get('Content-Length'));
+    const key = `${u.origin}${u.pathname}#${tag}`;
+    if (Number.isFinite(len) && len > 0) out.set(key, (out.get(key) || 0) + len);
+  }
+  return out;
+}
+
+/** `f`'s total in [`pieceBytes`]'s map. */
+function piecesOf(map, f) {
+  const u = new URL(f.url);
+  return map.get(`${u.origin}${u.pathname}#${f.sha256.slice(0, 16)}`) || 0;
+}
+
 /** The manifest's files to fetch: the tokenizer first, then the shards (`index` set). */
 function filesOf(manifest, manifestUrl) {
   if (!manifest || !Array.isArray(manifest.shards) || !manifest.tokenizer?.file) {
@@ -249,11 +272,15 @@ async function savePiece(f, state, ctx) {
   if (!ctx.cache) return;
   const key = pieceUrl(f.url, f.sha256, piece.offset);
   try {
-    await ctx.cache.put(key, new Response(piece.bytes, { headers: { 'Content-Type': 'application/octet-stream' } }));
+    await ctx.cache.put(key, pieceResponse(piece.bytes));
     piece.key = key;
   } catch {
     // quota or a closing context: the download goes on, it just cannot resume from here
   }
+}
+
+function pieceResponse(bytes) {
+  return new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) } });
 }
 
 async function restart(f, state, ctx) {
@@ -301,29 +328,78 @@ async function download(f, ctx) {
     throw new ModelLoadError(`${f.file}: the downloaded bytes do not match the manifest's size and sha256 ` +
       `(${bytes.length} of ${f.size} bytes); its partial download was discarded`, 'integrity');
   }
-  if (ctx.cache) {
-    await ctx.cache.put(f.url, new Response(bytes, {
-      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(f.size), 'X-Webvlm-Sha256': f.sha256 },
-    }));
-    await dropPieces(ctx.cache, state.pieces);
-  }
+  if (ctx.cache) await keep(f, bytes, state, ctx);
   ctx.stats.downloaded.push(f.file);
   return bytes;
 }
 
-/** The cached bytes of `f` if present and intact; a corrupt entry is deleted (null). */
-async function fromCache(f, ctx) {
-  const resp = ctx.cache && (await ctx.cache.match(f.url));
-  if (!resp) return null;
-  ctx.progress.set(f.file, { state: 'verifying' });
-  const bytes = new Uint8Array(await resp.arrayBuffer());
-  if (bytes.length === f.size && (await sha256Hex(bytes)) === f.sha256) {
-    ctx.stats.fromCache.push(f.file);
-    return bytes;
+/**
+ * Cache a verified download as one entry; where Cache Storage refuses that (Chromium takes no
+ * entry of a few hundred MiB: a model whose largest tensor is that big has a shard that big),
+ * keep it as its resume pieces, completed with the tail, which later loads read back whole
+ * ([`cachedBytes`]). A file neither way can keep is downloaded again next time (stats.notCached).
+ */
+async function keep(f, bytes, state, ctx) {
+  try {
+    await ctx.cache.put(f.url, new Response(bytes, {
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(f.size), 'X-Webvlm-Sha256': f.sha256 },
+    }));
+    await dropPieces(ctx.cache, state.pieces);
+    return;
+  } catch (e) {
+    if (ctx.signal?.aborted) throw abortError();
+    state.refused = e;
   }
-  await ctx.cache.delete(f.url);
-  ctx.stats.corrupt.push(f.file);
+  const pieces = state.pieces.slice();
+  let ok = pieces.every((p) => p.key);
+  for (let at = state.offset; ok && at < f.size; at += PIECE_BYTES) {
+    const piece = { key: pieceUrl(f.url, f.sha256, at), offset: at, bytes: bytes.subarray(at, Math.min(f.size, at + PIECE_BYTES)) };
+    pieces.push(piece);
+    try {
+      await ctx.cache.put(piece.key, pieceResponse(piece.bytes));
+    } catch {
+      piece.key = null;
+      ok = false;
+    }
+  }
+  if (ok) {
+    ctx.stats.cachedInPieces.push(f.file);
+  } else {
+    await dropPieces(ctx.cache, pieces);
+    ctx.stats.notCached.push({ file: f.file, reason: String(state.refused?.message ?? state.refused) });
+  }
+}
+
+/**
+ * The verified bytes of `f` in `cache`: its whole entry, or else its resume pieces when they
+ * cover the file ([`keep`]); null when absent. A corrupt entry or piece set is deleted and
+ * reported by `onCorrupt`.
+ */
+async function cachedBytes(cache, f, onCorrupt = () => {}) {
+  const resp = await cache.match(f.url);
+  if (resp) {
+    const bytes = new Uint8Array(await resp.arrayBuffer());
+    if (bytes.length === f.size && (await sha256Hex(bytes)) === f.sha256) return bytes;
+    await cache.delete(f.url);
+    onCorrupt();
+    return null;
+  }
+  const { pieces, offset } = await readPieces(cache, f);
+  if (offset !== f.size) return null;
+  const bytes = concat(pieces.map((p) => p.bytes));
+  if ((await sha256Hex(bytes)) === f.sha256) return bytes;
+  await dropPieces(cache, pieces);
+  onCorrupt();
   return null;
+}
+
+/** The cached bytes of `f` if present and intact ([`cachedBytes`]); a corrupt copy is deleted (null). */
+async function fromCache(f, ctx) {
+  if (!ctx.cache) return null;
+  ctx.progress.set(f.file, { state: 'verifying' });
+  const bytes = await cachedBytes(ctx.cache, f, () => ctx.stats.corrupt.push(f.file));
+  if (bytes) ctx.stats.fromCache.push(f.file);
+  return bytes;
 }
 
 /** Bytes of `f`: from the cache when intact, else downloaded. Progress marks it done. */
@@ -340,7 +416,8 @@ async function checkQuota(files, cache) {
   const storage = globalThis.navigator?.storage;
   if (!cache || !storage?.estimate) return;
   let needed = 0;
-  for (const f of files) if (!(await cache.match(f.url))) needed += f.size;
+  const pieces = await pieceBytes(cache);
+  for (const f of files) if (!(await cache.match(f.url))) needed += Math.max(0, f.size - piecesOf(pieces, f));
   if (needed === 0) return;
   const { quota, usage } = await storage.estimate();
   if (Number.isFinite(quota) && quota - (usage || 0) < needed) {
@@ -372,7 +449,7 @@ async function pool(items, n, fn) {
  * Fetch a converted model. `begin({ manifest, manifestText, tokenizerText, shards })` is
  * called once the tokenizer is in; `consume(shard, bytes)` once per verified shard, in the
  * order they complete (the caller keeps nothing it does not need). Resolves to
- * `{ manifestUrl, manifest, stats: { fromCache, downloaded, corrupt, resumed } }`.
+ * `{ manifestUrl, manifest, stats: { fromCache, downloaded, corrupt, resumed, cachedInPieces, notCached } }`.
  *
  * @param {string} model manifest URL, or a folder URL ending in `/`
  * @param {object} opts
@@ -390,7 +467,7 @@ export async function fetchModel(model, { begin, consume, onProgress, concurrenc
   const [tok, ...shards] = filesOf(manifest, manifestUrl);
   await checkQuota([tok, ...shards], cache);
   if (cache) await cache.put(manifestUrl, new Response(text, { headers: { 'Content-Type': 'application/json' } }));
-  const stats = { fromCache: [], downloaded: [], corrupt: [], resumed: [] };
+  const stats = { fromCache: [], downloaded: [], corrupt: [], resumed: [], cachedInPieces: [], notCached: [] };
   const progress = new Progress([tok, ...shards], onProgress);
   const ctx = { cache, fetch: fetchFn, signal, retries, progress, stats };
   const tokBytes = await obtain(tok, ctx);
@@ -411,13 +488,10 @@ export async function readCachedShard(model, manifest, index) {
   const f = filesOf(manifest, manifestUrl).find((x) => x.index === index);
   if (!f) throw new ModelLoadError(`no shard ${index} in ${manifestUrl}`, 'manifest');
   const cache = hasCaches() ? await caches.open(CACHE_PREFIX + manifestUrl) : null;
-  const resp = cache && (await cache.match(f.url));
-  if (!resp) throw new ModelLoadError(`shard ${f.file} of ${manifestUrl} is not in the cache`, 'integrity');
-  const bytes = new Uint8Array(await resp.arrayBuffer());
-  if (bytes.length !== f.size || (await sha256Hex(bytes)) !== f.sha256) {
-    await cache.delete(f.url);
-    throw new ModelLoadError(`cached shard ${f.file} of ${manifestUrl} is corrupt (deleted)`, 'integrity');
-  }
+  let corrupt = false;
+  const bytes = cache && (await cachedBytes(cache, f, () => { corrupt = true; }));
+  if (corrupt) throw new ModelLoadError(`cached shard ${f.file} of ${manifestUrl} is corrupt (deleted)`, 'integrity');
+  if (!bytes) throw new ModelLoadError(`shard ${f.file} of ${manifestUrl} is not in the cache`, 'integrity');
   return bytes;
 }
 
@@ -444,7 +518,8 @@ export async function listCachedModels() {
     const m = await cache.match(url);
     if (m) {
       try {
-        complete = filesOf(await m.json(), url).every((f) => have.has(f.url));
+        const pieces = await pieceBytes(cache);
+        complete = filesOf(await m.json(), url).every((f) => have.has(f.url) || piecesOf(pieces, f) === f.size);
       } catch {
         complete = false;
       }
