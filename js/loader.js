@@ -90,6 +90,24 @@ function piecesOf(map, f) {
   return map.get(`${u.origin}${u.pathname}#${f.sha256.slice(0, 16)}`) || 0;
 }
 
+/**
+ * The URL of a file the manifest names, refused (before anything is fetched) unless it is a plain
+ * file name that resolves inside the manifest's own folder: no `/`, `\\`, `..`, `.`, percent-encoded
+ * dots, control characters, scheme or query (the Rust reader refuses the same names, but only
+ * after the JS has fetched them).
+ */
+function fileUrl(name, manifestUrl) {
+  const base = new URL(manifestUrl);
+  const folder = base.pathname.slice(0, base.pathname.lastIndexOf('/') + 1);
+  const bad = typeof name !== 'string' || name === '' || name === '.' || name === '..' || /[/\\?#%:\u0000-\u001f]/.test(name);
+  const u = bad ? null : new URL(name, base);
+  if (!u || u.origin !== base.origin || !u.pathname.startsWith(folder) || u.pathname.slice(folder.length).includes('/')) {
+    throw new ModelLoadError(`${manifestUrl}: file name ${JSON.stringify(name)} is not a plain file name in the ` +
+      "manifest's folder; nothing was fetched", 'manifest');
+  }
+  return u.href;
+}
+
 /** The manifest's files to fetch: the tokenizer first, then the shards (`index` set). */
 function filesOf(manifest, manifestUrl) {
   if (!manifest || !Array.isArray(manifest.shards) || !manifest.tokenizer?.file) {
@@ -106,7 +124,7 @@ function filesOf(manifest, manifestUrl) {
     }
     return { index, file: s.file, size: s.size, sha256: s.sha256.toLowerCase() };
   });
-  const url = (f) => new URL(f, manifestUrl).href;
+  const url = (f) => fileUrl(f, manifestUrl);
   return [
     { index: -1, file: tokFile, size: tok.size, sha256: tok.sha256.toLowerCase(), url: url(tokFile) },
     ...shards.map((s) => ({ ...s, url: url(s.file) })),
