@@ -242,7 +242,8 @@ fn gemma_config_details() {
     // Gemma-1 ignores `hidden_act: gelu` and uses gelu_pytorch_tanh unless hidden_activation says.
     assert_eq!(c.arch.act, webvlm::model::config::Act::GeluTanh);
     let mut v = serde_json::json!({"model_type": "gemma", "vocab_size": 4, "hidden_size": 8, "intermediate_size": 8,
-        "num_hidden_layers": 1, "num_attention_heads": 1, "hidden_activation": "gelu"});
+        "num_hidden_layers": 1, "num_attention_heads": 1, "num_key_value_heads": 1, "head_dim": 8,
+        "hidden_activation": "gelu"}); // (GemmaConfig's defaults are 16 KV heads of 256)
     assert_eq!(LlamaConfig::from_value(&v).unwrap().arch.act, webvlm::model::config::Act::Gelu);
     v["hidden_activation"] = "relu2".into();
     let e = LlamaConfig::from_value(&v).unwrap_err().to_string();

@@ -43,6 +43,36 @@ fn max_pos_default() -> usize {
     2048
 }
 
+/// `v` with the fields it leaves out filled from the defaults of transformers' config class for
+/// its `model_type` (`LlamaConfig`, `MistralConfig`, `GemmaConfig`; no `model_type`, as in a
+/// LLaVA `text_config`, is Llama, as `LlavaConfig` makes it). Published configs rely on them:
+/// `llava-hf/llava-1.5-7b-hf`'s `text_config` gives only the vocabulary, context and epsilon.
+fn with_family_defaults(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::json;
+    let defaults = match v.get("model_type").and_then(|t| t.as_str()).unwrap_or("llama") {
+        "llama" => json!({"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,
+            "num_hidden_layers": 32, "num_attention_heads": 32, "max_position_embeddings": 2048,
+            "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": false}),
+        "mistral" => json!({"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336,
+            "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+            "max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "sliding_window": 4096, "hidden_act": "silu", "tie_word_embeddings": false}),
+        "gemma" => json!({"vocab_size": 256000, "hidden_size": 3072, "intermediate_size": 24576,
+            "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 256,
+            "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "tie_word_embeddings": true}),
+        _ => return v.clone(),
+    };
+    let mut out = v.clone();
+    if let (Some(obj), Some(d)) = (out.as_object_mut(), defaults.as_object()) {
+        for (k, val) in d {
+            obj.entry(k.clone()).or_insert_with(|| val.clone());
+        }
+        obj.entry("model_type").or_insert_with(|| json!("llama"));
+    }
+    out
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct LlamaConfig {
     #[serde(default)]
@@ -143,7 +173,7 @@ impl LlamaConfig {
             return super::olmo_config::olmo_native(v);
         }
         let mut c: LlamaConfig =
-            serde_json::from_value(v.clone()).map_err(|e| Error::format("config.json", e.to_string()))?;
+            serde_json::from_value(with_family_defaults(v)).map_err(|e| Error::format("config.json", e.to_string()))?;
         c.arch = Arch::for_model_type(&c)?;
         c.check()
     }

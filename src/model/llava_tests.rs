@@ -241,3 +241,37 @@ fn original_layout_config() {
     let e = LlavaConfig::from_value(&v2).unwrap_err().to_string();
     assert!(e.contains("tower/config.json"), "{e}");
 }
+
+/// `llava-hf/llava-1.5-7b-hf`'s published config, whose `text_config` leaves the sizes to
+/// `LlamaConfig`'s defaults (as transformers reads it: Vicuna-7B's 4096 / 11008 / 32 / 32).
+#[test]
+fn published_llava15_7b_config_takes_llama_defaults() {
+    let c = json!({
+        "architectures": ["LlavaForConditionalGeneration"], "ignore_index": -100, "image_token_index": 32000,
+        "model_type": "llava", "pad_token_id": 32001, "projector_hidden_act": "gelu",
+        "text_config": {"_name_or_path": "lmsys/vicuna-7b-v1.5", "architectures": ["LlamaForCausalLM"],
+            "max_position_embeddings": 4096, "model_type": "llama", "rms_norm_eps": 1e-05,
+            "torch_dtype": "float16", "vocab_size": 32064},
+        "tie_word_embeddings": false, "torch_dtype": "float16", "transformers_version": "4.36.0.dev0",
+        "vision_config": {"hidden_size": 1024, "image_size": 336, "intermediate_size": 4096,
+            "model_type": "clip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 24,
+            "patch_size": 14, "projection_dim": 768, "vocab_size": 32000},
+        "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "vocab_size": 32064
+    });
+    let t = LlavaConfig::from_value(&c).unwrap().text;
+    assert_eq!((t.vocab_size, t.hidden_size, t.intermediate_size), (32064, 4096, 11008));
+    assert_eq!((t.num_hidden_layers, t.n_heads(), t.n_kv_heads(), t.head_dim()), (32, 32, 32, 128));
+    assert_eq!((t.max_position_embeddings, t.rms_norm_eps, t.rope_theta), (4096, 1e-5, 10000.0));
+    assert!(!t.tie_word_embeddings);
+    // `llava-hf/llava-v1.6-mistral-7b-hf`'s text_config: an explicit `sliding_window: null` stays off.
+    let n = crate::model::LlamaConfig::from_value(&json!({"model_type": "mistral", "intermediate_size": 14336,
+        "max_position_embeddings": 32768, "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 1e6,
+        "sliding_window": null, "vocab_size": 32064}))
+    .unwrap();
+    assert_eq!((n.hidden_size, n.num_hidden_layers, n.n_heads(), n.sliding_window), (4096, 32, 32, None));
+    // Mistral and Gemma fill from their own classes.
+    let m = crate::model::LlamaConfig::from_value(&json!({"model_type": "mistral"})).unwrap();
+    assert_eq!((m.intermediate_size, m.n_kv_heads(), m.sliding_window), (14336, 8, Some(4096)));
+    let g = crate::model::LlamaConfig::from_value(&json!({"model_type": "gemma", "num_hidden_layers": 18})).unwrap();
+    assert_eq!((g.vocab_size, g.head_dim(), g.num_hidden_layers, g.tie_word_embeddings), (256000, 256, 18, true));
+}
