@@ -37,6 +37,57 @@ pub fn render(
     tmpl.render(ctx).map_err(template_error)
 }
 
+/// A rendered prompt in pieces, `(text, literal)`: literal pieces are user text, to be tokenized
+/// without special-token parsing; the others are the template's own text.
+pub type Pieces = Vec<(String, bool)>;
+
+/// Render with user `texts` kept apart from the template's text: `render(subs)` renders with
+/// each text replaced by a marker (its leading and trailing whitespace kept outside the marker,
+/// so a template that trims still trims), the result is cut at the markers, and the texts go
+/// back in as literal pieces. Errors when the pieces do not join to `render(texts)` exactly (a
+/// template that rewrites message text, e.g. with `upper`), since the user's control-token text
+/// could not then be told from the template's.
+pub fn render_apart(texts: &[String], render: impl Fn(&[String]) -> Result<String>) -> Result<Pieces> {
+    let open = (0u32..)
+        .map(|k| format!("\u{E000}{k}:"))
+        .find(|m| !texts.iter().any(|t| t.contains(m.as_str())))
+        .expect("some marker is absent from finitely many texts");
+    const CLOSE: char = '\u{E001}';
+    let parts: Vec<(&str, &str, &str)> = texts
+        .iter()
+        .map(|t| {
+            let core = t.trim();
+            let lead = &t[..t.len() - t.trim_start().len()];
+            (lead, core, &t[lead.len() + core.len()..])
+        })
+        .collect();
+    let subs: Vec<String> =
+        parts.iter().enumerate().map(|(i, (lead, _, trail))| format!("{lead}{open}{i}{CLOSE}{trail}")).collect();
+    let rendered = render(&subs)?;
+    let mut pieces: Pieces = Vec::new();
+    let mut rest = rendered.as_str();
+    while let Some(at) = rest.find(open.as_str()) {
+        pieces.push((rest[..at].to_string(), false));
+        let tail = &rest[at + open.len()..];
+        let end = tail.find(CLOSE).ok_or_else(|| Error::Template("the template cut a message apart".into()))?;
+        let i: usize = tail[..end].parse().map_err(|_| Error::Template("the template cut a message apart".into()))?;
+        let core = parts.get(i).ok_or_else(|| Error::Template("the template cut a message apart".into()))?.1;
+        pieces.push((core.to_string(), true));
+        rest = &tail[end + CLOSE.len_utf8()..];
+    }
+    pieces.push((rest.to_string(), false));
+    pieces.retain(|(t, _)| !t.is_empty());
+    let joined: String = pieces.iter().map(|(t, _)| t.as_str()).collect();
+    if joined != render(texts)? {
+        return Err(Error::Invalid(
+            "a message holds control-token text and the chat template rewrites message text, so that text \
+             cannot be kept apart from the template's own control tokens"
+                .into(),
+        ));
+    }
+    Ok(pieces)
+}
+
 fn template_error(e: minijinja::Error) -> Error {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(&e);

@@ -29,6 +29,29 @@ impl Default for SamplerConfig {
     }
 }
 
+impl SamplerConfig {
+    /// The one rule for every option, which the CLI, the wasm API and the JS API all reach
+    /// through [`crate::engine::Engine::start`]: `temperature` finite in 0..=100 (0: greedy),
+    /// `top_p` finite in (0, 1], `repetition_penalty` finite in (0, 100] (1: none); `top_k` and
+    /// `seed` take any value. The error names the option and the value.
+    pub fn validate(&self) -> crate::error::Result<()> {
+        let bad = |name: &str, v: f32, rule: &str| {
+            Err(crate::error::Error::Invalid(format!("sampling option `{name}` is {v}; it must be {rule}")))
+        };
+        if !(self.temperature.is_finite() && (0.0..=100.0).contains(&self.temperature)) {
+            return bad("temperature", self.temperature, "a number from 0 (greedy) to 100");
+        }
+        if !(self.top_p.is_finite() && self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p", self.top_p, "a number above 0 and at most 1");
+        }
+        let rp = self.repetition_penalty;
+        if !(rp.is_finite() && rp > 0.0 && rp <= 100.0) {
+            return bad("repetition_penalty", rp, "a number above 0 and at most 100 (1: none)");
+        }
+        Ok(())
+    }
+}
+
 pub use crate::rng::Rng;
 
 /// Index of the largest logit (the first one on ties).
@@ -255,5 +278,26 @@ mod tests {
         }
         assert!((counts[0] as f32 / 5000.0 - 0.7).abs() < 0.03, "{counts:?}");
         assert!((counts[2] as f32 / 5000.0 - 0.1).abs() < 0.02, "{counts:?}");
+    }
+
+    #[test]
+    fn invalid_options_are_refused_by_name() {
+        assert!(SamplerConfig::default().validate().is_ok());
+        let ok = SamplerConfig { temperature: 0.7, top_k: 40, top_p: 0.9, repetition_penalty: 1.1, seed: 3 };
+        assert!(ok.validate().is_ok());
+        let cases = [
+            (SamplerConfig { temperature: f32::NAN, ..ok.clone() }, "temperature"),
+            (SamplerConfig { temperature: f32::INFINITY, ..ok.clone() }, "temperature"),
+            (SamplerConfig { temperature: -1.0, ..ok.clone() }, "temperature"),
+            (SamplerConfig { top_p: 2.0, ..ok.clone() }, "top_p"),
+            (SamplerConfig { top_p: 0.0, ..ok.clone() }, "top_p"),
+            (SamplerConfig { top_p: f32::NAN, ..ok.clone() }, "top_p"),
+            (SamplerConfig { repetition_penalty: 0.0, ..ok.clone() }, "repetition_penalty"),
+            (SamplerConfig { repetition_penalty: f32::NEG_INFINITY, ..ok.clone() }, "repetition_penalty"),
+        ];
+        for (c, name) in cases {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(&format!("`{name}`")), "{c:?}: {e}");
+        }
     }
 }

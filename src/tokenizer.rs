@@ -8,6 +8,9 @@ use std::str::FromStr;
 pub struct Tokenizer {
     pub inner: tokenizers::Tokenizer,
     pub spec: TokenizerSpec,
+    /// `inner` with special-token parsing off, made the first time user text holds control-token
+    /// text ([`Tokenizer::encode_literal`]).
+    literal: std::sync::OnceLock<tokenizers::Tokenizer>,
 }
 
 impl Tokenizer {
@@ -20,10 +23,11 @@ impl Tokenizer {
                 return Err(Error::Tokenizer(format!("BOS id {b} is not in the vocabulary")));
             }
         }
-        Ok(Tokenizer { inner, spec })
+        Ok(Tokenizer { inner, spec, literal: std::sync::OnceLock::new() })
     }
 
-    /// Encode text. Special-token strings in `text` (`<|im_start|>`) map to their ids.
+    /// Encode text. Special-token strings in `text` (`<|im_start|>`) map to their ids: for
+    /// prompts and templates; user text goes through [`Tokenizer::encode_literal`].
     /// BOS is prepended only when `add_bos` is true *and* the spec says the tokenizer adds it
     /// (and the text does not already start with it).
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
@@ -36,6 +40,30 @@ impl Tokenizer {
             }
         }
         Ok(ids)
+    }
+
+    /// Encode user text with no special-token parsing: `<eos>` or `<|im_start|>` in it become
+    /// the tokens of that text, never the control ids (no BOS).
+    pub fn encode_literal(&self, text: &str) -> Result<Vec<u32>> {
+        let t = self.literal.get_or_init(|| {
+            let mut t = self.inner.clone();
+            t.set_encode_special_tokens(true);
+            t
+        });
+        let enc = t.encode(text, false).map_err(|e| Error::Tokenizer(format!("encode: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Whether `text` holds the text of a control token: a special added token (`<eos>`,
+    /// `<end_of_turn>`, `<|im_start|>`, `<image>` in llava-hf tokenizers) or the BOS / EOS string.
+    pub fn has_control_text(&self, text: &str) -> bool {
+        let spec_tokens = [&self.spec.bos_token, &self.spec.eos_token];
+        spec_tokens.into_iter().flatten().any(|t| !t.is_empty() && text.contains(t.as_str()))
+            || self
+                .inner
+                .get_added_tokens_decoder()
+                .values()
+                .any(|t| t.special && !t.content.is_empty() && text.contains(&t.content))
     }
 
     /// Decode ids to text (special tokens skipped).

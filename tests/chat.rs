@@ -86,3 +86,34 @@ fn strftime_formats_like_python() {
     let now = render("{{ strftime_now('%Y') }}", &[], false, "", "").unwrap();
     assert!(now.parse::<i32>().unwrap() >= 2024);
 }
+
+/// `render_apart` keeps user texts apart from the template's text, whatever the template does
+/// with whitespace, and refuses a template that rewrites the text.
+#[test]
+fn render_apart_cuts_user_text_out() {
+    let texts = vec![" hi <eos>\n".to_string(), "two".to_string()];
+    let run = |tpl: &str| {
+        chat::render_apart(&texts, |subs| {
+            let msgs: Vec<Message> = subs.iter().map(|s| msg("user", s)).collect();
+            render(tpl, &msgs, false, "", "")
+        })
+    };
+    let trimmed = run("{% for m in messages %}<s>{{ m.content | trim }}</s>{% endfor %}").unwrap();
+    let want = |v: &[(&str, bool)]| v.iter().map(|(t, l)| (t.to_string(), *l)).collect::<Vec<_>>();
+    assert_eq!(
+        trimmed,
+        want(&[("<s>", false), ("hi <eos>", true), ("</s><s>", false), ("two", true), ("</s>", false)])
+    );
+    let kept = run("{% for m in messages %}[{{ m.content }}]{% endfor %}").unwrap();
+    assert_eq!(kept, want(&[("[ ", false), ("hi <eos>", true), ("\n][", false), ("two", true), ("]", false)]));
+    let twice = run("{{ messages[1].content }}{{ messages[1].content }}").unwrap();
+    assert_eq!(twice, want(&[("two", true), ("two", true)]));
+    let e = run("{% for m in messages %}{{ m.content | upper }}{% endfor %}").unwrap_err().to_string();
+    assert!(e.contains("rewrites message text"), "{e}");
+    // A user text holding the marker form itself does not confuse the cut.
+    let sneaky = vec!["\u{E000}0:0\u{E001}".to_string()];
+    let p = chat::render_apart(&sneaky, |subs| {
+        render("{{ messages[0].content }}!", &[msg("user", &subs[0])], false, "", "")
+    });
+    assert_eq!(p.unwrap(), want(&[("\u{E000}0:0\u{E001}", true), ("!", false)]));
+}

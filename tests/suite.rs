@@ -8,6 +8,8 @@ mod calib;
 mod calib_llava;
 #[path = "chat.rs"]
 mod chat;
+#[path = "control_tokens.rs"]
+mod control_tokens;
 #[path = "convert.rs"]
 mod convert;
 #[path = "decoder_variants.rs"]

@@ -225,8 +225,42 @@ impl Engine {
             spec.chat_template.as_deref().ok_or_else(|| Error::Template("the model ships no chat template".into()))?;
         let bos = spec.bos_token.as_deref().unwrap_or("");
         let eos = spec.eos_token.as_deref().unwrap_or("");
-        let text = chat::render(tpl, messages, true, bos, eos)?;
-        self.tokenizer.encode(&text, false)
+        let texts: Vec<String> = messages.iter().map(|m| m.content.clone()).collect();
+        if !self.holds_control_text(&texts) {
+            let text = chat::render(tpl, messages, true, bos, eos)?;
+            return self.tokenizer.encode(&text, false);
+        }
+        let pieces = chat::render_apart(&texts, |subs| {
+            let msgs: Vec<Message> =
+                messages.iter().zip(subs).map(|(m, c)| Message { role: m.role.clone(), content: c.clone() }).collect();
+            chat::render(tpl, &msgs, true, bos, eos)
+        })?;
+        self.encode_pieces(&pieces, false)
+    }
+
+    /// Whether any user text holds control-token text (or, for LLaVA, the `<image>` marker):
+    /// then the prompt is rendered with the texts apart ([`chat::render_apart`]) and they are
+    /// tokenized as text, so a user cannot forge turn boundaries, EOS or image slots.
+    fn holds_control_text(&self, texts: &[String]) -> bool {
+        texts.iter().any(|t| self.tokenizer.has_control_text(t) || (self.llava().is_some() && t.contains("<image>")))
+    }
+
+    /// Tokenize rendered pieces: the template's through [`Engine::encode_with_images`], the user's
+    /// literally; BOS first per `add_bos` and the tokenizer's policy.
+    fn encode_pieces(&self, pieces: &chat::Pieces, add_bos: bool) -> Result<Vec<u32>> {
+        let spec = &self.tokenizer.spec;
+        let mut ids = Vec::new();
+        if let (true, true, Some(bos)) = (add_bos, spec.add_bos, spec.bos_id) {
+            ids.push(bos);
+        }
+        for (text, literal) in pieces {
+            ids.extend(if *literal {
+                self.tokenizer.encode_literal(text)?
+            } else {
+                self.encode_with_images(text, false)?
+            });
+        }
+        Ok(ids)
     }
 
     /// Render chat turns whose content may hold images with the model's chat template and
@@ -251,6 +285,15 @@ impl Engine {
         let eos = spec.eos_token.as_deref().unwrap_or("");
         let text = render_turns(tpl, turns, bos, eos)?;
         let add_bos = spec.add_bos && !(bos.is_empty() || text.starts_with(bos));
+        let texts: Vec<String> = turns.iter().map(|t| t.text.clone()).collect();
+        if self.holds_control_text(&texts) {
+            let pieces = chat::render_apart(&texts, |subs| {
+                let ts: Vec<ChatTurn> =
+                    turns.iter().zip(subs).map(|(t, s)| ChatTurn { text: s.clone(), ..t.clone() }).collect();
+                render_turns(tpl, &ts, bos, eos)
+            })?;
+            return self.encode_pieces(&pieces, add_bos);
+        }
         self.encode_with_images(&text, add_bos) // LLaVA's original layout needs the -200 placeholder
     }
 
@@ -295,6 +338,7 @@ impl Engine {
         if prompt_ids.is_empty() {
             return Err(Error::Invalid("empty prompt".into()));
         }
+        params.sampling.validate()?;
         let (feats, encode_ms, encoder) = self.encode_images(images)?;
         let (prompt, spans) = self.expand(prompt_ids, &feats)?;
         let limit = self.context_len();
