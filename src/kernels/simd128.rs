@@ -102,7 +102,7 @@ fn dot_i8x16x2(a: v128, b: v128, c: v128, d: v128) -> v128 {
 }
 
 /// INT4 rows `r0 .. r0 + out.len()/n` (without the asymmetric offset term), `out: [nrows, n]`,
-/// in register tiles: 8 or 4 rows × 1 token for decode ([`int4_decode`]), 2 rows × [`TOK`] tokens for prefill,
+/// in register tiles: [`ROWS`] rows × 1 token for decode, 2 rows × [`TOK`] tokens for prefill,
 /// single rows and tokens at the edges. `wb`: the packed weights `[rows, cols/2]`.
 fn int4_rows(wb: &[u8], scales: &[half::f16], group: usize, cols: usize, a: &ActQ, r0: usize, out: &mut [f32]) {
     let n = a.n;
@@ -117,29 +117,21 @@ fn int4_rows(wb: &[u8], scales: &[half::f16], group: usize, cols: usize, a: &Act
         (wb[(r0 + i) * cols / 2..].as_ptr(), scales[(r0 + i) * gpr..].as_ptr())
     };
     let mut i = 0;
-    if n == 1 {
-        let o = out.as_mut_ptr();
-        // SAFETY (both): rows i .. i+8 (i+4) exist, every pointer covers its whole row; `out`
-        // holds nrows values (n == 1).
-        while i + 8 <= nrows {
-            let (c0, c1) = unsafe { int4_decode::<true>(std::array::from_fn(|j| row(i + j)), bpg, a) };
-            unsafe { (v128_store(o.add(i) as *mut v128, c0), v128_store(o.add(i + 4) as *mut v128, c1)) };
-            i += 8;
-        }
-        if i + 4 <= nrows {
-            let (c0, _) = unsafe { int4_decode::<false>(std::array::from_fn(|j| row(i + j % 4)), bpg, a) };
-            unsafe { v128_store(o.add(i) as *mut v128, c0) };
-            i += 4;
-        }
-    }
     while i < nrows {
-        let r = if i + 2 <= nrows { 2 } else { 1 };
+        let r = if n == 1 && i + ROWS <= nrows {
+            ROWS
+        } else if n >= TOK && i + 2 <= nrows {
+            2
+        } else {
+            1
+        };
         let mut t = 0;
         while t < n {
             let k = if r <= 2 && t + TOK <= n { TOK } else { 1 };
             // SAFETY: rows i..i+r and tokens t..t+k exist; every pointer covers its whole row.
             unsafe {
                 match (r, k) {
+                    (4, 1) => put(out, n, i, t, int4_tile::<4, 1>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
                     (2, 4) => put(out, n, i, t, int4_tile::<2, 4>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
                     (2, 1) => put(out, n, i, t, int4_tile::<2, 1>(std::array::from_fn(|j| row(i + j)), bpg, a, t)),
                     (1, 4) => put(out, n, i, t, int4_tile::<1, 4>([row(i)], bpg, a, t)),
@@ -152,67 +144,8 @@ fn int4_rows(wb: &[u8], scales: &[half::f16], group: usize, cols: usize, a: &Act
     }
 }
 
-/// Four i32x4 partial sums → their four totals (lane `j` = Σ lanes of `d_j`).
-#[inline(always)]
-fn tsum(d0: v128, d1: v128, d2: v128, d3: v128) -> v128 {
-    let a = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(d0, d1), i32x4_shuffle::<2, 6, 3, 7>(d0, d1));
-    let b = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(d2, d3), i32x4_shuffle::<2, 6, 3, 7>(d2, d3));
-    i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(a, b), i32x4_shuffle::<2, 3, 6, 7>(a, b))
-}
-
-/// The decode product (one token) of 8 INT4 rows (4 when `!EIGHT`: then `rows[4..]` are
-/// ignored): two vectors of 4 row results (without the asymmetric offset term). Per block, each
-/// row's 4 partial dot sums are summed across lanes into one vector per 4 rows ([`tsum`]), so
-/// converting, scaling and adding happen once per 4 rows instead of once per row; the rows'
-/// group scales are converted once per group, and block offsets in the pair layout come without
-/// a division. Every pointer and accumulator is a local (arrays of them were kept in memory).
-///
-/// # Safety
-/// Each used row pointer covers `a.nb * 16` bytes and each scale pointer `a.nb / bpg` values;
-/// `a` has a token.
-#[inline(never)] // a small function of its own: V8 allocates its registers far better than inside `rows`
-unsafe fn int4_decode<const EIGHT: bool>(rows: [Row4; 8], bpg: usize, a: &ActQ) -> (v128, v128) {
-    let (nb, q, zp, sa) = (a.nb, a.qp.as_ptr() as *const u8, a.zp4.as_ptr() as *const v128, a.s.as_ptr());
-    let [p0, p1, p2, p3, p4, p5, p6, p7] = rows.map(|r| r.0);
-    let [s0, s1, s2, s3, s4, s5, s6, s7] = rows.map(|r| r.1);
-    let mask = u8x16_splat(0x0F);
-    let scales = |a: *const half::f16, b: *const half::f16, c: *const half::f16, d: *const half::f16, g: usize| {
-        f32x4(f16_to_f32(*a.add(g)), f16_to_f32(*b.add(g)), f16_to_f32(*c.add(g)), f16_to_f32(*d.add(g)))
-    };
-    let (mut c0, mut c1) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    for g in 0..nb / bpg {
-        let sw0 = scales(s0, s1, s2, s3, g);
-        let sw1 = if EIGHT { scales(s4, s5, s6, s7, g) } else { sw0 };
-        for b in g * bpg..(g + 1) * bpg {
-            let (even, odd) = block_offsets(b, nb);
-            let (ae, ao, z) = (load(q.add(even)), load(q.add(odd)), v128_load(zp.add(b)));
-            let s = f32x4_splat(*sa.add(b));
-            let d = |p: *const u8| {
-                let w = load(p.add(16 * b));
-                int4_dot(v128_and(w, mask), u8x16_shr(w, 4), ae, ao, z)
-            };
-            let t0 = tsum(d(p0), d(p1), d(p2), d(p3));
-            c0 = f32x4_add(c0, f32x4_mul(f32x4_convert_i32x4(t0), f32x4_mul(sw0, s)));
-            if EIGHT {
-                let t1 = tsum(d(p4), d(p5), d(p6), d(p7));
-                c1 = f32x4_add(c1, f32x4_mul(f32x4_convert_i32x4(t1), f32x4_mul(sw1, s)));
-            }
-        }
-    }
-    (c0, c1)
-}
-
-/// Offsets of `even(b)` and `odd(b)` in a token's pair-layout quants ([`pair_offsets`] with a
-/// shift for the paired blocks; only a lone last block takes the general path).
-#[inline(always)]
-fn block_offsets(b: usize, nb: usize) -> (usize, usize) {
-    if nb % 2 == 1 && b == nb - 1 {
-        pair_offsets(b, nb)
-    } else {
-        let e = (b >> 1) * 64 + (b & 1) * 16;
-        (e, e + 32)
-    }
-}
+/// Rows per decode tile.
+const ROWS: usize = 4;
 
 /// Store a tile `[R][T]` at rows `i..`, tokens `t..` of `out: [nrows, n]`.
 #[inline(always)]
@@ -289,14 +222,14 @@ unsafe fn act_block(a: &ActQ, t: usize, b: usize, k: &Blk) -> (v128, v128, v128,
 fn blocks(nb: usize, bpg: usize, mut f: impl FnMut(usize, usize, &Blk)) {
     for g in 0..nb / bpg {
         for b in g * bpg..(g + 1) * bpg {
-            let (even, odd) = block_offsets(b, nb);
+            let (even, odd) = pair_offsets(b, nb);
             f(b, g, &Blk { even, odd });
         }
     }
 }
 
-/// Tokens `t0 .. t0+T` times `R` INT4 rows: the prefill tile (2 × 4) and the edges (1 × 4,
-/// 2 × 1, 1 × 1), written out so that every accumulator is a
+/// Tokens `t0 .. t0+T` times `R` INT4 rows: the decode tile (`R` = 4, `T` = 1), the prefill
+/// tile (2 × 4) and the edges (1 × 4, 2 × 1, 1 × 1), written out so that every accumulator is a
 /// local (a loop over rows or tokens kept them in memory).
 ///
 /// # Safety
@@ -309,14 +242,23 @@ unsafe fn int4_tile<const R: usize, const T: usize>(rows: [Row4; R], bpg: usize,
     let sw = |j: usize, g: usize| f16_to_f32(*rows[j].1.add(g));
     let mut out = [[0f32; T]; R];
     match (R, T) {
+        (4, 1) => {
+            let (mut c0, mut c1, mut c2, mut c3) = (z4, z4, z4, z4);
+            blocks(a.nb, bpg, |b, g, k| {
+                let (ae, ao, z, s) = act_block(a, t0, b, k);
+                c0 = int4_acc(c0, w(0, b), ae, ao, z, s, sw(0, g));
+                c1 = int4_acc(c1, w(1, b), ae, ao, z, s, sw(1, g));
+                c2 = int4_acc(c2, w(2, b), ae, ao, z, s, sw(2, g));
+                c3 = int4_acc(c3, w(3, b), ae, ao, z, s, sw(3, g));
+            });
+            for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
+                out[j][0] = hsum(c);
+            }
+        }
         (2, 4) => {
             let mut c = [z4; 8]; // [row][token], every index constant below
-            let (mut s0, mut s1, mut cur) = (0.0, 0.0, usize::MAX); // the group's row scales
             blocks(a.nb, bpg, |b, g, k| {
-                if g != cur {
-                    (s0, s1, cur) = (sw(0, g), sw(1, g), g);
-                }
-                let (v0, v1) = (w(0, b), w(1, b));
+                let (v0, v1, s0, s1) = (w(0, b), w(1, b), sw(0, g), sw(1, g));
                 let (ae, ao, z, s) = act_block(a, t0, b, k);
                 c[0] = int4_acc(c[0], v0, ae, ao, z, s, s0);
                 c[4] = int4_acc(c[4], v1, ae, ao, z, s, s1);
