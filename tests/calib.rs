@@ -3,7 +3,7 @@
 //! --calibrate FILE` of the tiny HF Llama whose `quality.json` must agree with `eval` of the
 //! written model.
 
-mod io_common;
+use crate::io_common;
 
 use io_common::{scratch, write_tiny_hf, Rng};
 use webvlm::calib::awq::{dense_matmul, search, sq_err};

@@ -4,7 +4,7 @@
 //! GPTQ with those statistics must beat RTN, image calibration must differ from text
 //! calibration, and `eval` of the written folder must reproduce `quality.json`.
 
-mod io_common;
+use crate::io_common;
 
 use io_common::{scratch, Rng};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! `convert` at f32 (tensors come back bit-identical), f16, int8 and int4 (within the
 //! quantization error), with shard limits, fallbacks and output-folder rules checked.
 
-mod io_common;
+use crate::io_common;
 
 use io_common::*;
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! the shader preprocessing step, and the copy kernel moves bytes exactly.
 //! Set WEBVLM_SKIP_GPU=1 to skip GPU tests on a machine without any Vulkan driver.
 
-mod gpu_common;
+use crate::gpu_common;
 
 use gpu_common::gpu;
 use webvlm::rng::Rng;

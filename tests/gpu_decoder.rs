@@ -3,7 +3,7 @@
 //! across turns, a model over the GPU budget, and a device lost mid-answer (the engine goes
 //! on on the CPU with the same tokens). Set WEBVLM_SKIP_GPU=1 where no Vulkan driver exists.
 
-mod gpu_common;
+use crate::gpu_common;
 use gpu_common::fresh_gpu;
 use serde_json::Value;
 use std::path::PathBuf;

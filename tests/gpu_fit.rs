@@ -9,7 +9,7 @@
 //! the shards streamed) builds the engine on the CPU with the decoder read again, where backend
 //! `gpu` gets the error.
 
-mod gpu_common;
+use crate::gpu_common;
 use gpu_common::{fresh_gpu, fresh_gpu_with};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

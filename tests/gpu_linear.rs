@@ -6,7 +6,7 @@
 //! activations, so only f32 rounding separates the two); ternary uses the CPU kernel
 //! `kernels::matmul_with(Isa::Scalar, ..)`, whose per-token int8 activations the GPU reproduces.
 
-mod gpu_common;
+use crate::gpu_common;
 
 use gpu_common::{gpu, rel_err};
 use webvlm::gpu::linear::{plan_gather, plan_linear};

@@ -3,7 +3,7 @@
 //! 1/5/37 rows, caches of 1..300 positions, sliding windows. Floats: normalized L2 error
 //! (`rel_err`), printed; token ids: exact. Set WEBVLM_SKIP_GPU=1 to skip.
 
-mod gpu_common;
+use crate::gpu_common;
 
 use gpu_common::{gpu, rel_err};
 use webvlm::gpu::ops_attn::{attention_decode, attention_full, attention_prefill, decode_splits, AttnDims};

@@ -8,7 +8,7 @@
 //! load finishes — the engine reads those tensors again (from the folder, or, as the browser
 //! does, from the shards into in-memory weights) and goes on on the CPU with the same ids.
 
-mod gpu_common;
+use crate::gpu_common;
 use gpu_common::{fresh_gpu, fresh_gpu_with, rel_err, run_losing_device};
 use serde_json::Value;
 use std::collections::BTreeSet;

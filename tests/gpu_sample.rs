@@ -3,7 +3,7 @@
 //! Plans are built once and replayed with a new `Step.seed` per draw; with a repetition
 //! penalty the GPU marks each chosen id itself, and the CPU's history grows by the same ids.
 
-mod gpu_common;
+use crate::gpu_common;
 
 use gpu_common::gpu;
 use webvlm::gpu::ops_sample::{seen_bits, token_plan, CAP};

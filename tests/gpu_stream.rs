@@ -5,7 +5,7 @@
 //! on the CPU after the weights are read again from the shards, and without any source says
 //! so. Set WEBVLM_SKIP_GPU=1 where no Vulkan driver exists.
 
-mod gpu_common;
+use crate::gpu_common;
 use gpu_common::{fresh_gpu, run_losing_device};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@
 //! the device is gone. Errors are the
 //! normalized L2 error (`rel_err`), printed. Set WEBVLM_SKIP_GPU=1 to skip.
 
-mod gpu_common;
+use crate::gpu_common;
 
 use gpu_common::{fresh_gpu, rel_err};
 use serde_json::Value;

@@ -7,7 +7,7 @@
 //! llava15-llama fixture converted with smoothing, the GPU tower run W8A8 gives the CPU W8A8
 //! tower's hidden states and features. Errors (`rel_err`) are printed. WEBVLM_SKIP_GPU=1 skips.
 
-mod gpu_common;
+use crate::gpu_common;
 
 use gpu_common::{fresh_gpu, gpu, rel_err};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! give the same checkpoint; wrong hashes, missing or truncated shards, a changed tokenizer and
 //! inconsistent manifests are rejected with errors naming the file or tensor.
 
-mod io_common;
+use crate::io_common;
 
 use io_common::*;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! safetensors reader and writer: round trips, alignment, contiguity (as the reference
 //! implementation requires), and hostile or broken inputs rejected with errors naming the file.
 
-mod io_common;
+use crate::io_common;
 
 use io_common::{encode, scratch, Rng};
 use proptest::prelude::*;

@@ -2,6 +2,12 @@
 //! --test suite` (a filter such as `convert::` picks a file). One binary links the crate once;
 //! one per file linked it ~30 times, which was most of CI's time. `tests/kernels.rs` (with
 //! `tests/w8a8.rs`) stays a binary of its own because it also runs compiled to wasm.
+/// Helpers shared by several files (one copy each).
+#[path = "gpu_common/mod.rs"]
+mod gpu_common;
+#[path = "io_common/mod.rs"]
+mod io_common;
+
 #[path = "calib.rs"]
 mod calib;
 #[path = "calib_llava.rs"]
