@@ -390,32 +390,38 @@ async function keep(f, bytes, state, ctx) {
 
 /**
  * The verified bytes of `f` in `cache`: its whole entry, or else its resume pieces when they
- * cover the file ([`keep`]); null when absent. A corrupt entry or piece set is deleted and
- * reported by `onCorrupt`.
+ * cover the file ([`keep`]); null when absent (partial pieces are left for the download to resume
+ * from, unread). `on.verifying()` is called before a copy is hashed; a corrupt entry or piece set
+ * is deleted and reported by `on.corrupt()`.
  */
-async function cachedBytes(cache, f, onCorrupt = () => {}) {
+async function cachedBytes(cache, f, on = {}) {
   const resp = await cache.match(f.url);
   if (resp) {
+    on.verifying?.();
     const bytes = new Uint8Array(await resp.arrayBuffer());
     if (bytes.length === f.size && (await sha256Hex(bytes)) === f.sha256) return bytes;
     await cache.delete(f.url);
-    onCorrupt();
+    on.corrupt?.();
     return null;
   }
+  if (piecesOf(await pieceBytes(cache), f) !== f.size) return null;
+  on.verifying?.();
   const { pieces, offset } = await readPieces(cache, f);
   if (offset !== f.size) return null;
   const bytes = concat(pieces.map((p) => p.bytes));
   if ((await sha256Hex(bytes)) === f.sha256) return bytes;
   await dropPieces(cache, pieces);
-  onCorrupt();
+  on.corrupt?.();
   return null;
 }
 
 /** The cached bytes of `f` if present and intact ([`cachedBytes`]); a corrupt copy is deleted (null). */
 async function fromCache(f, ctx) {
   if (!ctx.cache) return null;
-  ctx.progress.set(f.file, { state: 'verifying' });
-  const bytes = await cachedBytes(ctx.cache, f, () => ctx.stats.corrupt.push(f.file));
+  const bytes = await cachedBytes(ctx.cache, f, {
+    verifying: () => ctx.progress.set(f.file, { state: 'verifying' }),
+    corrupt: () => ctx.stats.corrupt.push(f.file),
+  });
   if (bytes) ctx.stats.fromCache.push(f.file);
   return bytes;
 }
@@ -507,7 +513,7 @@ export async function readCachedShard(model, manifest, index) {
   if (!f) throw new ModelLoadError(`no shard ${index} in ${manifestUrl}`, 'manifest');
   const cache = hasCaches() ? await caches.open(CACHE_PREFIX + manifestUrl) : null;
   let corrupt = false;
-  const bytes = cache && (await cachedBytes(cache, f, () => { corrupt = true; }));
+  const bytes = cache && (await cachedBytes(cache, f, { corrupt: () => { corrupt = true; } }));
   if (corrupt) throw new ModelLoadError(`cached shard ${f.file} of ${manifestUrl} is corrupt (deleted)`, 'integrity');
   if (!bytes) throw new ModelLoadError(`shard ${f.file} of ${manifestUrl} is not in the cache`, 'integrity');
   return bytes;

@@ -44,14 +44,11 @@ pub type Pieces = Vec<(String, bool)>;
 /// Render with user `texts` kept apart from the template's text: `render(subs)` renders with
 /// each text replaced by a marker (its leading and trailing whitespace kept outside the marker,
 /// so a template that trims still trims), the result is cut at the markers, and the texts go
-/// back in as literal pieces. Errors when the pieces do not join to `render(texts)` exactly (a
-/// template that rewrites message text, e.g. with `upper`), since the user's control-token text
-/// could not then be told from the template's.
-pub fn render_apart(texts: &[String], render: impl Fn(&[String]) -> Result<String>) -> Result<Pieces> {
-    let open = (0u32..)
-        .map(|k| format!("\u{E000}{k}:"))
-        .find(|m| !texts.iter().any(|t| t.contains(m.as_str())))
-        .expect("some marker is absent from finitely many texts");
+/// back in as literal pieces. `plain` is the prompt rendered with the texts themselves: errors
+/// when the pieces do not join to it exactly (a template that rewrites message text, e.g. with
+/// `upper`), since the user's control-token text could not then be told from the template's.
+pub fn render_apart(texts: &[String], plain: &str, render: impl Fn(&[String]) -> Result<String>) -> Result<Pieces> {
+    let open = format!("\u{E000}{}:", absent_marker(texts));
     const CLOSE: char = '\u{E001}';
     let parts: Vec<(&str, &str, &str)> = texts
         .iter()
@@ -78,7 +75,7 @@ pub fn render_apart(texts: &[String], render: impl Fn(&[String]) -> Result<Strin
     pieces.push((rest.to_string(), false));
     pieces.retain(|(t, _)| !t.is_empty());
     let joined: String = pieces.iter().map(|(t, _)| t.as_str()).collect();
-    if joined != render(texts)? {
+    if joined != plain {
         return Err(Error::Invalid(
             "a message holds control-token text and the chat template rewrites message text, so that text \
              cannot be kept apart from the template's own control tokens"
@@ -86,6 +83,25 @@ pub fn render_apart(texts: &[String], render: impl Fn(&[String]) -> Result<Strin
         ));
     }
     Ok(pieces)
+}
+
+/// The smallest `k` such that no text holds `\u{E000}{k}:`, in one pass over the texts (only the
+/// numbers that follow a U+E000 can be taken; trying `k` = 0, 1, ... against every text would be
+/// quadratic in a text full of markers).
+fn absent_marker(texts: &[String]) -> u64 {
+    let mut taken = std::collections::HashSet::new();
+    for t in texts {
+        for (at, _) in t.match_indices('\u{E000}') {
+            let rest = &t[at + '\u{E000}'.len_utf8()..];
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if rest[digits..].starts_with(':') {
+                if let Ok(k) = rest[..digits].parse::<u64>() {
+                    taken.insert(k);
+                }
+            }
+        }
+    }
+    (0..).find(|k| !taken.contains(k)).expect("fewer numbers are taken than exist")
 }
 
 fn template_error(e: minijinja::Error) -> Error {

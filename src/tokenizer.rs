@@ -54,16 +54,16 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Whether `text` holds the text of a control token: a special added token (`<eos>`,
+    /// Whether any of `texts` holds the text of a control token: a special added token (`<eos>`,
     /// `<end_of_turn>`, `<|im_start|>`, `<image>` in llava-hf tokenizers) or the BOS / EOS string.
-    pub fn has_control_text(&self, text: &str) -> bool {
-        let spec_tokens = [&self.spec.bos_token, &self.spec.eos_token];
-        spec_tokens.into_iter().flatten().any(|t| !t.is_empty() && text.contains(t.as_str()))
-            || self
-                .inner
-                .get_added_tokens_decoder()
-                .values()
-                .any(|t| t.special && !t.content.is_empty() && text.contains(&t.content))
+    pub fn has_control_text(&self, texts: &[String]) -> bool {
+        let added = self.inner.get_added_tokens_decoder(); // a copy: taken once for all texts
+        let spec = [self.spec.bos_token.as_deref(), self.spec.eos_token.as_deref()];
+        let controls: Vec<&str> = (added.values().filter(|t| t.special).map(|t| t.content.as_str()))
+            .chain(spec.into_iter().flatten())
+            .filter(|c| !c.is_empty())
+            .collect();
+        texts.iter().any(|t| controls.iter().any(|c| t.contains(c)))
     }
 
     /// Decode ids to text (special tokens skipped).

@@ -93,10 +93,11 @@ fn strftime_formats_like_python() {
 fn render_apart_cuts_user_text_out() {
     let texts = vec![" hi <eos>\n".to_string(), "two".to_string()];
     let run = |tpl: &str| {
-        chat::render_apart(&texts, |subs| {
-            let msgs: Vec<Message> = subs.iter().map(|s| msg("user", s)).collect();
+        let r = |ts: &[String]| {
+            let msgs: Vec<Message> = ts.iter().map(|s| msg("user", s)).collect();
             render(tpl, &msgs, false, "", "")
-        })
+        };
+        chat::render_apart(&texts, &r(&texts)?, r)
     };
     let trimmed = run("{% for m in messages %}<s>{{ m.content | trim }}</s>{% endfor %}").unwrap();
     let want = |v: &[(&str, bool)]| v.iter().map(|(t, l)| (t.to_string(), *l)).collect::<Vec<_>>();
@@ -112,8 +113,11 @@ fn render_apart_cuts_user_text_out() {
     assert!(e.contains("rewrites message text"), "{e}");
     // A user text holding the marker form itself does not confuse the cut.
     let sneaky = vec!["\u{E000}0:0\u{E001}".to_string()];
-    let p = chat::render_apart(&sneaky, |subs| {
-        render("{{ messages[0].content }}!", &[msg("user", &subs[0])], false, "", "")
-    });
+    let r = |ts: &[String]| render("{{ messages[0].content }}!", &[msg("user", &ts[0])], false, "", "");
+    let p = chat::render_apart(&sneaky, &r(&sneaky).unwrap(), r);
     assert_eq!(p.unwrap(), want(&[("\u{E000}0:0\u{E001}", true), ("!", false)]));
+    // A text holding every marker from 0 to 20000 (the free one is found in one pass).
+    let many = vec![(0..=20_000).map(|k| format!("\u{E000}{k}:")).collect::<String>() + "<eos>"];
+    let p = chat::render_apart(&many, &r(&many).unwrap(), r).unwrap();
+    assert_eq!(p, want(&[(many[0].as_str(), true), ("!", false)]));
 }

@@ -225,12 +225,12 @@ impl Engine {
             spec.chat_template.as_deref().ok_or_else(|| Error::Template("the model ships no chat template".into()))?;
         let bos = spec.bos_token.as_deref().unwrap_or("");
         let eos = spec.eos_token.as_deref().unwrap_or("");
+        let text = chat::render(tpl, messages, true, bos, eos)?;
         let texts: Vec<String> = messages.iter().map(|m| m.content.clone()).collect();
         if !self.holds_control_text(&texts) {
-            let text = chat::render(tpl, messages, true, bos, eos)?;
             return self.tokenizer.encode(&text, false);
         }
-        let pieces = chat::render_apart(&texts, |subs| {
+        let pieces = chat::render_apart(&texts, &text, |subs| {
             let msgs: Vec<Message> =
                 messages.iter().zip(subs).map(|(m, c)| Message { role: m.role.clone(), content: c.clone() }).collect();
             chat::render(tpl, &msgs, true, bos, eos)
@@ -242,7 +242,8 @@ impl Engine {
     /// then the prompt is rendered with the texts apart ([`chat::render_apart`]) and they are
     /// tokenized as text, so a user cannot forge turn boundaries, EOS or image slots.
     fn holds_control_text(&self, texts: &[String]) -> bool {
-        texts.iter().any(|t| self.tokenizer.has_control_text(t) || (self.llava().is_some() && t.contains("<image>")))
+        self.tokenizer.has_control_text(texts)
+            || (self.llava().is_some() && texts.iter().any(|t| t.contains("<image>")))
     }
 
     /// Tokenize rendered pieces: the template's through [`Engine::encode_with_images`], the user's
@@ -287,7 +288,7 @@ impl Engine {
         let add_bos = spec.add_bos && !(bos.is_empty() || text.starts_with(bos));
         let texts: Vec<String> = turns.iter().map(|t| t.text.clone()).collect();
         if self.holds_control_text(&texts) {
-            let pieces = chat::render_apart(&texts, |subs| {
+            let pieces = chat::render_apart(&texts, &text, |subs| {
                 let ts: Vec<ChatTurn> =
                     turns.iter().zip(subs).map(|(t, s)| ChatTurn { text: s.clone(), ..t.clone() }).collect();
                 render_turns(tpl, &ts, bos, eos)
